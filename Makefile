@@ -1,0 +1,38 @@
+# Two commands do everything on a fresh machine: `make run` (the study) and `make test`.
+# Both create .venv if absent, install torch==2.13.0 first, then mtbc with its extras.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.mtbc-installed
+PARAMS ?= params/demo.yaml
+
+.PHONY: run test lab lint bench demo clean-reports
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/mtbc run --params $(PARAMS)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+demo: $(STAMP)
+	$(VENV)/bin/mtbc demo
+
+bench: $(STAMP)
+	$(VENV)/bin/mtbc bench
+
+lab: $(STAMP)
+	$(PY) -m pip install -e '.[dev,lab]'
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-reports:
+	rm -rf reports/*/
