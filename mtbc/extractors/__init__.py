@@ -27,6 +27,10 @@ _REGISTRY: dict[str, str] = {
 }
 
 
+class WeightsUnavailableError(RuntimeError):
+    """Model weights are not on this machine and cannot be fetched; the message says how to fix it."""
+
+
 def available_extractors() -> list[str]:
     """Names accepted by :func:`get_extractor`."""
     return sorted(_REGISTRY)

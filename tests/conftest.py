@@ -1,0 +1,28 @@
+"""Shared fixtures: seeded randomness and writers of small audio files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def write_tone(path, *, seconds=1.0, sr=16000, freq=440.0, channels=1, subtype="PCM_16",
+               fmt=None, amplitude=0.5):
+    """Write a sine tone (same on every channel) and return the path."""
+    t = np.arange(int(round(seconds * sr))) / sr
+    x = (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    data = np.repeat(x[:, None], channels, axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data, sr, subtype=subtype, format=fmt)
+    return path
+
+
+@pytest.fixture
+def tone():
+    return write_tone
