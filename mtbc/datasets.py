@@ -24,6 +24,7 @@ with the decoder's reason and train has 442 tracks; a good copy is used as is.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -71,6 +72,21 @@ class Collection:
     @property
     def labels(self) -> list[str]:
         return sorted(self.tracks["label"].dropna().unique())
+
+    def to_json(self) -> str:
+        """The whole collection as JSON (see :meth:`from_json`)."""
+        return json.dumps({"name": self.name, "source": self.source,
+                           "tracks": json.loads(self.tracks.to_json(orient="split", index=False)),
+                           "skipped": json.loads(self.skipped.to_json(orient="split",
+                                                                      index=False))})
+
+    @classmethod
+    def from_json(cls, text: str) -> Collection:
+        d = json.loads(text)
+        frames = {k: pd.DataFrame(d[k]["data"], columns=d[k]["columns"])
+                  for k in ("tracks", "skipped")}
+        return cls(tracks=frames["tracks"], skipped=frames["skipped"], name=d["name"],
+                   source=d["source"])
 
     def summary(self) -> pd.DataFrame:
         """Per-label counts and durations (s), plus the sample rates seen."""
@@ -268,14 +284,37 @@ def scan(table: pd.DataFrame, *, name: str = "collection", source: str = "",
                       name=name, source=source)
 
 
+KINDS = ("demo", "csv", "gtzan", "folder")
+
+
+def _scan_key(table: pd.DataFrame, *, kind: str, spec: str, min_duration: float) -> str:
+    """Changes when the table or any file's size or modification time changes."""
+    stats = []
+    for p in table["path"]:
+        try:
+            st = os.stat(p)
+            stats.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            stats.append(None)
+    payload = json.dumps([kind, spec, min_duration, table.to_json(), stats], default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
 def load_collection(spec: str | Path, *, kind: str = "auto", progress: bool = True,
-                    min_duration: float = 0.0) -> Collection:
+                    min_duration: float = 0.0, scan_cache: str | Path | None = None
+                    ) -> Collection:
     """Build and scan a collection from ``spec``.
 
-    ``spec``: ``"demo"``, a CSV manifest, a GTZAN root or a folder of label folders.
-    ``kind``: ``"auto"`` (default), ``"demo"``, ``"csv"``, ``"gtzan"`` or ``"folder"``.
+    ``spec``: ``"demo"``, a CSV manifest, a GTZAN root or a folder of label folders; a
+    ``kind:`` prefix (``"gtzan:/data/GTZAN"``) forces the layout, as does ``kind``
+    (``"auto"`` default, ``"demo"``, ``"csv"``, ``"gtzan"`` or ``"folder"``).
+    ``scan_cache``: a folder where the scan result is kept and reused while no file changed
+    size or modification time (saves decoding every file again in each notebook).
     """
     spec_str = str(spec)
+    prefix, sep, rest = spec_str.partition(":")
+    if kind == "auto" and sep and prefix in KINDS:
+        kind, spec_str = prefix, rest
     if kind == "auto":
         path = Path(spec_str)
         if spec_str == "demo":
@@ -288,12 +327,24 @@ def load_collection(spec: str | Path, *, kind: str = "auto", progress: bool = Tr
             kind = "folder"
         else:
             raise CollectionError(f"{spec}: not found (give 'demo', a CSV manifest or a folder)")
-    builders = {"demo": lambda: from_demo(None if spec_str == "demo" else spec_str),
+    builders = {"demo": lambda: from_demo(None if spec_str in ("demo", "") else spec_str),
                 "csv": lambda: from_csv(spec_str), "gtzan": lambda: from_gtzan(spec_str),
                 "folder": lambda: from_folder(spec_str)}
     if kind not in builders:
         raise ValueError(f"kind must be one of auto, {', '.join(builders)}; not {kind!r}")
     table = builders[kind]()
     name = "demo" if kind == "demo" else Path(spec_str).stem or kind
-    return scan(table, name=name, source=f"{kind}:{spec_str}", progress=progress,
-                min_duration=min_duration)
+    source = f"{kind}:{spec_str}"
+    cached = None
+    if scan_cache is not None:
+        key = _scan_key(table, kind=kind, spec=spec_str, min_duration=min_duration)
+        cached = Path(scan_cache) / "scans" / f"{name}-{key}.json"
+        if cached.is_file():
+            return Collection.from_json(cached.read_text(encoding="utf-8"))
+    coll = scan(table, name=name, source=source, progress=progress, min_duration=min_duration)
+    if cached is not None:
+        from .store import _atomic_write
+
+        text = coll.to_json().encode()
+        _atomic_write(cached, lambda f: f.write(text))
+    return coll

@@ -12,6 +12,8 @@ Parameter file schema (top-level keys; anything else is an error naming the key 
     title: "Demo corpus"       # optional; heading of the index page
     collection: demo           # what to classify: "demo" (the rendered demo corpus), a folder
                                #   of audio, a tracks .csv, or "gtzan:<root>"; default "demo"
+    demo: {n_per_class: 12, clip_seconds: 15, seed: 0}   # optional; size of the demo corpus
+                               #   that `mtbc run` renders when collection is "demo"
     extractors:                # label -> options for mtbc.extractors.get_extractor
       mert-95m: {name: mert, model: m-a-p/MERT-v1-95M, revision: main}
       vggish: {}               # "name" defaults to the label, so each entry builds with
@@ -78,8 +80,8 @@ WEIGHTS_KINDS = ("pretrained", "fixture", "random")
 FIXTURE_TEXT = ("These numbers come from test-fixture/random weights: "
                 "they are not model results.")
 
-_PARAM_KEYS = ("run", "title", "collection", "extractors", "seed", "cache_dir", "notebooks",
-               "params", "notebook_params")
+_PARAM_KEYS = ("run", "title", "collection", "demo", "extractors", "seed", "cache_dir",
+               "notebooks", "params", "notebook_params")
 #: Values every notebook may declare in its parameters cell.
 SHARED_PARAMS = ("run", "collection", "extractors", "seed", "cache_dir")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -194,6 +196,12 @@ def validate_params(raw: Any, *, source: str = "<params>") -> dict[str, Any]:
         raise fail(f"'collection' must be 'demo', a folder, a .csv or 'gtzan:<root>', "
                    f"got {collection!r}")
     out["collection"] = collection
+    demo = raw.get("demo") or {}
+    demo_keys = ("seed", "n_per_class", "clip_seconds", "out_dir")
+    if not isinstance(demo, Mapping) or any(k not in demo_keys for k in demo):
+        raise fail(f"'demo' must be a mapping with keys among {', '.join(demo_keys)} "
+                   f"(the size of the rendered demo corpus), got {demo!r}")
+    out["demo"] = dict(demo)
 
     extractors = raw.get("extractors", {})
     if isinstance(extractors, list):

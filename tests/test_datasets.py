@@ -133,3 +133,23 @@ def test_load_collection_errors_are_clear(tmp_path):
         load_collection(tmp_path)
     with pytest.raises(CollectionError, match="mtbc demo"):
         load_collection(tmp_path / "demo", kind="demo")
+
+
+def test_scan_cache_reused_until_a_file_changes(tmp_path, tone, monkeypatch):
+    import mtbc.datasets as ds
+
+    root = tmp_path / "m"
+    tone(root / "a" / "x.wav", seconds=0.3)
+    tone(root / "b" / "y.wav", seconds=0.4, freq=700)
+    first = load_collection(f"folder:{root}", scan_cache=tmp_path / "cache", progress=False)
+    calls = []
+    real_scan = ds.scan
+    monkeypatch.setattr(ds, "scan", lambda *a, **k: calls.append(1) or real_scan(*a, **k))
+    again = load_collection(root, scan_cache=tmp_path / "cache", progress=False)
+    assert calls == []
+    pd.testing.assert_frame_equal(again.tracks, first.tracks, check_dtype=False)
+    assert again.source == first.source == f"folder:{root}"
+    tone(root / "b" / "y.wav", seconds=0.5, freq=700)  # rewritten: new size
+    changed = load_collection(root, scan_cache=tmp_path / "cache", progress=False)
+    assert calls == [1]
+    assert changed.tracks.set_index("track_id").loc["b/y", "duration"] == pytest.approx(0.5)

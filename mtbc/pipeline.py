@@ -1,0 +1,78 @@
+"""The main job (``mtbc run`` / ``make run``): corpus -> embeddings -> notebooks -> HTML.
+
+1. Render the demo corpus when the run's collection is ``demo`` and it is not built yet.
+2. Scan the collection (the scan is cached next to the embeddings; notebooks reuse it).
+3. Extract every configured extractor through the cache (a re-run does no model work).
+   Missing model weights stop the run here, with the extractor's message on how to get them.
+4. Execute the numbered notebooks with papermill and publish HTML plus an index page.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import config
+from .datasets import Collection, load_collection
+from .extract import extract_collection
+from .extractors import Extractor, get_extractor
+from .report import load_params, run_reports, validate_params
+from .store import EmbeddingStore
+
+
+def cache_root(cache_dir: str | os.PathLike | None) -> Path:
+    """The embedding cache folder of a run (``null`` in the params: the default)."""
+    return Path(cache_dir) if cache_dir else config.cache_dir()
+
+
+def open_collection(collection: str, *, cache_dir: str | None = None, progress: bool = True
+                    ) -> Collection:
+    """The scanned collection of a run, reusing the cached scan while no file changed."""
+    return load_collection(collection, scan_cache=cache_root(cache_dir), progress=progress)
+
+
+def build_extractor(options: Mapping[str, Any]) -> Extractor:
+    """``{"name": "mert", "model": ...}`` -> the extractor."""
+    opts = dict(options)
+    return get_extractor(opts.pop("name"), **opts)
+
+
+def prepare(params: Mapping[str, Any], *, progress: bool = True) -> dict[str, Any]:
+    """Steps 1-3: corpus, scan, embeddings. Returns run info for the index page."""
+    if params["collection"] in ("demo", "demo:"):
+        from .demo import build_demo
+
+        demo = dict(params.get("demo") or {})
+        manifest = build_demo(demo.pop("out_dir", None), progress=progress, **demo)
+        print(f"demo corpus: {manifest}")
+    coll = open_collection(params["collection"], cache_dir=params["cache_dir"], progress=progress)
+    print(f"collection {coll.name}: {len(coll)} tracks, {len(coll.skipped)} skipped")
+    store = EmbeddingStore(cache_root(params["cache_dir"]))
+    info: dict[str, Any] = {"tracks": len(coll), "skipped": len(coll.skipped)}
+    fixtures = {}
+    for label, options in params["extractors"].items():
+        extractor = build_extractor(options)
+        report = extract_collection(coll.tracks, extractor, store, progress=progress)
+        print(f"{label}: {report}")
+        kind = extractor.metadata().get("weights_kind", "pretrained")
+        if kind != "pretrained":
+            fixtures[label] = kind
+    if fixtures:
+        info["fixture_weights"] = fixtures
+    return info
+
+
+def run(params_path: str | os.PathLike | Mapping[str, Any], *,
+        notebooks_dir: str | os.PathLike = "notebooks", reports_root: str | os.PathLike | None
+        = None, progress: bool = True) -> Path:
+    """The whole study; returns the path of the run's ``index.html``."""
+    if isinstance(params_path, Mapping):
+        params = validate_params(params_path, source="<params dict>")
+    else:
+        params = load_params(params_path)
+    info = prepare(params, progress=progress)
+    return run_reports(params_path if not isinstance(params_path, Mapping) else params,
+                       notebooks_dir=notebooks_dir, reports_root=reports_root,
+                       run_info=info, progress=progress)
