@@ -1,0 +1,384 @@
+"""Figures for the notebooks: every one has a title, axes with units and labelled colour bars.
+
+Each function draws into ``ax`` (a new figure when ``ax`` is None) and returns the Axes
+(``ax.figure`` is the Figure). Embedding values have no physical unit and are labelled "a.u."
+(arbitrary units). Accuracy-like columns may hold fractions (0-1) or percentages (0-100):
+``percent=None`` treats them as fractions when every value is <= 1, and plots percent.
+
+No backend is forced here: in Jupyter (and papermill) the inline backend is used, and a
+process with no display gets matplotlib's own headless default (Agg). Scripts and tests that
+want to be explicit set ``MPLBACKEND=Agg`` or call ``matplotlib.use("Agg")`` themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
+
+_AU = "(a.u.)"
+
+
+def _axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
+def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} needs columns {list(columns)}; missing {missing} "
+                         f"(it has {list(df.columns)})")
+
+
+def _percent_factor(values: np.ndarray, percent: bool | None) -> float:
+    """100 when ``values`` are fractions (``percent`` False, or None and all <= 1), else 1."""
+    if percent is None:
+        finite = np.asarray(values, dtype=float)
+        finite = finite[np.isfinite(finite)]
+        percent = not (len(finite) and finite.max() <= 1.0)
+    return 1.0 if percent else 100.0
+
+
+def _has_labels(labels: pd.Series) -> bool:
+    return bool(labels.notna().any())
+
+
+# -- embedding statistics ----------------------------------------------------------------
+def plot_similarity(
+    sim: pd.DataFrame,
+    *,
+    labels: Sequence | pd.Series | None = None,
+    ax: Axes | None = None,
+    title: str = "Cosine similarity between tracks (track-mean embeddings)",
+    annot: bool | None = None,
+    cmap: str = "viridis",
+    vmin: float | None = None,
+    vmax: float | None = 1.0,
+) -> Axes:
+    """Heatmap of a square similarity DataFrame (from ``stats.cosine_similarity_matrix``).
+
+    ``labels`` (one per row of ``sim``, same order) sorts the tracks by class, appends the
+    class to each tick and draws lines between classes. ``annot`` writes the values
+    (default: when there are at most 12 tracks). The colour bar reads "cosine similarity".
+    """
+    n = len(sim)
+    if sim.shape != (n, n):
+        raise ValueError(f"sim must be square, got shape {sim.shape}")
+    ticks = [str(t) for t in sim.index]
+    bounds = []
+    if labels is not None:
+        lab = pd.Series(np.asarray(labels, dtype=object)).fillna("(no label)").astype(str)
+        if len(lab) != n:
+            raise ValueError(f"{len(lab)} labels for a {n} x {n} similarity matrix")
+        order = np.argsort(lab.to_numpy(), kind="stable")
+        sim = sim.iloc[order, order]
+        lab = lab.iloc[order].reset_index(drop=True)
+        ticks = [f"{t} ({c})" for t, c in zip(sim.index, lab, strict=True)]
+        bounds = [i for i in range(1, n) if lab[i] != lab[i - 1]]
+    side = min(14.0, 3.0 + 0.35 * n)
+    ax = _axes(ax, (side + 1.5, side))
+    show_ticks = n <= 50
+    sns.heatmap(sim.to_numpy(), ax=ax, cmap=cmap, vmin=vmin, vmax=vmax, square=True,
+                annot=(n <= 12) if annot is None else annot, fmt=".2f",
+                xticklabels=ticks if show_ticks else False,
+                yticklabels=ticks if show_ticks else False,
+                cbar_kws={"label": "cosine similarity"})
+    for b in bounds:
+        ax.axhline(b, color="white", lw=1.5)
+        ax.axvline(b, color="white", lw=1.5)
+    ax.set_title(title)
+    ax.set_xlabel("track" + ("" if show_ticks else f" ({n}, sorted by label)"))
+    ax.set_ylabel("track")
+    return ax
+
+
+def plot_projection(
+    proj: pd.DataFrame,
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    annotate: bool | None = None,
+) -> Axes:
+    """Scatter of a 2-D projection (``stats.project_2d``), coloured by label.
+
+    ``annotate`` writes each track_id beside its point (default: at most 20 tracks). The
+    projection's note (method, perplexity, explained variance, fallbacks) is printed under
+    the plot.
+    """
+    _require(proj, ["track_id", "label", "x", "y", "method"], "plot_projection")
+    method = str(proj["method"].iloc[0]) if len(proj) else "pca"
+    name = {"pca": "PC", "tsne": "t-SNE"}.get(method, method)
+    ax = _axes(ax, (7.0, 5.5))
+    labelled = _has_labels(proj["label"])
+    data = proj.assign(label=proj["label"].fillna("(no label)").astype(str))
+    sns.scatterplot(data=data, x="x", y="y", hue="label" if labelled else None, ax=ax, s=60)
+    if labelled and ax.get_legend() is not None:
+        ax.get_legend().set_title("label")
+    if annotate if annotate is not None else len(proj) <= 20:
+        for row in proj.itertuples():
+            ax.annotate(str(row.track_id), (row.x, row.y), fontsize=7, alpha=0.8,
+                        xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(f"{name} 1 {_AU}")
+    ax.set_ylabel(f"{name} 2 {_AU}")
+    ax.set_title(title or f"{'t-SNE' if method == 'tsne' else 'PCA'} of track embeddings "
+                          f"(n = {len(proj)})")
+    note = proj.attrs.get("note", "")
+    if note:
+        ax.annotate(note, (0, 0), xycoords="axes fraction", xytext=(0, -32),
+                    textcoords="offset points", fontsize=7, color="0.35", va="top")
+    return ax
+
+
+def plot_track_stats(
+    stats: pd.DataFrame,
+    *,
+    layer: int | None = None,
+    stat: str = "mean",
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Per-track summary from ``stats.track_stats``.
+
+    One layer in the table (or ``layer`` given): per track, the mean with a thick +-std bar and
+    a thin min-max line, coloured by label. Several layers: ``stat`` against layer, one line per
+    track, coloured by label.
+    """
+    _require(stats, ["track_id", "label", "layer", "mean", "std", "min", "max"],
+             "plot_track_stats")
+    if layer is not None:
+        stats = stats[stats["layer"] == layer]
+        if stats.empty:
+            raise ValueError(f"no rows for layer {layer}")
+    data = stats.assign(label=stats["label"].fillna("(no label)").astype(str))
+    models = [m for m in data["model"].unique() if m] if "model" in data.columns else []
+    who = f" ({', '.join(map(str, models))})" if models else ""
+    labels = sorted(data["label"].unique())
+    palette = dict(zip(labels, sns.color_palette(n_colors=len(labels)), strict=True))
+    if data["layer"].nunique() > 1:
+        ax = _axes(ax, (8.0, 5.0))
+        sns.lineplot(data=data, x="layer", y=stat, hue="label", units="track_id",
+                     estimator=None, palette=palette, ax=ax, lw=1, alpha=0.7)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlabel("layer")
+        ax.set_ylabel(f"track {stat} of embedding values {_AU}")
+        ax.set_title(title or f"Per-track {stat} of embedding values by layer{who}")
+        if ax.get_legend() is not None:
+            ax.get_legend().set_title("label")
+        return ax
+    n = len(data)
+    ax = _axes(ax, (min(16.0, 3.0 + 0.4 * n), 5.0))
+    x = np.arange(n)
+    colors = [palette[c] for c in data["label"]]
+    ax.vlines(x, data["min"], data["max"], colors=colors, lw=1, alpha=0.6)
+    ax.errorbar(x, data["mean"], yerr=data["std"], fmt="none", ecolor=colors, elinewidth=4,
+                alpha=0.5)
+    ax.scatter(x, data["mean"], c=colors, zorder=3, s=25)
+    ax.set_xticks(x, [str(t) for t in data["track_id"]] if n <= 60 else [""] * n,
+                  rotation=90, fontsize=7)
+    ax.set_xlabel("track")
+    ax.set_ylabel(f"embedding value {_AU}")
+    lay = f", layer {data['layer'].iloc[0]}" if n else ""
+    ax.set_title(title or f"Embedding values per track{who}{lay}")
+    handles = [Line2D([], [], color=palette[c], marker="o", ls="", label=c) for c in labels]
+    handles += [Line2D([], [], color="0.4", lw=4, alpha=0.5, label="mean +- std"),
+                Line2D([], [], color="0.4", lw=1, label="min to max")]
+    ax.legend(handles=handles, title="label", fontsize=8)
+    return ax
+
+
+def plot_dim_stats(
+    dims: pd.DataFrame,
+    *,
+    top: int = 10,
+    feature_names: Sequence[str] | None = None,
+    ax: Axes | None = None,
+    title: str = "Per-dimension statistics across tracks",
+) -> Axes:
+    """Mean +- std across tracks of every dimension (``stats.dim_stats``), with the ``top``
+    highest-variance dimensions highlighted and named (``feature_names`` when given)."""
+    _require(dims, ["dim", "mean", "std", "std_rank"], "plot_dim_stats")
+    ax = _axes(ax, (10.0, 4.5))
+    hi = dims["std_rank"] <= top
+    rest = dims[~hi]
+    ax.errorbar(rest["dim"], rest["mean"], yerr=rest["std"], fmt=".", ms=3, lw=0.6,
+                color="0.55", label="dimension: mean +- std")
+    sel = dims[hi]
+    ax.errorbar(sel["dim"], sel["mean"], yerr=sel["std"], fmt="o", ms=4, lw=1.2,
+                color="C3", label=f"top {int(hi.sum())} by std")
+    for row in sel.itertuples():
+        name = feature_names[row.dim] if feature_names is not None else str(row.dim)
+        ax.annotate(name, (row.dim, row.mean + row.std), fontsize=7, color="C3",
+                    xytext=(0, 3), textcoords="offset points", ha="center")
+    ax.set_xlabel("embedding dimension (index)")
+    ax.set_ylabel(f"value across tracks {_AU}")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+# -- evaluation --------------------------------------------------------------------------
+def plot_confusion(
+    cm: np.ndarray,
+    labels: Sequence[str],
+    *,
+    normalize: bool = True,
+    ax: Axes | None = None,
+    title: str = "Confusion matrix",
+    annot: bool | None = None,
+    cmap: str = "Blues",
+) -> Axes:
+    """Heatmap of a confusion matrix (rows: true class, columns: predicted class).
+
+    ``normalize`` divides each row by its total (colour bar "fraction of true class"; a class
+    with no test tracks shows an empty row); otherwise counts (colour bar "tracks").
+    """
+    cm = np.asarray(cm, dtype=float)
+    k = len(labels)
+    if cm.shape != (k, k):
+        raise ValueError(f"cm has shape {cm.shape} but there are {k} labels")
+    if normalize:
+        totals = cm.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.where(totals > 0, cm / totals, np.nan)
+        fmt, cbar, vmax = ".2f", "fraction of true class", 1.0
+    else:
+        values, fmt, cbar, vmax = cm, ".0f", "tracks", None
+    side = min(12.0, 3.0 + 0.55 * k)
+    ax = _axes(ax, (side + 1.5, side))
+    sns.heatmap(values, ax=ax, cmap=cmap, vmin=0.0, vmax=vmax, square=True,
+                annot=(k <= 20) if annot is None else annot, fmt=fmt,
+                xticklabels=list(labels), yticklabels=list(labels), cbar_kws={"label": cbar})
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    ax.set_title(title)
+    return ax
+
+
+def _ci_errors(acc: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Non-negative (2, n) error-bar lengths; NaN where a bound is missing."""
+    return np.clip(np.vstack([acc - lo, hi - acc]), 0.0, None)
+
+
+def plot_layer_curve(
+    df: pd.DataFrame,
+    *,
+    chance: float | None = None,
+    hue: str | None = None,
+    percent: bool | None = None,
+    ax: Axes | None = None,
+    title: str = "Probe accuracy by layer",
+) -> Axes:
+    """Accuracy against layer with a shaded confidence band.
+
+    ``df`` has columns ``layer, accuracy, ci_low, ci_high``; ``hue`` (default: ``"system"``
+    when that column exists) draws one curve per value. ``chance`` (same units as accuracy)
+    draws a dashed line. The best layer of each curve is marked with a star. ``percent``:
+    whether the values are already percentages (None: fractions if all are <= 1).
+    """
+    _require(df, ["layer", "accuracy", "ci_low", "ci_high"], "plot_layer_curve")
+    if hue is None and "system" in df.columns:
+        hue = "system"
+    scale = _percent_factor(df[["accuracy", "ci_low", "ci_high"]].to_numpy(), percent)
+    ax = _axes(ax, (8.0, 4.8))
+    groups = df.groupby(hue, sort=False) if hue else [(None, df)]
+    for i, (name, g) in enumerate(groups):
+        g = g.sort_values("layer")
+        color = f"C{i % 10}"
+        acc = g["accuracy"].to_numpy(float) * scale
+        ax.fill_between(g["layer"], g["ci_low"] * scale, g["ci_high"] * scale, color=color,
+                        alpha=0.2, lw=0)
+        ax.plot(g["layer"], acc, marker="o", ms=4, color=color,
+                label=f"{name}" if name is not None else "accuracy")
+        if np.isfinite(acc).any():
+            best = int(np.nanargmax(acc))
+            ax.plot(g["layer"].iloc[best], acc[best], marker="*", ms=14, color=color,
+                    mec="k", ls="")
+    if chance is not None:
+        ax.axhline(chance * scale, ls="--", color="0.4", lw=1,
+                   label=f"chance ({chance * scale:.1f}%)")
+    ax.plot([], [], color="0.5", alpha=0.3, lw=8, label="95% CI")
+    ax.plot([], [], marker="*", ms=12, color="0.5", mec="k", ls="", label="best layer")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_model_comparison(
+    df: pd.DataFrame,
+    *,
+    chance: float | None = None,
+    percent: bool | None = None,
+    sort: bool = True,
+    ax: Axes | None = None,
+    title: str = "Test accuracy by system",
+) -> Axes:
+    """Horizontal bars of accuracy per system with CI whiskers.
+
+    ``df`` has columns ``system, accuracy, ci_low, ci_high``; an optional ``published``
+    column (same units) adds the published figure as a diamond. ``chance`` draws a dashed line.
+    ``percent``: whether the values are already percentages (None: fractions if all <= 1).
+    """
+    _require(df, ["system", "accuracy", "ci_low", "ci_high"], "plot_model_comparison")
+    cols = [c for c in ("accuracy", "ci_low", "ci_high", "published") if c in df.columns]
+    scale = _percent_factor(df[cols].to_numpy(dtype=float), percent)
+    if sort:
+        df = df.sort_values("accuracy", ascending=True)
+    n = len(df)
+    ax = _axes(ax, (8.0, 1.2 + 0.5 * n))
+    y = np.arange(n)
+    acc = df["accuracy"].to_numpy(float) * scale
+    err = _ci_errors(acc, df["ci_low"].to_numpy(float) * scale,
+                     df["ci_high"].to_numpy(float) * scale)
+    ax.barh(y, acc, xerr=err, color="C0", alpha=0.8, capsize=4, label="accuracy, 95% CI")
+    for yi, a, e in zip(y, acc, err[1], strict=True):
+        ax.annotate(f"{a:.1f}", (a + (e if np.isfinite(e) else 0), yi), xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize=8)
+    if "published" in df.columns:
+        pub = df["published"].to_numpy(float) * scale
+        ax.plot(pub, y, "D", color="k", ms=6, ls="", label="published")
+    if chance is not None:
+        ax.axvline(chance * scale, ls="--", color="0.4", lw=1,
+                   label=f"chance ({chance * scale:.1f}%)")
+    ax.set_yticks(y, [str(s) for s in df["system"]])
+    ax.set_xlim(0, max(100.0, float(np.nanmax(acc)) if n else 100.0) * 1.02)
+    ax.set_xlabel("accuracy (%)")
+    ax.set_ylabel("system")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+# -- collection overview -----------------------------------------------------------------
+def plot_durations(
+    tracks: pd.DataFrame,
+    *,
+    bins: int | str = "auto",
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Histogram of track durations in seconds, stacked by label (when labels exist)."""
+    _require(tracks, ["duration"], "plot_durations")
+    data = tracks[tracks["duration"].notna()].copy()
+    labelled = "label" in data.columns and _has_labels(data["label"])
+    if labelled:
+        data["label"] = data["label"].fillna("(no label)").astype(str)
+    ax = _axes(ax, (8.0, 4.5))
+    sns.histplot(data=data, x="duration", hue="label" if labelled else None,
+                 multiple="stack" if labelled else "layer", bins=bins, ax=ax)
+    if labelled and ax.get_legend() is not None:
+        ax.get_legend().set_title("label")
+    total_h = data["duration"].sum() / 3600
+    ax.set_xlabel("duration (s)")
+    ax.set_ylabel("tracks")
+    ax.set_title(title or f"Track durations (n = {len(data)}, total {total_h:.2f} h)")
+    return ax
