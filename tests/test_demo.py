@@ -1,0 +1,186 @@
+"""The demo corpus: deterministic, cached, balanced, documented, and fair to every class."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import inspect
+import json
+
+import numpy as np
+import pretty_midi
+import pytest
+import soundfile as sf
+
+import mtbc.demo as demo
+
+CLIP = 3.0  # seconds: small clips keep every build under a second or two
+
+
+def _build(out, **kw):
+    kw.setdefault("n_per_class", 1)
+    kw.setdefault("clip_seconds", CLIP)
+    return demo.build_demo(out, progress=False, **kw)
+
+
+def _rows(manifest):
+    with open(manifest, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _hashes(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """5 classes x 2 clips x 3 s at the default rate."""
+    out = tmp_path_factory.mktemp("demo")
+    return _build(out, n_per_class=2)
+
+
+def test_same_seed_gives_identical_bytes(tmp_path):
+    a = _build(tmp_path / "a", seed=3)
+    b = _build(tmp_path / "b", seed=3)
+    ha, hb = _hashes(a.parent), _hashes(b.parent)
+    assert len(ha) == 5 + 2, f"expected 5 clips + manifest + build.json, got {sorted(ha)}"
+    assert ha == hb, "two builds with the same seed differ"
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_different_seed_gives_different_corpus(tmp_path):
+    a = _rows(_build(tmp_path / "a", seed=0))
+    b = _rows(_build(tmp_path / "b", seed=1))
+    pick = lambda rows: [(r["source"], r["number"]) for r in rows]  # noqa: E731
+    assert pick(a) != pick(b), "seeds 0 and 1 chose the same pieces"
+
+
+def test_second_call_skips_rendering(tmp_path, monkeypatch):
+    manifest = _build(tmp_path, seed=0)
+    before = _hashes(tmp_path)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("rendered although the corpus was already built")
+
+    monkeypatch.setattr(demo, "render_midi", boom)
+    assert _build(tmp_path, seed=0) == manifest
+    assert _hashes(tmp_path) == before
+    with pytest.raises(AssertionError, match="rendered although"):
+        _build(tmp_path, seed=0, force=True)  # proves the patch would have caught a render
+
+
+def test_changed_parameters_or_missing_clip_rebuild(tmp_path, monkeypatch):
+    manifest = _build(tmp_path, seed=0)
+    calls = []
+    real = demo.render_midi
+    monkeypatch.setattr(demo, "render_midi", lambda *a, **k: calls.append(1) or real(*a, **k))
+    (tmp_path / _rows(manifest)[0]["path"]).unlink()
+    _build(tmp_path, seed=0)
+    assert calls, "a missing clip must trigger a rebuild"
+    assert all((tmp_path / r["path"]).is_file() for r in _rows(manifest))
+
+
+def test_killed_build_leaves_no_manifest_and_is_redone(tmp_path, monkeypatch):
+    first = _hashes(_build(tmp_path, seed=0).parent)
+    real, n = demo.render_midi, []
+
+    def dies_on_third(*args, **kwargs):
+        n.append(1)
+        if len(n) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(demo, "render_midi", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        _build(tmp_path, seed=0, force=True)
+    assert not (tmp_path / "manifest.csv").exists(), "a killed build left a manifest"
+    assert not (tmp_path / "build.json").exists(), "a killed build left build.json"
+    assert not list(tmp_path.rglob("*.tmp")), "temp files are renamed, never left as clips"
+    monkeypatch.setattr(demo, "render_midi", real)
+    assert _hashes(_build(tmp_path, seed=0).parent) == first
+
+
+def test_classes_are_balanced(small):
+    rows = _rows(small)
+    counts = {lb: sum(r["label"] == lb for r in rows) for lb in demo.DEFAULT_CLASSES}
+    assert counts == dict.fromkeys(demo.DEFAULT_CLASSES, 2)
+    assert len(demo.DEFAULT_CLASSES) >= 5
+
+
+def test_manifest_columns_and_provenance(small):
+    rows = _rows(small)
+    assert tuple(rows[0]) == demo.MANIFEST_COLUMNS
+    assert len({r["track_id"] for r in rows}) == len(rows)
+    for r in rows:
+        assert r["path"] == f"{r['label']}/{r['track_id']}.wav"
+        assert (small.parent / r["path"]).is_file()
+        number = int(r["number"]) if r["number"] else None
+        assert (r["source"], number) in demo.candidates(r["label"]), r
+        assert r["title"], f"{r['track_id']} has no title"
+        assert r["instrument"] == pretty_midi.program_to_instrument_name(int(r["program"]))
+        assert int(r["program"]) in demo.INSTRUMENT_POOL
+        assert int(r["tempo_bpm"]) in demo.TEMPO_POOL_BPM
+        assert int(r["transpose"]) in demo.TRANSPOSE_POOL
+        assert int(r["loops"]) >= 1 and r["seed"] == "0"
+    for r in rows:
+        if r["label"] in ("han", "german"):
+            assert r["source"].startswith("essenFolksong/") and r["number"], "one Essen tune, by number"
+    build = json.loads((small.parent / "build.json").read_text())
+    assert build["params"]["seed"] == 0 and build["params"]["sample_rate"] == 24000
+    assert set(build["params"]["versions"]) >= {"mtbc", "music21", "midirenderer"}
+    assert build["counts"] == dict.fromkeys(demo.DEFAULT_CLASSES, 2)
+
+
+def test_audio_is_24k_mono_pcm16_exact_length_and_normalised(small):
+    for r in _rows(small):
+        path = small.parent / r["path"]
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.subtype) == (24000, 1, "PCM_16"), info
+        assert info.frames == int(CLIP * 24000), f"{path}: {info.frames} frames"
+        x, _ = sf.read(path, dtype="int16")
+        peak_db = 20 * np.log10(np.abs(x.astype(np.int32)).max() / 32767)
+        assert abs(peak_db - demo.PEAK_DBFS) < 0.01, f"{path}: peak {peak_db:.2f} dBFS"
+        rms = np.sqrt(np.mean((x / 32768.0) ** 2))
+        assert rms > 0.01, f"{path} is (nearly) silent: rms {rms:.4f}"
+
+
+def test_other_sample_rate_and_subset_of_classes(tmp_path):
+    rows = _rows(_build(tmp_path, classes=["fiddle"], sample_rate=44100, clip_seconds=1.0))
+    assert [r["label"] for r in rows] == ["fiddle"]
+    info = sf.info(tmp_path / rows[0]["path"])
+    assert (info.samplerate, info.frames) == (44100, 44100)
+
+
+def test_every_class_draws_from_the_same_pools(tmp_path, monkeypatch):
+    # draw_render_params takes no class: nothing can make a pool depend on the label.
+    assert list(inspect.signature(demo.draw_render_params).parameters) == ["rng"]
+    # Shrink each shared pool to one odd value: every class must then use exactly that value.
+    monkeypatch.setattr(demo, "INSTRUMENT_POOL", (68,))
+    monkeypatch.setattr(demo, "TEMPO_POOL_BPM", (77,))
+    monkeypatch.setattr(demo, "TRANSPOSE_POOL", (3,))
+    rows = _rows(_build(tmp_path, clip_seconds=1.0))
+    assert {r["label"] for r in rows} == set(demo.DEFAULT_CLASSES)
+    assert {(r["program"], r["tempo_bpm"], r["transpose"]) for r in rows} == {("68", "77", "3")}
+
+
+def test_bad_arguments_say_how_to_fix(tmp_path):
+    with pytest.raises(ValueError, match="24000"):
+        _build(tmp_path, sample_rate=16000)
+    with pytest.raises(ValueError, match="choose from"):
+        _build(tmp_path, classes=["jazz"])
+    with pytest.raises(ValueError, match="seed"):
+        _build(tmp_path, seed=-1)
+
+
+def test_candidates_are_cheap_numbered_tunes():
+    han = demo.candidates("han")
+    assert len(han) > 1000 and all(isinstance(n, int) for _, n in han)
+    assert all(n is None for _, n in demo.candidates("bach"))
+    assert len(demo.candidates("german")) > 5000
+    assert demo.candidates("bach") == sorted(demo.candidates("bach"))
+
+
+def test_license_note_warns_non_commercial():
+    assert "non-commercial" in demo.LICENSE_NOTE and "Essen" in demo.LICENSE_NOTE
+    assert demo.soundfont_path().name == "TimGM6mb.sf2"
