@@ -50,7 +50,7 @@ def cmd_scan(args) -> int:
 
     coll = load_collection(args.collection, kind=args.kind, min_duration=args.min_duration)
     print(f"{coll.name} ({coll.source}): {len(coll)} tracks, {len(coll.skipped)} skipped")
-    _print_table(coll.summary().round(2), "per label (durations in s):")
+    _print_table(coll.summary().round(2).reset_index(), "per label (durations in s):")
     if coll.tracks["split"].notna().any():
         _print_table(coll.tracks.groupby("split").size().rename("tracks").reset_index(), "splits:")
     _print_table(coll.skipped[["path", "reason"]], "skipped:")

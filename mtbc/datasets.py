@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import config
 from .audio import AUDIO_EXTENSIONS, AudioError, read_audio
@@ -89,14 +89,13 @@ class Collection:
                    source=d["source"])
 
     def summary(self) -> pd.DataFrame:
-        """Per-label counts and durations (s), plus the sample rates seen."""
+        """Per-label counts and durations (s), plus the sample rates seen (indexed by label)."""
         t = self.tracks.assign(label=self.tracks["label"].fillna("(unlabelled)"))
         return (t.groupby("label")
                  .agg(tracks=("track_id", "size"), total_s=("duration", "sum"),
                       mean_s=("duration", "mean"), min_s=("duration", "min"),
                       max_s=("duration", "max"),
-                      sample_rates=("sample_rate", lambda s: ", ".join(map(str, sorted(set(s))))))
-                 .reset_index())
+                      sample_rates=("sample_rate", lambda s: ", ".join(map(str, sorted(set(s)))))))
 
 
 # -- helpers ---------------------------------------------------------------------------

@@ -436,7 +436,7 @@ def build_demo(out_dir: str | Path | None = None, *, seed: int = 0, n_per_class:
     --------
     >>> manifest = build_demo(seed=0)  # doctest: +SKIP
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import __version__
 from .audio import DEFAULT_RES_TYPE, AudioError, load_audio
@@ -148,3 +148,21 @@ def extract_collection(
     report.seconds = time.perf_counter() - start
     report.failed = pd.DataFrame(failed, columns=FAILED_COLUMNS)
     return report
+
+
+def reports_table(reports: dict[str, ExtractionReport], store: EmbeddingStore) -> pd.DataFrame:
+    """One row per extractor label: what the run did and the shape of what is cached."""
+    rows = []
+    for label, rep in reports.items():
+        listing = store.list(rep.fingerprint)
+        rows.append({
+            "extractor": label, "extracted": len(rep.extracted), "cached before": len(rep.cached),
+            "failed": len(rep.failed),
+            "layers": int(listing["n_layers"].iloc[0]) if len(listing) else None,
+            "dim": int(listing["dim"].iloc[0]) if len(listing) else None,
+            "segments per track": round(float(listing["n_segments"].mean()), 1)
+            if len(listing) else None,
+            "audio-s per s": round(rep.audio_seconds / rep.seconds, 1) if rep.extracted
+            and rep.seconds else None,
+        })
+    return pd.DataFrame(rows).set_index("extractor")

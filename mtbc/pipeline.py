@@ -76,3 +76,8 @@ def run(params_path: str | os.PathLike | Mapping[str, Any], *,
     return run_reports(params_path if not isinstance(params_path, Mapping) else params,
                        notebooks_dir=notebooks_dir, reports_root=reports_root,
                        run_info=info, progress=progress)
+
+
+def build_extractors(extractors: Mapping[str, Mapping[str, Any]]) -> dict[str, Extractor]:
+    """Label -> extractor for a run's ``extractors`` parameter (models load lazily)."""
+    return {label: build_extractor(options) for label, options in extractors.items()}

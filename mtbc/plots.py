@@ -382,3 +382,26 @@ def plot_durations(
     ax.set_ylabel("tracks")
     ax.set_title(title or f"Track durations (n = {len(data)}, total {total_h:.2f} h)")
     return ax
+
+
+def plot_layer_separability(
+    df: pd.DataFrame,
+    *,
+    ax: Axes | None = None,
+    title: str = "Class separability by layer",
+) -> Axes:
+    """Silhouette (cosine) of the labels against layer, from ``stats.layer_separability``."""
+    _require(df, ["layer", "silhouette"], "plot_layer_separability")
+    ax = _axes(ax, (8.0, 4.0))
+    ax.plot(df["layer"], df["silhouette"], marker="o", ms=4, label="silhouette")
+    if df["silhouette"].notna().any():
+        best = df.loc[df["silhouette"].idxmax()]
+        ax.plot(best["layer"], best["silhouette"], marker="*", ms=14, mec="k", ls="",
+                color="C0", label=f"best layer ({int(best['layer'])})")
+    ax.axhline(0.0, ls="--", color="0.4", lw=1, label="no structure (0)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("silhouette (cosine, -1 to 1)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax

@@ -157,3 +157,20 @@ class EmbeddingStore:
         if reduce == "mean":
             return np.stack(parts)
         return np.concatenate(parts), np.concatenate(index)
+
+
+def load_embeddings(tracks: pd.DataFrame, store: EmbeddingStore, fingerprint: str, *,
+                    layers: int | Sequence[int] | None = None, reduce: str | None = "mean"):
+    """The tracks that have an entry for ``fingerprint`` and their embeddings.
+
+    Returns ``(tracks_subset, X)`` with ``X`` as :meth:`EmbeddingStore.load_many` gives it
+    (``(n, L, D)`` for ``reduce="mean"``, ``(segments, track_index)`` for ``reduce=None``).
+    Tracks without an entry (failed extraction) are left out of ``tracks_subset``.
+    """
+    have = [store.has(h, fingerprint) for h in tracks["content_hash"]]
+    subset = tracks.loc[have].reset_index(drop=True)
+    if not len(subset):
+        raise KeyError(f"no cached embeddings for extractor {fingerprint} among these "
+                       f"{len(tracks)} tracks; run `mtbc extract` first")
+    return subset, store.load_many(list(subset["content_hash"]), fingerprint, layers=layers,
+                                   reduce=reduce)
