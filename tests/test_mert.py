@@ -36,7 +36,10 @@ def snapshots(tmp_path_factory) -> dict[tuple[str, str], Path]:
 def _wave(seconds: float, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * SR)) / SR
-    return (0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * rng.standard_normal(len(t))).astype(np.float32)
+    gain, offset = 0.2 + 0.3 * rng.random(), 0.2 * rng.standard_normal()  # differ per seed, so
+    # normalising a batch as a whole instead of chunk by chunk would show
+    wave = gain * (np.sin(2 * np.pi * 220 * (1 + seed) * t) + 0.3 * rng.standard_normal(len(t)))
+    return (wave + offset).astype(np.float32)
 
 
 def _reference(variant: str, chunk: np.ndarray, *, do_normalize: bool = True):
@@ -122,7 +125,10 @@ def test_long_wave_equals_each_chunk_alone_and_short_remainder_is_dropped(snapsh
 
 
 def test_embed_many_batches_across_tracks_and_equals_single(snapshots):
-    waves = [_wave(s, seed=i) for i, s in enumerate([4.0, 2.0, 3.5, 6.0])]
+    # very different levels: the model is nearly invariant to gain and offset (group norm
+    # after a bias-free conv) except near its eps, so a quiet track shows any cross-talk
+    waves = [g * _wave(s, seed=i) for i, (s, g) in enumerate([(4.0, 1.0), (2.0, 1e-4),
+                                                              (3.5, 10.0), (6.0, 1e-3)])]
     single = MertExtractor(model=snapshots["330m", "bin"], chunk_seconds=2.0, batch_size=1)
     batched = MertExtractor(model=snapshots["330m", "bin"], chunk_seconds=2.0, batch_size=4).load()
     sizes = []
@@ -160,13 +166,28 @@ def test_too_short_or_bad_input_is_refused(snapshots):
         ex.embed(np.zeros((2, 1000), np.float32))
 
 
+def test_normalisation_matches_wav2vec2_feature_extractor_row_by_row():
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from mtbc.extractors.mert import zero_mean_unit_var
+
+    rows = np.stack([g * _wave(1.0, seed=i) for i, g in enumerate([1e-4, 1.0, 30.0])])
+    fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SR, do_normalize=True)
+    want = np.stack([fe(r, sampling_rate=SR).input_values[0] for r in rows])
+    got = zero_mean_unit_var(torch.from_numpy(rows)).numpy()
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_do_normalize_false_feeds_the_raw_wave(tmp_path):
     folder = make_mert_snapshot(tmp_path / "raw", do_normalize=False)
     ex = MertExtractor(model=folder, chunk_seconds=2.0)
-    wave = 0.1 * _wave(2.0, seed=3)
+    wave = 1e-4 * _wave(2.0, seed=3)  # quiet, so that normalising would change the output
     ref = _reference("95m", wave, do_normalize=False)
-    np.testing.assert_allclose(ex.embed(wave)[0, -1], ref.last_hidden_state.mean(1)[0].numpy(),
-                               rtol=1e-4, atol=1e-5)
+    got = ex.embed(wave)[0, -1]
+    np.testing.assert_allclose(got, ref.last_hidden_state.mean(1)[0].numpy(), rtol=1e-4, atol=1e-5)
+    normalised = _reference("95m", wave, do_normalize=True).last_hidden_state.mean(1)[0].numpy()
+    assert not np.allclose(got, normalised, atol=1e-3)
     assert ex.metadata()["do_normalize"] is False
 
 
@@ -281,3 +302,10 @@ def test_missing_local_folder_or_files_is_a_fixable_error(tmp_path):
     (folder / "pytorch_model.bin").unlink()
     with pytest.raises(WeightsUnavailableError, match="missing .*model.safetensors or pytorch_model.bin"):
         MertExtractor(model=folder)
+
+
+def test_analytic_flops_match_design_figures():
+    from mtbc.bench import mert_forward_flops
+
+    assert mert_forward_flops(mert_config("95m", tiny=False), 30 * SR) == pytest.approx(0.81e12, rel=0.01)
+    assert mert_forward_flops(mert_config("330m", tiny=False), 30 * SR) == pytest.approx(2.1e12, rel=0.01)

@@ -305,6 +305,19 @@ def build_model(config: dict[str, Any], weights: Sequence[Path]):
 
 # ----------------------------------------------------------------------------- the extractor
 
+def zero_mean_unit_var(x):
+    """Normalise each row of ``(B, n)`` to ``(x - mean) / sqrt(var + 1e-7)`` (float32 out).
+
+    ``Wav2Vec2FeatureExtractor``'s ``do_normalize``, applied per chunk; statistics in float64.
+    """
+    import torch
+
+    x64 = x.double()
+    mean = x64.mean(dim=1, keepdim=True)
+    var = x64.var(dim=1, unbiased=False, keepdim=True)
+    return ((x64 - mean) / torch.sqrt(var + 1e-7)).to(torch.float32)
+
+
 def _resolve_device(device: str) -> str:
     import torch
 
@@ -435,11 +448,8 @@ class MertExtractor(Extractor):
 
         model = self.model
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-        if self.do_normalize:  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm, per chunk
-            x64 = x.double()
-            mean = x64.mean(dim=1, keepdim=True)
-            var = x64.var(dim=1, unbiased=False, keepdim=True)
-            x = ((x64 - mean) / torch.sqrt(var + 1e-7)).float()
+        if self.do_normalize:
+            x = zero_mean_unit_var(x)
         autocast = (torch.autocast(torch.device(self.device).type, dtype=getattr(torch, self.dtype))
                     if self.dtype != "float32" else contextlib.nullcontext())
         self._captured.clear()
@@ -524,6 +534,8 @@ class MertExtractor(Extractor):
             "device": self.device,
             "do_normalize": self.do_normalize,
             "output_version": OUTPUT_VERSION,
+            "attn_implementation": (getattr(self._model.config, "_attn_implementation", None)
+                                    if self._model is not None else None),
         }
 
     def layer_names(self, n_layers: int | None = None) -> list[str]:
