@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import re
 import warnings
 from collections.abc import Sequence
@@ -40,8 +39,6 @@ import numpy as np
 
 from mtbc.audio import chunk_wave
 from mtbc.extractors import Extractor, make_fingerprint
-
-log = logging.getLogger(__name__)
 
 MODEL_95M = "m-a-p/MERT-v1-95M"
 MODEL_330M = "m-a-p/MERT-v1-330M"
@@ -339,6 +336,13 @@ def _resolve_dtype(dtype: str, device: str) -> str:
     return "float32"
 
 
+def _check_options(chunk_seconds: float, batch_size: int | None) -> None:
+    if not chunk_seconds > 0:
+        raise ValueError(f"chunk_seconds must be positive, not {chunk_seconds}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+
+
 class MertExtractor(Extractor):
     """MERT-v1 embeddings: per chunk, the time-mean of every hidden state.
 
@@ -365,19 +369,20 @@ class MertExtractor(Extractor):
     def __init__(self, *, model: str | Path = MODEL_330M, revision: str | None = None,
                  device: str = "auto", dtype: str = "auto", chunk_seconds: float = 30.0,
                  batch_size: int | None = None):
-        if not chunk_seconds > 0:
-            raise ValueError(f"chunk_seconds must be positive, not {chunk_seconds}")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        _check_options(chunk_seconds, batch_size)  # before any download
+        self._configure(resolve_snapshot(model, revision=revision), device=device, dtype=dtype,
+                        chunk_seconds=chunk_seconds, batch_size=batch_size)
+
+    def _configure(self, snapshot: MertSnapshot, *, device: str, dtype: str,
+                   chunk_seconds: float, batch_size: int | None) -> None:
+        _check_options(chunk_seconds, batch_size)
         self.device = _resolve_device(device)
         self.dtype = _resolve_dtype(dtype, self.device)
         self.chunk_seconds = float(chunk_seconds)
         self.batch_size = batch_size or (16 if self.device.startswith("cuda") else 1)
-        self.snapshot = resolve_snapshot(model, revision=revision)
-        self._setup_from(self.snapshot.config, self.snapshot.preprocessor)
+        self.snapshot = snapshot
         self._model = None
-
-    def _setup_from(self, config: dict[str, Any], preprocessor: dict[str, Any]) -> None:
+        config, preprocessor = snapshot.config, snapshot.preprocessor
         hubert_config(config)  # refuse CQT / deepnorm before any weights are read
         self.config = config
         if "sampling_rate" not in preprocessor or "do_normalize" not in preprocessor:
@@ -400,18 +405,17 @@ class MertExtractor(Extractor):
                    model_id: str = "in-memory", commit: str = "in-memory",
                    device: str = "auto", dtype: str = "auto", chunk_seconds: float = 30.0,
                    batch_size: int | None = None) -> MertExtractor:
-        """Wrap an already built ``HubertModel`` (benchmarks, tests); no files are read."""
-        self = cls.__new__(cls)
-        self.device = _resolve_device(device)
-        self.dtype = _resolve_dtype(dtype, self.device)
-        self.chunk_seconds = float(chunk_seconds)
-        self.batch_size = batch_size or (16 if self.device.startswith("cuda") else 1)
-        self.snapshot = MertSnapshot(folder=Path("."), model_id=model_id, revision=None,
-                                     commit=commit, config=config, preprocessor=preprocessor)
-        self._setup_from(config, preprocessor)
-        self._model = None
-        self._install(model.eval())
-        return self
+        """Wrap an already built ``HubertModel`` (benchmarks, tests); no files are read.
+
+        The model is put in eval mode, moved to ``device`` and given the extractor's hooks.
+        """
+        obj = cls.__new__(cls)
+        snapshot = MertSnapshot(folder=Path("."), model_id=model_id, revision=None,
+                                commit=commit, config=config, preprocessor=preprocessor)
+        obj._configure(snapshot, device=device, dtype=dtype, chunk_seconds=chunk_seconds,
+                       batch_size=batch_size)
+        obj._install(model.eval())
+        return obj
 
     # --------------------------------------------------------------------------- model
 
