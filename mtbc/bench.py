@@ -10,6 +10,7 @@ from __future__ import annotations
 import resource
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -88,7 +89,7 @@ def bench_vggish(*, device: str = "cpu", batch_sizes: tuple[int, ...] = (8, 32, 
     try:
         with tempfile.TemporaryDirectory() as tmp:
             if weights is None:
-                from mtbc.testing_vggish import make_vggish_weights
+                from mtbc.testing import make_vggish_weights
                 weights, _ = make_vggish_weights(tmp)
             start = time.perf_counter()
             ext = VGGishExtractor(weights=weights, device=device,
@@ -127,4 +128,109 @@ def bench_vggish(*, device: str = "cpu", batch_sizes: tuple[int, ...] = (8, 32, 
             "peak_fraction": flops / network_s / 1e12 / peak,
             "peak_rss_mib": peak_rss_mib(), "peak_cuda_mib": peak_cuda_mib(),
         })
+    return rows
+
+
+# ----------------------------------------------------------------------------- MERT-v1
+
+def mert_forward_flops(config: dict, n_samples: int) -> float:
+    """FLOPs (2 per multiply-add) of one ``HubertModel`` forward over ``n_samples`` samples.
+
+    Counts the conv feature encoder, the feature projection, the positional convolution,
+    the q/k/v/out and feed-forward matmuls and the two attention matmuls (QK^T and AV);
+    norms, activations and softmax are left out (a few percent). ``config`` is a MERT
+    ``config.json`` dict. About 0.81 TFLOP (95M) and 2.1 TFLOP (330M) per 30 s at 24 kHz.
+    """
+    length, c_in, flops = n_samples, 1, 0.0
+    for dim, kernel, stride in zip(config["conv_dim"], config["conv_kernel"],
+                                   config["conv_stride"], strict=True):
+        length = (length - kernel) // stride + 1
+        flops += 2.0 * length * c_in * dim * kernel
+        c_in = dim
+    frames, hidden, ffn = length, config["hidden_size"], config["intermediate_size"]
+    flops += 2.0 * frames * c_in * hidden  # feature projection
+    flops += 2.0 * frames * hidden * (hidden // config["num_conv_pos_embedding_groups"]) \
+        * config["num_conv_pos_embeddings"]  # positional conv
+    per_layer = 2.0 * frames * hidden * hidden * 4 + 2.0 * frames * hidden * ffn * 2 \
+        + 2.0 * frames * frames * hidden * 2
+    return flops + per_layer * config["num_hidden_layers"]
+
+
+def bench_mert(*, variant: str, device: str = "cpu", dtype: str = "auto",
+               batch_sizes: tuple[int, ...] = (1, 2, 4), clip_seconds: float = 30.0,
+               repeats: int = 2, time_disk_load: bool | None = None,
+               seed: int = 0) -> list[dict]:
+    """Time MERT-v1 ``variant`` ("95m" or "330m") at full size with random weights.
+
+    The model is built in memory (no 1.2 GB file); with ``time_disk_load`` (default: for
+    95M) a full-size safetensors snapshot is written to a temporary folder and the load from
+    it (file hashing included) is timed and used instead. For each batch size, ``embed_many``
+    runs on that many ``clip_seconds`` clips (best of ``repeats``); achieved TFLOP/s come from
+    :func:`mert_forward_flops` and are compared with :func:`matmul_peak_tflops` measured in the
+    same run before and after every batch size; the largest of those is the reference, so a
+    busy moment during the peak measurement cannot flatter the ratio.
+
+    Returns one dict per batch size: model, device, dtype, batch_size, clip_seconds, load_s,
+    load_kind, seconds, clips_per_s, audio_s_per_s, tflop_per_clip, tflops,
+    matmul_peak_tflops, ratio_to_peak, peak_rss_mib, peak_cuda_mib. Also prints them.
+    """
+    import tempfile
+
+    import numpy as np
+
+    from mtbc.extractors.mert import MertExtractor, _resolve_device, _resolve_dtype
+    from mtbc.testing import make_mert_model, make_mert_snapshot, mert_config, mert_preprocessor
+
+    device = _resolve_device(device)
+    dtype = _resolve_dtype(dtype, device)
+    peak_dtype = getattr(torch, dtype)
+    peaks = [matmul_peak_tflops(device=device, dtype=peak_dtype)]
+    config = mert_config(variant, tiny=False)
+    time_disk_load = variant == "95m" if time_disk_load is None else time_disk_load
+    with tempfile.TemporaryDirectory(prefix="mtbc-bench-") as tmp:
+        if time_disk_load:
+            folder = make_mert_snapshot(Path(tmp) / variant, variant=variant, tiny=False,
+                                        weights_format="safetensors", seed=seed)
+            start = time.perf_counter()
+            extractor = MertExtractor(model=folder, device=device, dtype=dtype,
+                                      chunk_seconds=clip_seconds).load()
+            load_kind = "snapshot on disk (safetensors, hashed)"
+        else:
+            start = time.perf_counter()
+            extractor = MertExtractor.from_model(
+                make_mert_model(variant, tiny=False, seed=seed), config=config,
+                preprocessor=mert_preprocessor(), device=device, dtype=dtype,
+                chunk_seconds=clip_seconds)
+            load_kind = "built in memory (random init)"
+        _sync()
+        load_s = time.perf_counter() - start
+        print(f"MERT-v1-{variant.upper()} on {device} ({dtype}): load {load_s:.1f} s, {load_kind}")
+        rng = np.random.default_rng(seed)
+        n = int(round(clip_seconds * extractor.sample_rate))
+        flops = mert_forward_flops(config, n)
+        extractor.embed_many([rng.standard_normal(extractor.sample_rate).astype(np.float32)])
+        rows = []
+        for batch_size in batch_sizes:
+            extractor.batch_size = batch_size
+            clips = [rng.standard_normal(n).astype(np.float32) for _ in range(batch_size)]
+            seconds = best_time(lambda clips=clips: extractor.embed_many(clips),
+                                repeats=repeats, warmup=0)
+            peaks.append(matmul_peak_tflops(device=device, dtype=peak_dtype))
+            rows.append({
+                "model": f"MERT-v1-{variant.upper()}", "device": device, "dtype": dtype,
+                "batch_size": batch_size, "clip_seconds": clip_seconds, "load_s": load_s,
+                "load_kind": load_kind, "seconds": seconds,
+                "clips_per_s": batch_size / seconds,
+                "audio_s_per_s": batch_size * clip_seconds / seconds,
+                "tflop_per_clip": flops / 1e12, "tflops": batch_size * flops / seconds / 1e12,
+                "peak_rss_mib": peak_rss_mib(), "peak_cuda_mib": peak_cuda_mib(),
+            })
+    for row in rows:
+        row["matmul_peak_tflops"] = max(peaks)
+        row["ratio_to_peak"] = row["tflops"] / max(peaks)
+        print(f"  batch {row['batch_size']:>3}: {row['seconds']:.2f} s, "
+              f"{row['audio_s_per_s']:.2f} audio-s/s, {row['tflops']:.3f} TFLOP/s "
+              f"({row['tflop_per_clip']:.2f} TFLOP/clip) = {100 * row['ratio_to_peak']:.0f}% of "
+              f"the {max(peaks):.3f} TFLOP/s matmul peak (measured {len(peaks)} times: "
+              f"{min(peaks):.3f}-{max(peaks):.3f}), peak RSS {row['peak_rss_mib']:.0f} MiB")
     return rows

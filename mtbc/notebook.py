@@ -30,8 +30,7 @@ def extractor_table(metadata: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
             "model": meta.get("model") or meta.get("weights") or meta.get("extractor"),
             "revision": meta.get("commit") or meta.get("revision") or meta.get("weights_sha256",
                                                                                   "")[:12],
-            "weights": meta.get("weights_kind", "n/a (no weights)" if meta.get("extractor")
-                                == "mfcc" else "pretrained"),
+            "weights": meta.get("weights_kind", "unknown"),
             "sample rate (Hz)": meta.get("sample_rate"),
             "fingerprint": meta.get("fingerprint"),
         })

@@ -56,8 +56,8 @@ def prepare(params: Mapping[str, Any], *, progress: bool = True) -> dict[str, An
         extractor = build_extractor(options)
         report = extract_collection(coll.tracks, extractor, store, progress=progress)
         print(f"{label}: {report}")
-        kind = extractor.metadata().get("weights_kind", "pretrained")
-        if kind != "pretrained":
+        kind = extractor.metadata().get("weights_kind", "unknown")
+        if kind in ("fixture", "random"):
             fixtures[label] = kind
     if fixtures:
         info["fixture_weights"] = fixtures

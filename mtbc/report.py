@@ -75,7 +75,7 @@ SUMMARY_MIME = "application/vnd.mtbc.summary+json"
 #: Mimetype of the fixture-weights marker that :func:`fixture_banner` displays.
 FIXTURE_MIME = "application/vnd.mtbc.fixture-weights+json"
 #: Allowed values of an extractor metadata's ``weights_kind``.
-WEIGHTS_KINDS = ("pretrained", "fixture", "random")
+WEIGHTS_KINDS = ("pretrained", "fixture", "random", "none")  # "none": no weights (MFCC)
 #: Shown whenever fixture or random weights produced the numbers on a page.
 FIXTURE_TEXT = ("These numbers come from test-fixture/random weights: "
                 "they are not model results.")

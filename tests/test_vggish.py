@@ -25,7 +25,7 @@ from mtbc.extractors.vggish import (
     postprocess_embeddings,
     vggish_flops_per_example,
 )
-from mtbc.testing_vggish import (
+from mtbc.testing import (
     PCA_NAME,
     WEIGHTS_NAME,
     make_vggish_weights,

@@ -15,6 +15,7 @@ import hashlib
 import importlib
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,15 @@ _REGISTRY: dict[str, str] = {
     "vggish": "mtbc.extractors.vggish:VGGishExtractor",
     "mfcc": "mtbc.extractors.mfcc:MfccExtractor",
 }
+
+
+#: A file of this name beside model weights marks them as random test fixtures.
+FIXTURE_MARKER = "MTBC_FIXTURE.txt"
+
+
+def weights_kind(folder: str | Path) -> str:
+    """``"fixture"`` when ``folder`` holds :data:`FIXTURE_MARKER`, else ``"pretrained"``."""
+    return "fixture" if (Path(folder) / FIXTURE_MARKER).is_file() else "pretrained"
 
 
 class WeightsUnavailableError(RuntimeError):

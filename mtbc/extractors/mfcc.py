@@ -126,6 +126,7 @@ class MfccExtractor(Extractor):
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), **self._options(), "dim": self.dim, "n_layers": 1,
                 "librosa": librosa.__version__, "feature_version": FEATURE_VERSION,
+                "weights_kind": "none",
                 "remainder_policy": f"last segment kept if >= {self.min_last_seconds} s"}
 
     def layer_names(self, n_layers: int) -> list[str]:

@@ -54,7 +54,7 @@ from torchvggish import vggish_input, vggish_params
 from torchvggish.torchvggish import VGG, make_layers
 
 from mtbc.audio import AudioWarning
-from mtbc.extractors import Extractor, make_fingerprint
+from mtbc.extractors import Extractor, WeightsUnavailableError, make_fingerprint, weights_kind
 
 #: harritaylor/torchvggish v0.1 release files (the weights ported from TF VGGish).
 WEIGHTS_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
@@ -86,10 +86,6 @@ STATE_DICT_SHAPES: dict[str, tuple[int, ...]] = {
 }
 #: Index of the final ReLU in ``VGG.embeddings`` (after the 128-d linear layer).
 FINAL_RELU_INDEX = 5
-
-
-class WeightsUnavailableError(RuntimeError):
-    """A weights or PCA file is neither on disk nor downloadable; says where to put it."""
 
 
 class WeightsFormatError(ValueError):
@@ -351,6 +347,7 @@ class VGGishExtractor(Extractor):
         meta = super().metadata()
         meta.update(
             weights_file=self.weights_path.name, weights_sha256=file_sha256(self.weights_path),
+            weights_kind=weights_kind(self.weights_path.parent),
             pca_file=self.pca_path.name if self.pca_path else None,
             pca_sha256=file_sha256(self.pca_path) if self.pca_path else None,
             postprocess=self.postprocess, final_relu=self.final_relu, res_type=self.res_type,

@@ -1,0 +1,545 @@
+"""MERT-v1 embeddings through ``transformers.HubertModel`` (DESIGN sections 2 and 3).
+
+MERT-v1 (m-a-p/MERT-v1-95M, m-a-p/MERT-v1-330M) is a HuBERT. Its hub repository ships remote
+code (``modeling_MERT.py``) that breaks or silently drops hidden states on recent transformers,
+so we never download or run it: the hub ``config.json`` becomes a :class:`HubertConfig`, the
+checkpoint is loaded into a :class:`HubertModel` with every key accounted for (zero missing,
+zero unexpected), and the two MERT options HubertModel cannot reproduce
+(``feature_extractor_cqt``, ``deepnorm``) are refused.
+
+Output convention (``OUTPUT_VERSION`` 1), one row per chunk of ``chunk_seconds``:
+``(n_chunks, n_layers + 1, hidden)`` float32, the time-mean of every hidden state.
+Row 0 is ``hidden_states[0]`` (the projected conv features plus the positional convolution,
+the input of the first transformer layer), rows 1..n-1 the outputs of layers 1..n-1, and the
+last row is ``last_hidden_state`` (for the pre-LN 330M that is after the final layer norm,
+as MARBLE and transformers 4.x report it; transformers 5.x's ``hidden_states[-1]`` is before).
+
+Chunking policy: a track is cut into equal chunks of ``chunk_seconds`` plus a shorter remainder,
+never zero-padded (the first conv's group norm spans time, so padding would change outputs).
+The remainder is kept when it holds at least ``MIN_LAST_SECONDS`` (1 s, 75 frames) and dropped
+otherwise; a track shorter than one chunk is one chunk, however short, down to
+``min_samples`` = 400 samples (one frame). Chunks of equal length, from any tracks, are
+batched together; each chunk is normalised on its own (``do_normalize``), so a chunk's output
+does not depend on what it is batched with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtbc.audio import chunk_wave
+from mtbc.extractors import Extractor, WeightsUnavailableError, make_fingerprint, weights_kind
+
+MODEL_95M = "m-a-p/MERT-v1-95M"
+MODEL_330M = "m-a-p/MERT-v1-330M"
+
+#: Pinned default revision per official repository. We could not verify the commit hashes
+#: offline (no network where this was written), so these are "main" rather than invented
+#: hashes; the resolved commit is recorded in the fingerprint and metadata either way, so a
+#: moved "main" can never silently reuse cached embeddings. Replace with the 40-hex commits
+#: once checked on huggingface.co.
+DEFAULT_REVISIONS: dict[str, str] = {MODEL_95M: "main", MODEL_330M: "main"}
+
+#: Files fetched from the hub: never ``*.py`` (the remote code is never run).
+ALLOW_PATTERNS = ["config.json", "preprocessor_config.json", "*.safetensors", "pytorch_model.bin"]
+
+#: Version of mtbc's output convention (time-mean per chunk, layer 0 and last as documented).
+OUTPUT_VERSION = 1
+#: Shortest input, in samples: one frame of the conv front end (receptive field 400 samples).
+MIN_SAMPLES = 400
+#: A remainder after the last full chunk is kept when at least this long (seconds).
+MIN_LAST_SECONDS = 1.0
+
+#: config.json keys that describe the file rather than the architecture: dropped.
+_METADATA_KEYS = {"model_type", "architectures", "auto_map", "_name_or_path", "transformers_version",
+                  "torch_dtype", "dtype", "tokenizer_class", "num_feat_extract_layers"}
+#: MERTConfig keys beyond HubertConfig. ``attention_relax`` only acts inside MERT's deepnorm
+#: encoder, which we refuse, so with ``deepnorm=false`` it changes nothing.
+_MERT_KEYS = {"feature_extractor_cqt", "feature_extractor_cqt_bins", "deepnorm", "attention_relax",
+              "sample_rate"}
+#: Prefixes a checkpoint's keys may carry (MERTModel itself saves without one).
+_KEY_PREFIXES = ("", "mert_model.", "hubert.", "model.")
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass
+class MertSnapshot:
+    """A resolved model folder: where it is, what it is, and the files we read from it."""
+
+    folder: Path
+    model_id: str
+    revision: str | None
+    commit: str
+    config: dict[str, Any]
+    preprocessor: dict[str, Any]
+    weights: list[Path] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- resolving files
+
+def _weight_files(folder: Path) -> list[Path]:
+    safetensors = sorted(folder.glob("*.safetensors"))
+    if safetensors:
+        return safetensors
+    if (folder / "pytorch_model.bin").is_file():
+        return [folder / "pytorch_model.bin"]
+    return []
+
+
+def _missing_files(folder: Path) -> list[str]:
+    missing = [n for n in ("config.json", "preprocessor_config.json") if not (folder / n).is_file()]
+    if not _weight_files(folder):
+        missing.append("model.safetensors or pytorch_model.bin")
+    return missing
+
+
+def _fix_hint(model: str) -> str:
+    return (
+        "Fix it in one of two ways: (1) connect to the internet once so that the files download "
+        "into the Hugging Face cache (or set HF_HOME / HF_HUB_CACHE to a cache that already "
+        f"holds {model}), or (2) pass model=<folder> pointing at a local folder that holds "
+        "config.json, preprocessor_config.json and model.safetensors or pytorch_model.bin."
+    )
+
+
+def _download(model_id: str, revision: str) -> Path:
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    try:
+        folder = huggingface_hub.snapshot_download(
+            model_id, revision=revision, allow_patterns=list(ALLOW_PATTERNS))
+    except errors.LocalEntryNotFoundError as exc:
+        raise WeightsUnavailableError(
+            f"MERT weights for {model_id!r} (revision {revision!r}) are not in the Hugging Face "
+            f"cache ({huggingface_hub.constants.HF_HUB_CACHE}) and cannot be downloaded "
+            f"(offline or no connection: {exc.__class__.__name__}). {_fix_hint(model_id)}"
+        ) from exc
+    except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as exc:
+        raise WeightsUnavailableError(
+            f"{model_id!r} at revision {revision!r} was not found on the Hugging Face Hub "
+            f"({exc.__class__.__name__}); use {MODEL_95M!r} or {MODEL_330M!r}, or a local folder."
+        ) from exc
+    return Path(folder)
+
+
+def _local_commit(folder: Path, weights: Sequence[Path]) -> str:
+    """Commit of a local folder: the snapshot's name if it is a hub snapshot, else a content hash."""
+    if folder.parent.name == "snapshots" and _COMMIT_RE.match(folder.name):
+        return folder.name
+    digest = hashlib.sha256()
+    for path in [folder / "config.json", folder / "preprocessor_config.json", *weights]:
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return "sha256-" + digest.hexdigest()[:40]
+
+
+def _local_model_id(folder: Path) -> str:
+    """``owner/name`` for a folder inside a hub cache (``models--owner--name/snapshots/<sha>``)."""
+    repo = folder.parent.parent.name if folder.parent.name == "snapshots" else ""
+    if repo.startswith("models--"):
+        return repo.removeprefix("models--").replace("--", "/")
+    return f"local:{folder}"
+
+
+def resolve_snapshot(model: str | Path, *, revision: str | None = None) -> MertSnapshot:
+    """Find (downloading if needed, never ``*.py``) and read a MERT model folder.
+
+    ``model`` is a hub id (``m-a-p/MERT-v1-95M``, ``m-a-p/MERT-v1-330M``) or a local folder laid
+    out like a hub snapshot; an existing folder wins over a hub id of the same spelling.
+    Raises :class:`WeightsUnavailableError` when files are missing and cannot be fetched.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        folder, model_id, revision = path.resolve(), None, None
+    elif isinstance(model, Path) or str(model).startswith((".", "/", "~")) or str(model).count("/") != 1:
+        raise WeightsUnavailableError(
+            f"model={str(model)!r} is neither an existing folder nor a hub id like {MODEL_95M!r}. "
+            f"{_fix_hint(str(model))}")
+    else:
+        model_id = str(model)
+        revision = revision or DEFAULT_REVISIONS.get(model_id, "main")
+        folder = _download(model_id, revision)
+    missing = _missing_files(folder)
+    if missing:
+        where = f"{model_id!r} (revision {revision!r}) in {folder}" if model_id else str(folder)
+        raise WeightsUnavailableError(
+            f"MERT files missing for {where}: {', '.join(missing)}. {_fix_hint(model_id or str(folder))}")
+    weights = _weight_files(folder)
+    if model_id is None:
+        model_id, commit = _local_model_id(folder), _local_commit(folder, weights)
+    else:
+        commit = folder.name if _COMMIT_RE.match(folder.name) else _local_commit(folder, weights)
+    config = json.loads((folder / "config.json").read_text())
+    preprocessor = json.loads((folder / "preprocessor_config.json").read_text())
+    return MertSnapshot(folder=folder, model_id=model_id, revision=revision, commit=commit,
+                        config=config, preprocessor=preprocessor, weights=weights)
+
+
+# ----------------------------------------------------------------------------- config and weights
+
+def hubert_config(config: dict[str, Any]):
+    """Build a ``transformers.HubertConfig`` from a MERT ``config.json`` dict.
+
+    Drops the file-describing keys (``model_type`` ``mert_model``, ``architectures``
+    ``["MERTModel"]``, ``auto_map``, ...). Raises ``ValueError`` for MERT options HubertModel
+    cannot reproduce: ``feature_extractor_cqt`` (a CQT branch concatenated to the conv
+    features) and ``deepnorm`` (scaled residuals).
+    """
+    from transformers import HubertConfig
+
+    for key, what in (("feature_extractor_cqt", "a CQT input branch"),
+                      ("deepnorm", "DeepNorm-scaled residual connections")):
+        if config.get(key):
+            raise ValueError(
+                f"this MERT config sets {key}=true ({what}), which transformers.HubertModel "
+                "cannot reproduce and mtbc will not run through remote code; use a MERT-v1 "
+                f"release ({MODEL_95M}, {MODEL_330M}) whose config has {key}=false")
+    known = {f.name for f in getattr(HubertConfig, "__dataclass_fields__", {}).values()}
+    unknown = sorted(set(config) - known - _METADATA_KEYS - _MERT_KEYS) if known else []
+    if unknown:
+        warnings.warn(f"MERT config keys unknown to HubertConfig, ignored: {unknown}", stacklevel=2)
+    kwargs = {k: v for k, v in config.items()
+              if k not in _METADATA_KEYS and k not in _MERT_KEYS and k not in unknown}
+    return HubertConfig(**kwargs)
+
+
+def load_state_dict(paths: Sequence[Path]) -> dict[str, Any]:
+    """Read checkpoint tensors from ``*.safetensors`` files or one ``pytorch_model.bin``."""
+    import torch
+
+    state: dict[str, Any] = {}
+    for path in paths:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            part = load_file(str(path))
+        else:
+            try:
+                part = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # legacy (non-zip) checkpoints cannot be memory-mapped
+                part = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(part, dict) or not all(torch.is_tensor(v) for v in part.values()):
+            raise ValueError(f"{path}: not a flat mapping of names to tensors")
+        state.update(part)
+    return state
+
+
+def map_checkpoint_keys(state: dict[str, Any], expected: set[str]) -> dict[str, Any]:
+    """Rename checkpoint keys to ``HubertModel``'s: strip a prefix, map weight-norm names.
+
+    Old ``torch.nn.utils.weight_norm`` names ``<conv>.weight_g`` / ``<conv>.weight_v`` become
+    the parametrization names ``<conv>.parametrizations.weight.original0`` / ``original1``
+    (and back, if the model uses the old names). Keys that match nothing are left as they are
+    so the caller reports them as unexpected.
+    """
+    pairs = {".weight_g": ".parametrizations.weight.original0",
+             ".weight_v": ".parametrizations.weight.original1"}
+
+    def rename(key: str) -> str:
+        if key in expected:
+            return key
+        for old, new in pairs.items():
+            if key.endswith(old) and key.removesuffix(old) + new in expected:
+                return key.removesuffix(old) + new
+            if key.endswith(new) and key.removesuffix(new) + old in expected:
+                return key.removesuffix(new) + old
+        return key
+
+    best_prefix, best_hits = "", -1
+    for prefix in _KEY_PREFIXES:
+        hits = sum(k.startswith(prefix) and rename(k[len(prefix):]) in expected for k in state)
+        if hits > best_hits:
+            best_prefix, best_hits = prefix, hits
+    return {rename(k[len(best_prefix):]) if k.startswith(best_prefix) else k: v
+            for k, v in state.items()}
+
+
+def build_model(config: dict[str, Any], weights: Sequence[Path]):
+    """A ``HubertModel`` in eval mode holding the checkpoint; every key must match.
+
+    Raises ``ValueError`` listing missing keys, unexpected keys and shape mismatches.
+    """
+    import torch
+    from transformers import HubertModel
+
+    hconfig = hubert_config(config)
+    with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
+        model = HubertModel(hconfig)
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    state = map_checkpoint_keys(load_state_dict(weights), set(expected))
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(s)}"
+                        for k, s in expected.items() if k in state and state[k].shape != s)
+    if missing or unexpected or mismatched:
+        names = ", ".join(str(p) for p in weights)
+        raise ValueError(
+            f"{names} does not match HubertModel built from its config.json: "
+            f"{len(missing)} missing keys {missing}, {len(unexpected)} unexpected keys "
+            f"{unexpected}, {len(mismatched)} shape mismatches {mismatched}")
+    state = {k: v.to(torch.float32) for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise ValueError(f"tensors left uninitialised after loading: {left}")
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------- the extractor
+
+def zero_mean_unit_var(x):
+    """Normalise each row of ``(B, n)`` to ``(x - mean) / sqrt(var + 1e-7)`` (float32 out).
+
+    ``Wav2Vec2FeatureExtractor``'s ``do_normalize``, applied per chunk; statistics in float64.
+    """
+    import torch
+
+    x64 = x.double()
+    mean = x64.mean(dim=1, keepdim=True)
+    var = x64.var(dim=1, unbiased=False, keepdim=True)
+    return ((x64 - mean) / torch.sqrt(var + 1e-7)).to(torch.float32)
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    torch.device(device)  # raises on a malformed name
+    return device
+
+
+def _resolve_dtype(dtype: str, device: str) -> str:
+    import torch
+
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', not {dtype!r}")
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
+
+
+def _check_options(chunk_seconds: float, batch_size: int | None) -> None:
+    if not chunk_seconds > 0:
+        raise ValueError(f"chunk_seconds must be positive, not {chunk_seconds}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+
+
+class MertExtractor(Extractor):
+    """MERT-v1 embeddings: per chunk, the time-mean of every hidden state.
+
+    Parameters
+    ----------
+    model : hub id (``m-a-p/MERT-v1-330M`` default, ``m-a-p/MERT-v1-95M``) or a local folder
+        holding ``config.json``, ``preprocessor_config.json`` and the weights.
+    revision : hub branch, tag or commit; default the pinned ``DEFAULT_REVISIONS`` entry.
+    device : ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+    dtype : ``"auto"`` (float32 on CPU, bfloat16 on CUDA), ``"float32"``, or ``"bfloat16"`` /
+        ``"float16"`` autocast (weights stay float32; reduced precision changes outputs and
+        the fingerprint).
+    chunk_seconds : chunk length in seconds (30 s as in MARBLE).
+    batch_size : chunks per forward pass; default 1 on CPU, 16 on CUDA.
+
+    ``embed(wave)`` takes mono float32 at ``sample_rate`` (24 kHz) and returns
+    ``(n_chunks, n_layers + 1, hidden)``: ``(n, 13, 768)`` for 95M, ``(n, 25, 1024)`` for 330M.
+    Files are resolved on construction (so ``fingerprint`` is known); weights load on first use.
+    """
+
+    name = "mert"
+    min_samples = MIN_SAMPLES
+
+    def __init__(self, *, model: str | Path = MODEL_330M, revision: str | None = None,
+                 device: str = "auto", dtype: str = "auto", chunk_seconds: float = 30.0,
+                 batch_size: int | None = None):
+        _check_options(chunk_seconds, batch_size)  # before any download
+        self._configure(resolve_snapshot(model, revision=revision), device=device, dtype=dtype,
+                        chunk_seconds=chunk_seconds, batch_size=batch_size)
+
+    def _configure(self, snapshot: MertSnapshot, *, device: str, dtype: str,
+                   chunk_seconds: float, batch_size: int | None) -> None:
+        _check_options(chunk_seconds, batch_size)
+        self.device = _resolve_device(device)
+        self.dtype = _resolve_dtype(dtype, self.device)
+        self.chunk_seconds = float(chunk_seconds)
+        self.batch_size = batch_size or (16 if self.device.startswith("cuda") else 1)
+        self.snapshot = snapshot
+        self._model = None
+        config, preprocessor = snapshot.config, snapshot.preprocessor
+        hubert_config(config)  # refuse CQT / deepnorm before any weights are read
+        self.config = config
+        if "sampling_rate" not in preprocessor or "do_normalize" not in preprocessor:
+            raise ValueError("preprocessor_config.json must give sampling_rate and do_normalize, "
+                             f"got keys {sorted(preprocessor)}")
+        self.sample_rate = int(preprocessor["sampling_rate"])
+        if int(config.get("sample_rate", self.sample_rate)) != self.sample_rate:
+            raise ValueError(f"config.json sample_rate {config['sample_rate']} differs from "
+                             f"preprocessor_config.json sampling_rate {self.sample_rate}")
+        if preprocessor.get("feature_size", 1) != 1:
+            raise ValueError("preprocessor_config.json feature_size must be 1 (mono waveform)")
+        self.do_normalize = bool(preprocessor["do_normalize"])
+        self.n_layers = int(config.get("num_hidden_layers", 12)) + 1
+        self.hidden_size = int(config.get("hidden_size", 768))
+        self.chunk_samples = max(int(round(self.chunk_seconds * self.sample_rate)), MIN_SAMPLES)
+        self.min_last_samples = max(int(round(MIN_LAST_SECONDS * self.sample_rate)), MIN_SAMPLES)
+
+    @classmethod
+    def from_model(cls, model, *, config: dict[str, Any], preprocessor: dict[str, Any],
+                   model_id: str = "in-memory", commit: str = "in-memory",
+                   device: str = "auto", dtype: str = "auto", chunk_seconds: float = 30.0,
+                   batch_size: int | None = None) -> MertExtractor:
+        """Wrap an already built ``HubertModel`` (benchmarks, tests); no files are read.
+
+        The model is put in eval mode, moved to ``device`` and given the extractor's hooks.
+        """
+        obj = cls.__new__(cls)
+        snapshot = MertSnapshot(folder=Path("."), model_id=model_id, revision=None,
+                                commit=commit, config=config, preprocessor=preprocessor)
+        obj._configure(snapshot, device=device, dtype=dtype, chunk_seconds=chunk_seconds,
+                       batch_size=batch_size)
+        obj._install(model.eval())
+        return obj
+
+    # --------------------------------------------------------------------------- model
+
+    def load(self) -> MertExtractor:
+        """Load the weights now (otherwise done on first ``embed``); returns self."""
+        if self._model is None:
+            self._install(build_model(self.snapshot.config, self.snapshot.weights))
+        return self
+
+    def _install(self, model) -> None:
+        """Move to the device and hook every layer's input to collect time-means."""
+        model = model.to(self.device)
+        self._captured: list = []
+
+        self._capturing = False
+
+        def capture(_module, args, kwargs):
+            if self._capturing:
+                hidden = args[0] if args else kwargs["hidden_states"]
+                self._captured.append(hidden.float().mean(dim=1))
+
+        for layer in model.encoder.layers:
+            layer.register_forward_pre_hook(capture, with_kwargs=True)
+        self._model = model
+
+    @property
+    def model(self):
+        """The loaded ``transformers.HubertModel`` (loads on first access)."""
+        return self.load()._model
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        """``(B, n_samples)`` float32 chunks of equal length -> ``(B, n_layers, hidden)``."""
+        import torch
+
+        model = self.model
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        if self.do_normalize:
+            x = zero_mean_unit_var(x)
+        autocast = (torch.autocast(torch.device(self.device).type, dtype=getattr(torch, self.dtype))
+                    if self.dtype != "float32" else contextlib.nullcontext())
+        self._captured.clear()
+        self._capturing = True
+        try:
+            with torch.inference_mode(), autocast:
+                out = model(x)
+                means = [*self._captured, out.last_hidden_state.float().mean(dim=1)]
+        finally:
+            self._capturing = False
+            self._captured.clear()
+        if len(means) != self.n_layers:
+            raise RuntimeError(f"collected {len(means)} hidden states, expected {self.n_layers}")
+        return torch.stack(means, dim=1).cpu().numpy().astype(np.float32, copy=False)
+
+    # --------------------------------------------------------------------------- interface
+
+    def chunks(self, wave: np.ndarray) -> list[np.ndarray]:
+        """The chunks ``embed`` runs, in order (views of ``wave``; policy in the module doc)."""
+        return chunk_wave(wave, self.chunk_samples, min_last=self.min_last_samples)
+
+    def _check_wave(self, wave: np.ndarray, index: int) -> np.ndarray:
+        wave = np.asarray(wave)
+        if wave.ndim != 1:
+            raise ValueError(f"wave {index}: expected mono 1-D audio, got shape {wave.shape}")
+        if len(wave) < self.min_samples:
+            raise ValueError(f"wave {index}: {len(wave)} samples is shorter than one MERT frame "
+                             f"({self.min_samples} samples at {self.sample_rate} Hz)")
+        if not np.isfinite(wave).all():
+            raise ValueError(f"wave {index}: contains NaN or infinite samples")
+        return wave.astype(np.float32, copy=False)
+
+    def embed(self, wave: np.ndarray) -> np.ndarray:
+        """Embed one mono float32 wave at 24 kHz: ``(n_chunks, n_layers, hidden)`` float32."""
+        return self.embed_many([wave])[0]
+
+    def embed_many(self, waves: Sequence[np.ndarray], *, progress: bool = False) -> list[np.ndarray]:
+        """Embed several waves, batching equal-length chunks across them (``batch_size``).
+
+        Returns one ``(n_chunks_i, n_layers, hidden)`` array per wave, equal (to float
+        rounding) to embedding each wave alone.
+        """
+        from tqdm.auto import tqdm
+
+        chunks = [self.chunks(self._check_wave(w, i)) for i, w in enumerate(waves)]
+        out = [np.empty((len(c), self.n_layers, self.hidden_size), np.float32) for c in chunks]
+        by_length: dict[int, list[tuple[int, int]]] = {}
+        for i, track in enumerate(chunks):
+            for j, chunk in enumerate(track):
+                by_length.setdefault(len(chunk), []).append((i, j))
+        batches = [group[k:k + self.batch_size]
+                   for _, group in sorted(by_length.items(), reverse=True)
+                   for k in range(0, len(group), self.batch_size)]
+        for batch in tqdm(batches, desc="mert", unit="batch", disable=not progress):
+            result = self._forward(np.stack([chunks[i][j] for i, j in batch]))
+            for (i, j), row in zip(batch, result, strict=True):
+                out[i][j] = row
+        return out
+
+    @property
+    def fingerprint(self) -> str:
+        # A local folder is identified by its contents (commit), not by where it lies.
+        model_id = "local" if self.snapshot.model_id.startswith("local:") else self.snapshot.model_id
+        return make_fingerprint(
+            self.name, model=model_id, commit=self.snapshot.commit,
+            precision=self.dtype, chunk_seconds=self.chunk_seconds,
+            min_last_samples=self.min_last_samples, sample_rate=self.sample_rate,
+            do_normalize=self.do_normalize, output_version=OUTPUT_VERSION)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            **super().metadata(),
+            "model": self.snapshot.model_id,
+            "weights_kind": weights_kind(self.snapshot.folder),
+            "revision": self.snapshot.revision,
+            "commit": self.snapshot.commit,
+            "n_layers": self.n_layers,
+            "hidden_size": self.hidden_size,
+            "pre_layer_norm": bool(self.config.get("do_stable_layer_norm", False)),
+            "chunk_seconds": self.chunk_seconds,
+            "min_last_samples": self.min_last_samples,
+            "dtype": self.dtype,
+            "device": self.device,
+            "do_normalize": self.do_normalize,
+            "output_version": OUTPUT_VERSION,
+            "attn_implementation": (getattr(self._model.config, "_attn_implementation", None)
+                                    if self._model is not None else None),
+        }
+
+    def layer_names(self, n_layers: int | None = None) -> list[str]:
+        n = self.n_layers if n_layers is None else n_layers
+        return ["layer 0 (conv features)", *(f"layer {i}" for i in range(1, n - 1)),
+                f"layer {n - 1} (output)"][:n]
