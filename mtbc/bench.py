@@ -101,10 +101,13 @@ def bench_probe(*, n_tracks: int = 1000, n_layers: int = 25, dim: int = 1024,
                             progress=progress)
     seconds = time.perf_counter() - start
     out = {"seconds": seconds, "n_tracks": n_tracks, "n_layers": n_layers, "dim": dim,
-           "probe": probe, "selection": selection, "n_splits": n_splits,
-           "chosen_layers": result.folds["layer"].tolist(), "accuracy": result.metric(),
+           "probe": probe, "selection": result.selection, "n_splits": n_splits,
+           "chosen_layers": result.folds["layer"].tolist(),
+           "chosen_C": result.folds["value"].tolist(),
+           "convergence_warnings": int(result.folds["convergence_warnings"].sum()),
+           "accuracy": result.metric(),
            "peak_rss_mib": peak_rss_mib()}
     print(f"bench_probe: {n_tracks} tracks x {n_layers} layers x {dim}-d, {probe} probe, "
-          f"selection={selection}, {n_splits} folds: {seconds:.1f} s "
+          f"selection={result.selection}, {n_splits} folds: {seconds:.1f} s "
           f"(layers chosen {out['chosen_layers']}, synthetic accuracy {out['accuracy']:.3f})")
     return out

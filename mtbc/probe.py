@@ -287,6 +287,12 @@ class ProbeResult:
     fingerprint: Any = None
     params: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        acc = self.metrics.set_index("metric").loc["accuracy"]
+        return (f"ProbeResult({self.name!r}: accuracy {acc.value:.3f} "
+                f"[{acc.ci_low:.3f}, {acc.ci_high:.3f}] on {self.n_tracks} tracks, "
+                f"{self.probe} probe, layer={self.layer!r}, seed={self.seed}; {self.split})")
+
     def metric(self, name: str = "accuracy") -> float:
         return float(self.metrics.set_index("metric").loc[name, "value"])
 
