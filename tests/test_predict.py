@@ -1,0 +1,142 @@
+"""Final probe bundles: save/load, fingerprint check, predicting files with a fake extractor."""
+
+from __future__ import annotations
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from mtbc.audio import chunk_wave
+from mtbc.extractors import Extractor, make_fingerprint
+from mtbc.predict import _hasher, load_bundle, predict_files, train_final_probe
+from mtbc.store import EmbeddingStore
+
+
+class ToneExtractor(Extractor):
+    """Trivial extractor: per 0.25 s segment, layer 0 is constant, layer 1 holds the
+    zero-crossing rate (pitch) and RMS, so the label (low/high tone) is in layer 1."""
+
+    name = "tone"
+    sample_rate = 8000
+    min_samples = 400
+
+    def __init__(self, *, gain: float = 1.0):
+        self.gain = gain
+        self.calls = 0
+
+    @property
+    def fingerprint(self) -> str:
+        return make_fingerprint(self.name, gain=self.gain)
+
+    def embed(self, wave):
+        self.calls += 1
+        rows = []
+        for seg in chunk_wave(wave, 2000, min_last=400):
+            zcr = np.mean(np.abs(np.diff(np.sign(seg)))) / 2
+            rms = np.sqrt(np.mean(seg**2))
+            rows.append([[1.0, 0.0, 0.0], [100 * zcr * self.gain, rms, 1.0]])
+        return np.asarray(rows, dtype=np.float32)
+
+
+def write_tone(path, freq, seconds, amp):
+    t = np.arange(int(seconds * 8000)) / 8000
+    sf.write(path, (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32), 8000)
+    return path
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """A bundle trained on 8 low and 8 high tones, saved to model.joblib."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(16):
+        label = "low" if i % 2 == 0 else "high"
+        freq = rng.uniform(180, 260) if label == "low" else rng.uniform(1500, 1900)
+        path = write_tone(tmp_path / f"train{i}.wav", freq, rng.uniform(0.5, 1.0),
+                          rng.uniform(0.2, 0.8))
+        rows.append({"track_id": f"train{i}", "path": str(path), "label": label,
+                     "group": f"g{i}"})
+    tracks = pd.DataFrame(rows)
+    ex = ToneExtractor()
+    store = EmbeddingStore(tmp_path / "cache")
+    hasher = _hasher()
+    tracks["content_hash"] = [hasher(p) for p in tracks["path"]]
+    from mtbc.audio import load_audio
+
+    for p, h in zip(tracks["path"], tracks["content_hash"], strict=True):
+        store.put(h, ex.fingerprint, ex.embed(load_audio(p, ex.sample_rate)))
+    features, ti = store.load_many(tracks["content_hash"], ex.fingerprint, reduce=None)
+    bundle = train_final_probe(features, ti, tracks, extractor=ex,
+                               extractor_options={"gain": 1.0}, n_splits=4, seed=5)
+    model = bundle.save(tmp_path / "models" / "model.joblib")
+    return bundle, model, store, features, ti
+
+
+def factory(name, **options):
+    assert name == "tone"
+    return ToneExtractor(**options)
+
+
+def test_bundle_records_how_it_was_trained(trained):
+    bundle, _, _, features, _ = trained
+    assert bundle.classes == ["high", "low"]
+    assert bundle.extractor == "tone" and bundle.fingerprint == ToneExtractor().fingerprint
+    assert bundle.seed == 5 and bundle.training["n_tracks"] == 16
+    assert bundle.layer in (1, "mean")  # layer 0 is constant: never chosen
+    assert bundle.training["n_segments"] == len(features)
+
+
+def test_save_load_round_trip_gives_identical_probabilities(trained):
+    bundle, model, _, features, ti = trained
+    loaded = load_bundle(model)
+    for track in range(3):
+        emb = features[ti == track]
+        assert np.array_equal(loaded.predict_proba(emb), bundle.predict_proba(emb))
+
+
+def test_predict_files_labels_files_and_reports_the_bad_one(trained, tmp_path):
+    _, model, store, _, _ = trained
+    paths = [write_tone(tmp_path / "new_low.wav", 220, 0.75, 0.5),
+             write_tone(tmp_path / "new_high.wav", 1700, 0.6, 0.3)]
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really a wave file")
+    paths.insert(1, broken)
+    paths.append(tmp_path / "missing.wav")
+    out = predict_files(model, paths, store=store, extractor_factory=factory, progress=False)
+    assert out["path"].tolist() == [str(p) for p in paths]
+    assert out["label"].tolist()[0::2] == ["low", "high"]
+    assert out["error"].isna().tolist() == [True, False, True, False]
+    assert "broken.wav" in out["error"].iloc[1]
+    assert out["error"].iloc[3]  # a missing file is reported too
+    assert np.allclose(out[["p_high", "p_low"]].iloc[[0, 2]].sum(axis=1), 1.0)
+    # the new embeddings went into the store under the file's content hash
+    assert store.has(out["content_hash"].iloc[0], ToneExtractor().fingerprint)
+
+
+def test_predict_files_reuses_cached_embeddings(trained, tmp_path):
+    _, model, store, _, _ = trained
+    path = write_tone(tmp_path / "again.wav", 240, 0.5, 0.4)
+    ex = ToneExtractor()
+    first = predict_files(model, [path], store=store, extractor=ex, progress=False)
+    second = predict_files(model, [path], store=store, extractor=ex, progress=False)
+    assert ex.calls == 1
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_a_different_extractor_fingerprint_is_refused(trained, tmp_path):
+    _, model, store, _, _ = trained
+    path = write_tone(tmp_path / "x.wav", 220, 0.5, 0.5)
+    with pytest.raises(ValueError, match="fingerprint"):
+        predict_files(model, [path], store=store, extractor_factory=factory,
+                      extractor_options={"gain": 2.0}, progress=False)
+    assert not store.has(_hasher()(path), ToneExtractor(gain=2.0).fingerprint)
+
+
+def test_load_bundle_refuses_other_files(tmp_path):
+    joblib.dump({"not": "a model"}, tmp_path / "other.joblib")
+    with pytest.raises(ValueError, match="not an mtbc probe model"):
+        load_bundle(tmp_path / "other.joblib")
+    with pytest.raises(FileNotFoundError, match="train one"):
+        load_bundle(tmp_path / "absent.joblib")
