@@ -294,3 +294,33 @@ def bench_probe(*, n_tracks: int = 1000, n_layers: int = 25, dim: int = 1024,
           f"selection={result.selection}, {n_splits} folds: {seconds:.1f} s "
           f"(layers chosen {out['chosen_layers']}, synthetic accuracy {out['accuracy']:.3f})")
     return out
+
+
+def main(*, models: str = "mert-95m,mert-330m,vggish,probe", device: str = "auto",
+         quick: bool = False) -> int:
+    """``mtbc bench``: print each benchmark's figures (random weights: timings, not results)."""
+    import platform
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    wanted = [m.strip() for m in models.split(",") if m.strip()]
+    known = ("mert-95m", "mert-330m", "vggish", "probe")
+    unknown = [m for m in wanted if m not in known]
+    if unknown:
+        print(f"mtbc bench: unknown model(s) {unknown}; choose among {', '.join(known)}")
+        return 2
+    print(f"mtbc bench on {device} ({platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} torch threads); random weights: speed figures only")
+    peak_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    print(f"matmul peak ({peak_dtype}): {matmul_peak_tflops(device=device, dtype=peak_dtype):.3f}"
+          f" TFLOP/s")
+    for m in wanted:
+        if m.startswith("mert"):
+            bench_mert(variant=m.split("-")[1], device=device,
+                       batch_sizes=(1, 2) if quick else (1, 2, 4),
+                       repeats=1 if quick else 2)
+        elif m == "vggish":
+            bench_vggish(device=device, batch_sizes=(32,) if quick else (8, 32, 64),
+                         repeats=1 if quick else 3)
+        else:
+            bench_probe(n_tracks=200 if quick else 1000)
+    return 0

@@ -13,7 +13,6 @@ the ``error`` column and the others go on.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import warnings
@@ -28,10 +27,11 @@ import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import Pipeline
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import __version__, splits
 from .audio import load_audio
+from .datasets import content_hash
 from .extractors import Extractor, get_extractor
 from .probe import (
     DEFAULT_CS,
@@ -185,23 +185,6 @@ def train_final_probe(
         extractor_metadata=metadata, seed=seed, training=training)
 
 
-def _file_hash(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
-    """sha256 (hex) of a file's bytes (fallback when mtbc.datasets is absent)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_size):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _hasher() -> Callable[[str | Path], str]:
-    try:
-        from .datasets import content_hash
-    except ImportError:
-        return _file_hash
-    return content_hash
-
-
 def predict_files(
     model_path: str | Path,
     paths: Sequence[str | Path],
@@ -241,7 +224,7 @@ def predict_files(
     fp = extractor.fingerprint
     if not store.read_info(fp):
         store.write_info(fp, extractor.metadata())
-    hasher = _hasher()
+    hasher = content_hash
     min_duration = extractor.min_samples / extractor.sample_rate
     prob_cols = [f"p_{c}" for c in bundle.classes]
     rows = []

@@ -9,8 +9,9 @@ import pytest
 import soundfile as sf
 
 from mtbc.audio import chunk_wave
+from mtbc.datasets import content_hash
 from mtbc.extractors import Extractor, make_fingerprint
-from mtbc.predict import _hasher, load_bundle, predict_files, train_final_probe
+from mtbc.predict import load_bundle, predict_files, train_final_probe
 from mtbc.store import EmbeddingStore
 
 
@@ -61,7 +62,7 @@ def trained(tmp_path):
     tracks = pd.DataFrame(rows)
     ex = ToneExtractor()
     store = EmbeddingStore(tmp_path / "cache")
-    hasher = _hasher()
+    hasher = content_hash
     tracks["content_hash"] = [hasher(p) for p in tracks["path"]]
     from mtbc.audio import load_audio
 
@@ -131,7 +132,7 @@ def test_a_different_extractor_fingerprint_is_refused(trained, tmp_path):
     with pytest.raises(ValueError, match="fingerprint"):
         predict_files(model, [path], store=store, extractor_factory=factory,
                       extractor_options={"gain": 2.0}, progress=False)
-    assert not store.has(_hasher()(path), ToneExtractor(gain=2.0).fingerprint)
+    assert not store.has(content_hash(path), ToneExtractor(gain=2.0).fingerprint)
 
 
 def test_load_bundle_refuses_other_files(tmp_path):

@@ -492,7 +492,7 @@ class MertExtractor(Extractor):
         Returns one ``(n_chunks_i, n_layers, hidden)`` array per wave, equal (to float
         rounding) to embedding each wave alone.
         """
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         chunks = [self.chunks(self._check_wave(w, i)) for i, w in enumerate(waves)]
         out = [np.empty((len(c), self.n_layers, self.hidden_size), np.float32) for c in chunks]
