@@ -42,3 +42,87 @@ def provenance(**values: Any) -> pd.DataFrame:
     rows = [(k, v if isinstance(v, str) else repr(v)) for k, v in values.items()]
     rows.append(("mtbc version", __version__))
     return pd.DataFrame(rows, columns=["what", "value"]).set_index("what")
+
+
+def classification_plan(tracks: pd.DataFrame, *, n_splits: int = 5) -> tuple[pd.DataFrame, int,
+                                                                                str | None]:
+    """The labelled tracks a probe can use, the number of folds, and why not if it can't.
+
+    Returns ``(labelled_tracks, n_splits, reason)``; ``reason`` is ``None`` when a probe can
+    be evaluated. Without a predefined split, folds are capped by the smallest class so that
+    every fold's test part can hold each class.
+    """
+    labelled = tracks.loc[tracks["label"].notna()].reset_index(drop=True)
+    counts = labelled["label"].value_counts()
+    if len(counts) < 2:
+        return labelled, 0, (f"{len(counts)} label(s) among {len(labelled)} labelled tracks: "
+                             f"classification needs at least 2 labels")
+    if "split" in labelled and labelled["split"].notna().any():
+        return labelled, n_splits, None
+    folds = min(n_splits, int(counts.min()))
+    if folds < 2:
+        small = ", ".join(counts[counts < 2].index.astype(str))
+        return labelled, 0, (f"label(s) {small} have a single track: cross-validation needs "
+                             f"at least 2 tracks per label")
+    return labelled, folds, None
+
+
+def _with_ci(value: float, low: float, high: float) -> str:
+    return f"{100 * value:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def results_table(results) -> pd.DataFrame:
+    """A readable comparison of probe results: metrics in % with bootstrap 95% CIs."""
+    rows = []
+    for r in results:
+        m = r.metrics.set_index("metric")
+        row = {"system": r.name}
+        for metric, title in [("accuracy", "accuracy % [95% CI]"),
+                              ("f1_macro", "macro F1 % [95% CI]"),
+                              ("precision_macro", "macro precision %"),
+                              ("recall_macro", "macro recall %")]:
+            if metric in m.index:
+                if "CI" in title:
+                    row[title] = _with_ci(m.loc[metric, "value"], m.loc[metric, "ci_low"],
+                                          m.loc[metric, "ci_high"])
+                else:
+                    row[title] = round(100 * m.loc[metric, "value"], 1)
+        layers = r.folds["layer"].astype(str).value_counts() if len(r.folds) else pd.Series()
+        row["layer(s) chosen"] = ", ".join(f"{k} (x{v})" for k, v in layers.items()) or "-"
+        row["tracks"] = r.n_tracks
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("system")
+
+
+def comparison_frame(results) -> pd.DataFrame:
+    """``system, accuracy, ci_low, ci_high`` (fractions) for :func:`mtbc.plots.plot_model_comparison`."""
+    rows = []
+    for r in results:
+        m = r.metrics.set_index("metric").loc["accuracy"]
+        rows.append({"system": r.name, "accuracy": m["value"], "ci_low": m["ci_low"],
+                     "ci_high": m["ci_high"]})
+    return pd.DataFrame(rows)
+
+
+def answer(results, tests: pd.DataFrame | None = None) -> str:
+    """One sentence: which system classifies best, by how much, and whether it is significant.
+
+    ``tests`` is :func:`mtbc.probe.compare` output (McNemar, Holm-adjusted ``p_holm``).
+    """
+    ranked = sorted(results, key=lambda r: r.metric(), reverse=True)
+    top = ranked[0]
+    m = top.metrics.set_index("metric").loc["accuracy"]
+    text = (f"On these {top.n_tracks} tracks, **{top.name}** classifies best with "
+            f"{100 * m['value']:.1f}% accuracy (95% CI {100 * m['ci_low']:.1f} to "
+            f"{100 * m['ci_high']:.1f})")
+    if len(ranked) > 1:
+        second = ranked[1]
+        text += f", ahead of {second.name} ({100 * second.metric():.1f}%)"
+        if tests is not None and len(tests):
+            pair = tests[((tests["system_a"] == top.name) & (tests["system_b"] == second.name))
+                         | ((tests["system_a"] == second.name) & (tests["system_b"] == top.name))]
+            if len(pair):
+                p = float(pair["p_holm"].iloc[0])
+                text += (f"; the difference is {'' if p < 0.05 else 'not '}significant "
+                         f"(McNemar exact test, Holm-adjusted p = {p:.3g})")
+    return text + "."

@@ -174,3 +174,21 @@ def load_embeddings(tracks: pd.DataFrame, store: EmbeddingStore, fingerprint: st
                        f"{len(tracks)} tracks; run `mtbc extract` first")
     return subset, store.load_many(list(subset["content_hash"]), fingerprint, layers=layers,
                                    reduce=reduce)
+
+
+def load_aligned(tracks: pd.DataFrame, store: EmbeddingStore, fingerprints: dict[str, str]
+                 ) -> tuple[pd.DataFrame, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Segments of several extractors over the tracks that *every* one of them has.
+
+    Returns ``(common_tracks, {label: (segments, track_index)})`` with every ``track_index``
+    pointing into ``common_tracks``, so models can be compared and fused on the same tracks.
+    """
+    have = np.ones(len(tracks), dtype=bool)
+    for fp in fingerprints.values():
+        have &= np.array([store.has(h, fp) for h in tracks["content_hash"]], dtype=bool)
+    common = tracks.loc[have].reset_index(drop=True)
+    if not len(common):
+        raise KeyError("no track has cached embeddings for every extractor; run `mtbc extract`")
+    hashes = list(common["content_hash"])
+    return common, {label: store.load_many(hashes, fp, reduce=None)
+                    for label, fp in fingerprints.items()}
