@@ -41,11 +41,13 @@ def build_extractor(options: Mapping[str, Any]) -> Extractor:
 
 def prepare(params: Mapping[str, Any], *, progress: bool = True) -> dict[str, Any]:
     """Steps 1-3: corpus, scan, embeddings. Returns run info for the index page."""
-    if params["collection"] in ("demo", "demo:"):
+    if params["collection"].partition(":")[0] == "demo":
         from .demo import build_demo
 
         demo = dict(params.get("demo") or {})
-        manifest = build_demo(demo.pop("out_dir", None), progress=progress, **demo)
+        out_dir = params["collection"].partition(":")[2] or demo.pop("out_dir", None)
+        demo.pop("out_dir", None)
+        manifest = build_demo(out_dir, progress=progress, **demo)
         print(f"demo corpus: {manifest}")
     coll = open_collection(params["collection"], cache_dir=params["cache_dir"], progress=progress)
     print(f"collection {coll.name}: {len(coll)} tracks, {len(coll.skipped)} skipped")
@@ -72,8 +74,13 @@ def run(params_path: str | os.PathLike | Mapping[str, Any], *,
         params = validate_params(params_path, source="<params dict>")
     else:
         params = load_params(params_path)
+    demo_dir = (params.get("demo") or {}).get("out_dir")
+    if params["collection"] == "demo" and demo_dir:  # notebooks must find the same corpus
+        params = {**params, "collection": f"demo:{Path(demo_dir).resolve()}"}
     info = prepare(params, progress=progress)
-    return run_reports(params_path if not isinstance(params_path, Mapping) else params,
+    if not isinstance(params_path, Mapping):
+        info["params_file"] = str(params_path)
+    return run_reports(params,
                        notebooks_dir=notebooks_dir, reports_root=reports_root,
                        run_info=info, progress=progress)
 

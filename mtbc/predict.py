@@ -212,6 +212,7 @@ def predict_files(
             raise ValueError(f"{model_path}: the model records no extractor name; pass "
                              f"extractor= the one it was trained with")
         options = {**bundle.extractor_options, **(extractor_options or {})}
+        options.pop("name", None)  # a run's extractor entry carries its name
         extractor = extractor_factory(bundle.extractor, **options)
     if extractor.fingerprint != bundle.fingerprint:
         raise ValueError(

@@ -279,18 +279,46 @@ def notebook_values(params: Mapping[str, Any], name: str) -> dict[str, Any]:
     return values
 
 
-def declared_parameters(notebook: str | os.PathLike | Any) -> dict[str, Any]:
-    """Names declared in the notebook's ``parameters`` cell -> papermill ``Parameter``
-    (``name``, ``inferred_type_name``, ``default``, ``help``). Empty without such a cell."""
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """One assignment of a notebook's ``parameters`` cell."""
+
+    name: str
+    inferred_type_name: str
+    default: str
+    help: str
+
+
+def declared_parameters(notebook: str | os.PathLike | Any) -> dict[str, Parameter]:
+    """Names assigned at top level in the notebook's ``parameters`` cell -> :class:`Parameter`
+    (``name``, ``inferred_type_name`` (the annotation), ``default`` (source), ``help`` (the
+    trailing comment)). Parsed with :mod:`ast`, so any annotation (``str | None``) works.
+    Empty without such a cell."""
+    import ast
+
     import nbformat
-    from papermill.translators import papermill_translators
 
     nb = notebook if hasattr(notebook, "cells") else nbformat.read(notebook, as_version=4)
     cells = [c for c in nb.cells if _PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])]
     if not cells:
         return {}
-    translator = papermill_translators.find_translator("python3", "python")
-    return {p.name: p for p in translator.inspect(cells[0])}
+    source = cells[0].source
+    lines = source.splitlines()
+    out = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            targets, annotation = [node.target], ast.get_source_segment(source, node.annotation)
+        elif isinstance(node, ast.Assign):
+            targets = [t for t in node.targets if isinstance(t, ast.Name)]
+            annotation = "None"
+        else:
+            continue
+        value = ast.get_source_segment(source, node.value) if node.value is not None else ""
+        line = lines[node.end_lineno - 1]
+        comment = line.split("#", 1)[1].strip() if "#" in line[node.end_col_offset:] else ""
+        for t in targets:
+            out[t.id] = Parameter(t.id, annotation or "None", value or "", comment)
+    return out
 
 
 # --------------------------------------------------------------------------- in notebooks

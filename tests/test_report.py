@@ -271,3 +271,20 @@ def test_screenshot_of_index(tmp_path):
     head = png.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", head[16:24]) == (640, 400)
+
+
+def test_declared_parameters_reads_union_annotations_and_help():
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from mtbc.report import declared_parameters
+
+    cell = new_code_cell('cache_dir: str | None = None  # where the cache is\n'
+                         'probes: list = ["linear", "mlp"]  # probes\nplain = 3\n')
+    cell.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[cell])
+    params = declared_parameters(nbformat.from_dict(nb))
+    assert list(params) == ["cache_dir", "probes", "plain"]
+    assert params["cache_dir"].inferred_type_name == "str | None"
+    assert params["cache_dir"].help == "where the cache is"
+    assert params["probes"].default == '["linear", "mlp"]'

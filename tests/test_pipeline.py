@@ -1,0 +1,121 @@
+"""The main job end to end: demo corpus -> fixture models -> papermill -> HTML reports.
+
+Runs the real code path (hub-format MERT snapshot, upstream-format VGGish files, the MFCC
+baseline) on a small rendered collection, offline. The weights are random fixtures, so the
+reports must say so; the numbers themselves are not asserted.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mtbc.cli import main
+from mtbc.pipeline import run
+from mtbc.report import FIXTURE_TEXT
+from mtbc.testing import make_mert_snapshot, make_vggish_weights
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ["01_load_data", "02_extract_embeddings", "03_embedding_statistics",
+             "04_train_classifiers", "05_ensemble"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    mert = make_mert_snapshot(root / "mert", variant="330m", tiny=True,
+                              weights_format="safetensors")
+    weights, pca = make_vggish_weights(root / "vggish")
+    params = {
+        "run": "e2e", "title": "end-to-end test with fixture models",
+        "collection": "demo",
+        "demo": {"out_dir": str(root / "demo"), "n_per_class": 4, "clip_seconds": 4.0},
+        "extractors": {
+            "mert": {"model": str(mert), "chunk_seconds": 2.0},
+            "vggish": {"weights": str(weights), "pca_params": str(pca)},
+            "mfcc": {},
+        },
+        "seed": 0, "cache_dir": str(root / "cache"),
+        "params": {"n_splits": 3, "n_boot": 200},
+        "notebook_params": {"04_train_classifiers": {"model_dir": str(root / "models"),
+                                                     "probes": ["linear", "mlp"]}},
+    }
+    index = run(params, notebooks_dir=REPO / "notebooks", reports_root=root / "reports",
+                progress=False)
+    return root, index
+
+
+def _html(study, name):
+    return (study[1].parent / f"{name}.html").read_text(encoding="utf-8")
+
+
+def test_every_report_exists_and_the_index_links_it(study):
+    root, index = study
+    assert index == root / "reports" / "e2e" / "index.html"
+    page = index.read_text(encoding="utf-8")
+    for name in NOTEBOOKS:
+        assert (index.parent / f"{name}.html").is_file()
+        assert f'href="{name}.html"' in page
+    assert "(no summary recorded)" not in page
+
+
+def test_reports_carry_the_fixture_banner(study):
+    assert FIXTURE_TEXT in study[1].read_text(encoding="utf-8")
+    for name in NOTEBOOKS[1:]:
+        assert FIXTURE_TEXT in _html(study, name), name
+
+
+def test_statistics_report_has_the_per_track_table_for_each_model(study):
+    page = _html(study, "03_embedding_statistics")
+    for column in ("track_id", "mean", "std", "min", "max", "range"):
+        assert f"<th>{column}</th>" in page or f">{column}</th>" in page
+    for model in ("mert", "vggish", "mfcc"):
+        assert f"<h2 id=\"{model}\"" in page or f">{model}</h2>" in page or f"{model}</h2" in page
+    assert page.count("data:image/png;base64") >= 8
+
+
+def test_classification_report_has_results_with_confidence_intervals(study):
+    page = _html(study, "04_train_classifiers")
+    assert "accuracy % [95% CI]" in page
+    assert re.search(r"\d+\.\d \[\d+\.\d, \d+\.\d\]", page)
+    for system in ("mert · linear", "mert · mlp", "vggish · linear", "mfcc · linear"):
+        assert system in page
+    assert "best validation accuracy by layer at layer" in page  # the MERT layer curve
+
+
+def test_ensemble_report_compares_single_models_and_fusions(study):
+    page = _html(study, "05_ensemble")
+    for system in ("concat(mert + vggish)", "late(mert + vggish)",
+                   "concat(mert + vggish + mfcc)", "p_holm"):
+        assert system in page
+    assert "classifies best with" in page
+
+
+def test_saved_model_classifies_a_new_song(study, capsys):
+    root, _ = study
+    song = next((root / "demo").rglob("*.wav"))
+    assert main(["predict", str(root / "models" / "mfcc.joblib"), str(song),
+                 "--cache", str(root / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert song.name in out or str(song) in out
+
+
+def test_offline_without_weights_stops_before_the_notebooks(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    (tmp_path / "music" / "a").mkdir(parents=True)
+    (tmp_path / "params.yaml").write_text(
+        f"run: offline\ncollection: {tmp_path / 'music'}\n"
+        f"extractors: {{mert: {{model: m-a-p/MERT-v1-95M}}}}\ncache_dir: {tmp_path / 'cache'}\n")
+    from tests.conftest import write_tone
+
+    write_tone(tmp_path / "music" / "a" / "x.wav", seconds=1.0)
+    monkeypatch.setenv("MTBC_REPORTS", str(tmp_path / "reports"))
+    assert main(["run", "--params", str(tmp_path / "params.yaml"),
+                 "--notebooks", str(REPO / "notebooks")]) == 2
+    err = capsys.readouterr().err
+    assert "m-a-p/MERT-v1-95M" in err and "local folder" in err
+    assert not (tmp_path / "reports" / "offline").exists()
