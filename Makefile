@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mtbc-installed
 PARAMS ?= params/demo.yaml
 
-.PHONY: run test lab lint bench demo clean-reports
+.PHONY: run run-fixtures test lab lint bench demo clean-reports
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(VENV)/bin/mtbc run --params $(PARAMS)
+
+# The whole pipeline offline on random-weight fixture models (reports say they are not results).
+run-fixtures: $(STAMP)
+	$(VENV)/bin/mtbc fixtures
+	$(VENV)/bin/mtbc run --params params/fixtures.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest

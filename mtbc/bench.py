@@ -128,6 +128,15 @@ def bench_vggish(*, device: str = "cpu", batch_sizes: tuple[int, ...] = (8, 32, 
             "peak_fraction": flops / network_s / 1e12 / peak,
             "peak_rss_mib": peak_rss_mib(), "peak_cuda_mib": peak_cuda_mib(),
         })
+    print(f"VGGish on {device} (float32, channels_last={channels_last}): load {load_s:.1f} s, "
+          f"{n_clips} x {clip_seconds:.0f} s clips = {len(examples)} examples, "
+          f"front end {frontend_s:.2f} s")
+    for r in rows:
+        print(f"  batch {r['batch_size']:>3}: {r['examples_per_s']:.0f} examples/s, "
+              f"{r['audio_s_per_wall_s']:.1f} audio-s/s end to end, network "
+              f"{r['network_tflops']:.3f} TFLOP/s = {100 * r['peak_fraction']:.0f}% of the "
+              f"{r['matmul_peak_tflops']:.3f} TFLOP/s matmul peak, peak RSS "
+              f"{r['peak_rss_mib']:.0f} MiB")
     return rows
 
 

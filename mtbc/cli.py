@@ -45,6 +45,20 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_fixtures(args) -> int:
+    from .testing import make_mert_snapshot, make_vggish_weights
+
+    out = args.out
+    mert = make_mert_snapshot(out / "mert-tiny", variant="330m", tiny=True,
+                              weights_format="safetensors")
+    weights, pca = make_vggish_weights(out / "vggish")
+    print(f"random-weight fixtures (NOT real models; reports made with them say so):\n"
+          f"  MERT (tiny, hub layout): {mert}\n  VGGish weights: {weights}\n"
+          f"  VGGish PCA: {pca}\nrun the whole study on them: "
+          f"mtbc run --params params/fixtures.yaml")
+    return 0
+
+
 def cmd_scan(args) -> int:
     from .datasets import load_collection
 
@@ -139,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=15.0, help="clip length in s (default 15)")
     p.add_argument("--force", action="store_true", help="rebuild even if already built")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("fixtures", help="write random-weight test models (offline trial runs)",
+                       description="Write a tiny MERT snapshot and VGGish files in the upstream "
+                                   "formats with RANDOM weights, to try the pipeline offline. "
+                                   "Numbers made with them are not model results.")
+    p.add_argument("--out", type=Path, default=Path("data/fixtures"),
+                   help="output folder (default data/fixtures)")
+    p.set_defaults(func=cmd_fixtures)
 
     coll_help = "'demo', a CSV manifest, a GTZAN root or a folder of label folders"
     kinds = ["auto", "demo", "csv", "gtzan", "folder"]

@@ -17,7 +17,7 @@ from typing import Any
 from . import config
 from .datasets import Collection, load_collection
 from .extract import extract_collection
-from .extractors import Extractor, get_extractor
+from .extractors import Extractor, WeightsUnavailableError, get_extractor
 from .report import load_params, run_reports, validate_params
 from .store import EmbeddingStore
 
@@ -53,9 +53,17 @@ def prepare(params: Mapping[str, Any], *, progress: bool = True) -> dict[str, An
     print(f"collection {coll.name}: {len(coll)} tracks, {len(coll.skipped)} skipped")
     store = EmbeddingStore(cache_root(params["cache_dir"]))
     info: dict[str, Any] = {"tracks": len(coll), "skipped": len(coll.skipped)}
+    extractors, missing = {}, []
+    for label, options in params["extractors"].items():  # every missing file named at once
+        try:
+            extractors[label] = build_extractor(options)
+        except WeightsUnavailableError as exc:
+            missing.append(f"[{label}] {exc}")
+    if missing:
+        raise WeightsUnavailableError("model weights are missing, so no embeddings can be "
+                                      "extracted:\n" + "\n".join(missing))
     fixtures = {}
-    for label, options in params["extractors"].items():
-        extractor = build_extractor(options)
+    for label, extractor in extractors.items():
         report = extract_collection(coll.tracks, extractor, store, progress=progress)
         print(f"{label}: {report}")
         kind = extractor.metadata().get("weights_kind", "unknown")

@@ -6,7 +6,7 @@ import pytest
 
 from mtbc.cli import build_parser, main
 
-COMMANDS = ["demo", "scan", "extract", "cache", "predict", "bench", "run"]
+COMMANDS = ["demo", "fixtures", "scan", "extract", "cache", "predict", "bench", "run"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -55,3 +55,30 @@ def test_extract_option_parsing_types_values():
     assert _shard("1/4") == (1, 4)
     with pytest.raises(SystemExit):
         _shard("x")
+
+
+def test_extract_with_a_tiny_local_mert_fills_the_cache_then_reuses_it(tmp_path, tone, capsys):
+    from mtbc.testing import make_mert_snapshot
+
+    for i, label in enumerate(["bach", "bach", "han", "han"]):
+        tone(tmp_path / "m" / label / f"c{i}.wav", seconds=1.5, sr=24000, freq=300 + 100 * i)
+    model = make_mert_snapshot(tmp_path / "mert", variant="95m", tiny=True)
+    argv = ["extract", str(tmp_path / "m"), "-e", "mert", "-o", f"model={model}",
+            "-o", "chunk_seconds=1.0", "--cache", str(tmp_path / "cache")]
+    assert main(argv) == 0
+    assert "4 extracted, 0 cached, 0 failed" in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "0 extracted, 4 cached, 0 failed" in capsys.readouterr().out
+    assert main(["cache", "--cache", str(tmp_path / "cache")]) == 0
+    listing = capsys.readouterr().out
+    assert "mert-" in listing and " 4 " in listing
+
+
+def test_fixtures_command_writes_marked_random_models(tmp_path, capsys):
+    from mtbc.extractors import FIXTURE_MARKER, get_extractor
+
+    assert main(["fixtures", "--out", str(tmp_path)]) == 0
+    assert "NOT real models" in capsys.readouterr().out
+    assert (tmp_path / "mert-tiny" / FIXTURE_MARKER).is_file()
+    assert get_extractor("mert", model=str(tmp_path / "mert-tiny")).metadata()[
+        "weights_kind"] == "fixture"
