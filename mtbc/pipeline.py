@@ -60,8 +60,11 @@ def prepare(params: Mapping[str, Any], *, progress: bool = True) -> dict[str, An
         except WeightsUnavailableError as exc:
             missing.append(f"[{label}] {exc}")
     if missing:
-        raise WeightsUnavailableError("model weights are missing, so no embeddings can be "
-                                      "extracted:\n" + "\n".join(missing))
+        raise WeightsUnavailableError(
+            "model weights are missing, so no embeddings can be extracted:\n"
+            + "\n".join(missing) + "\nIn a params file, set `model:` (MERT) or `weights:` / "
+            "`pca_params:` (VGGish) to local files. To see the whole pipeline without real "
+            "weights, `make run-fixtures` runs it on random-weight test models (not results).")
     fixtures = {}
     for label, extractor in extractors.items():
         report = extract_collection(coll.tracks, extractor, store, progress=progress)
