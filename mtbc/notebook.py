@@ -37,6 +37,20 @@ def extractor_table(metadata: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def describe_weights(extractor) -> str:
+    """``model @ revision (weights kind)`` for a provenance table."""
+    meta = extractor.metadata()
+    model = meta.get("model") or meta.get("weights_file") or meta.get("extractor")
+    revision = meta.get("commit") or (meta.get("weights_sha256") or "")[:12]
+    return f"{model}" + (f" @ {revision}" if revision else "") + \
+        f" ({meta.get('weights_kind', 'unknown')}; fingerprint {extractor.fingerprint})"
+
+
+def model_provenance(models: Mapping[str, Any]) -> dict[str, str]:
+    """Label -> :func:`describe_weights` for every extractor of a run."""
+    return {f"{label}": describe_weights(ext) for label, ext in models.items()}
+
+
 def provenance(**values: Any) -> pd.DataFrame:
     """The closing provenance table: the values given plus the mtbc version."""
     rows = [(k, v if isinstance(v, str) else repr(v)) for k, v in values.items()]

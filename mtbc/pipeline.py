@@ -18,6 +18,7 @@ from . import config
 from .datasets import Collection, load_collection
 from .extract import extract_collection
 from .extractors import Extractor, WeightsUnavailableError, get_extractor
+from .notebook import describe_weights
 from .report import load_params, run_reports, validate_params
 from .store import EmbeddingStore
 
@@ -52,7 +53,8 @@ def prepare(params: Mapping[str, Any], *, progress: bool = True) -> dict[str, An
     coll = open_collection(params["collection"], cache_dir=params["cache_dir"], progress=progress)
     print(f"collection {coll.name}: {len(coll)} tracks, {len(coll.skipped)} skipped")
     store = EmbeddingStore(cache_root(params["cache_dir"]))
-    info: dict[str, Any] = {"tracks": len(coll), "skipped": len(coll.skipped)}
+    info: dict[str, Any] = {"collection": coll.source, "tracks": len(coll),
+                            "skipped": len(coll.skipped), "seed": params["seed"]}
     extractors, missing = {}, []
     for label, options in params["extractors"].items():  # every missing file named at once
         try:
@@ -69,6 +71,7 @@ def prepare(params: Mapping[str, Any], *, progress: bool = True) -> dict[str, An
     for label, extractor in extractors.items():
         report = extract_collection(coll.tracks, extractor, store, progress=progress)
         print(f"{label}: {report}")
+        info[f"model {label}"] = describe_weights(extractor)
         kind = extractor.metadata().get("weights_kind", "unknown")
         if kind in ("fixture", "random"):
             fixtures[label] = kind
