@@ -163,6 +163,6 @@ def reports_table(reports: dict[str, ExtractionReport], store: EmbeddingStore) -
             "segments per track": round(float(listing["n_segments"].mean()), 1)
             if len(listing) else None,
             "audio-s per s": round(rep.audio_seconds / rep.seconds, 1) if rep.extracted
-            and rep.seconds else None,
+            and rep.seconds else "-",
         })
     return pd.DataFrame(rows).set_index("extractor")

@@ -25,16 +25,16 @@ def extractor_table(metadata: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """One row per extractor label: model, revision/weights, kind of weights, fingerprint."""
     rows = []
     for label, meta in metadata.items():
+        revision = meta.get("commit") or meta.get("weights_sha256") or ""
         rows.append({
             "extractor": label,
-            "model": meta.get("model") or meta.get("weights") or meta.get("extractor"),
-            "revision": meta.get("commit") or meta.get("revision") or meta.get("weights_sha256",
-                                                                                  "")[:12],
+            "model": meta.get("model") or meta.get("weights_file") or meta.get("extractor"),
+            "revision": revision.removeprefix("sha256-")[:12] or "-",
             "weights": meta.get("weights_kind", "unknown"),
             "sample rate (Hz)": meta.get("sample_rate"),
             "fingerprint": meta.get("fingerprint"),
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).set_index("extractor")
 
 
 def describe_weights(extractor) -> str:

@@ -1,0 +1,104 @@
+"""Helpers behind the notebooks: classification plans, result tables, the answer sentence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtbc.notebook import (
+    answer,
+    classification_plan,
+    comparison_frame,
+    extractor_table,
+    results_table,
+)
+from mtbc.probe import compare, evaluate_probe
+from mtbc.store import EmbeddingStore, load_aligned, load_embeddings
+
+
+def _tracks(labels, split=None):
+    n = len(labels)
+    return pd.DataFrame({"track_id": [f"t{i}" for i in range(n)], "label": labels,
+                         "group": [f"t{i}" for i in range(n)], "split": split or [None] * n,
+                         "content_hash": [f"{i:02d}" + "a" * 62 for i in range(n)]})
+
+
+def test_classification_plan_caps_folds_by_the_smallest_label():
+    tracks, folds, why = classification_plan(_tracks(["a"] * 6 + ["b"] * 3), n_splits=5)
+    assert (folds, why) == (3, None)
+
+
+@pytest.mark.parametrize("labels,reason", [
+    (["a", "a", None], "at least 2 labels"),
+    (["a", "a", "b"], "single track"),
+])
+def test_classification_plan_says_why_not(labels, reason):
+    _, folds, why = classification_plan(_tracks(labels))
+    assert folds == 0 and reason in why
+
+
+def test_unlabelled_tracks_are_left_out_and_a_given_split_is_kept():
+    labels = ["a", "b", None, "a", "b"]
+    tracks, folds, why = classification_plan(
+        _tracks(labels, split=["train", "train", "train", "test", "test"]), n_splits=5)
+    assert len(tracks) == 4 and folds == 5 and why is None
+
+
+@pytest.fixture(scope="module")
+def two_results():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 20)
+    tracks = _tracks(np.where(y == 1, "b", "a").tolist())
+    good = rng.standard_normal((40, 1, 4)).astype(np.float32)
+    good[:, 0, 0] += 4 * y
+    noise = rng.standard_normal((40, 1, 4)).astype(np.float32)
+    index = np.arange(40)
+    kw = dict(seed=0, n_splits=4, n_boot=200)
+    return [evaluate_probe(good, index, tracks, name="good", **kw),
+            evaluate_probe(noise, index, tracks, name="noise", **kw)]
+
+
+def test_results_table_shows_percent_with_ci(two_results):
+    table = results_table(two_results)
+    assert list(table.index) == ["good", "noise"]
+    cell = table.loc["good", "accuracy % [95% CI]"]
+    value, low, high = (float(x) for x in cell.replace("[", "").replace(",", "")
+                        .replace("]", "").split())
+    assert low <= value <= high and value > 90
+    frame = comparison_frame(two_results)
+    assert frame.loc[0, "accuracy"] == pytest.approx(value / 100)
+
+
+def test_answer_names_the_best_system_and_the_paired_test(two_results):
+    text = answer(two_results, compare(two_results))
+    assert text.startswith("On these 40 tracks, **good** classifies best")
+    assert "ahead of noise" in text and "significant (McNemar" in text
+    assert "not significant" not in text
+
+
+def test_extractor_table_one_row_per_label():
+    table = extractor_table({
+        "mert": {"extractor": "mert", "model": "m-a-p/MERT-v1-95M", "commit": "a" * 40,
+                 "weights_kind": "pretrained", "sample_rate": 24000, "fingerprint": "mert-1"},
+        "mfcc": {"extractor": "mfcc", "weights_kind": "none", "sample_rate": 22050,
+                 "fingerprint": "mfcc-2"}})
+    assert table.loc["mert", "revision"] == "a" * 12
+    assert table.loc["mfcc", "model"] == "mfcc" and table.loc["mfcc", "weights"] == "none"
+
+
+def test_load_aligned_keeps_tracks_every_extractor_has(tmp_path):
+    store = EmbeddingStore(tmp_path)
+    tracks = _tracks(["a", "b", "a"])
+    h = list(tracks["content_hash"])
+    for i in range(3):
+        store.put(h[i], "fp1", np.full((2, 1, 3), i, np.float32))
+    for i in (0, 2):
+        store.put(h[i], "fp2", np.full((1, 2, 5), i, np.float32))
+    common, blocks = load_aligned(tracks, store, {"one": "fp1", "two": "fp2"})
+    assert list(common["track_id"]) == ["t0", "t2"]
+    segs, index = blocks["one"]
+    assert segs.shape == (4, 1, 3) and list(index) == [0, 0, 1, 1]
+    assert segs[index == 1].max() == 2
+    subset, X = load_embeddings(tracks, store, "fp2")
+    assert list(subset["track_id"]) == ["t0", "t2"] and X.shape == (2, 2, 5)
