@@ -81,6 +81,13 @@ def classification_plan(tracks: pd.DataFrame, *, n_splits: int = 5) -> tuple[pd.
     return labelled, folds, None
 
 
+def _layer_text(layer: Any) -> str:
+    """A chosen layer, or one per model for fused systems (``mert 7 + vggish 0``)."""
+    if isinstance(layer, Mapping):
+        return " + ".join(f"{model} {value}" for model, value in layer.items())
+    return str(layer)
+
+
 def _with_ci(value: float, low: float, high: float) -> str:
     return f"{100 * value:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
@@ -101,7 +108,8 @@ def results_table(results) -> pd.DataFrame:
                                           m.loc[metric, "ci_high"])
                 else:
                     row[title] = round(100 * m.loc[metric, "value"], 1)
-        layers = r.folds["layer"].astype(str).value_counts() if len(r.folds) else pd.Series()
+        layers = (r.folds["layer"].map(_layer_text).value_counts() if len(r.folds)
+                  else pd.Series())
         row["layer(s) chosen"] = ", ".join(f"{k} (x{v})" for k, v in layers.items()) or "-"
         row["tracks"] = r.n_tracks
         rows.append(row)

@@ -119,3 +119,19 @@ def test_offline_without_weights_stops_before_the_notebooks(tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert "m-a-p/MERT-v1-95M" in err and "local folder" in err
     assert not (tmp_path / "reports" / "offline").exists()
+
+
+def test_five_unlabelled_songs_are_described_not_classified(tmp_path, tone):
+    for i in range(5):
+        tone(tmp_path / "songs" / f"歌曲{i}.wav", seconds=4.0, sr=22050, freq=220 * (i + 1))
+    params = {"run": "five", "collection": str(tmp_path / "songs"),
+              "extractors": {"mfcc": {}}, "cache_dir": str(tmp_path / "cache")}
+    index = run(params, notebooks_dir=REPO / "notebooks", reports_root=tmp_path / "reports",
+                progress=False)
+    stats = (index.parent / "03_embedding_statistics.html").read_text(encoding="utf-8")
+    for i in range(5):
+        assert f"歌曲{i}" in stats
+    assert "no classification" in (index.parent / "04_train_classifiers.html").read_text(
+        encoding="utf-8")
+    assert "No comparison" in (index.parent / "05_ensemble.html").read_text(encoding="utf-8")
+    assert FIXTURE_TEXT not in index.read_text(encoding="utf-8")
