@@ -38,10 +38,12 @@ class ExtractionReport:
     audio_seconds: float = 0.0
 
     def __str__(self) -> str:
-        speed = self.audio_seconds / self.seconds if self.seconds else float("nan")
-        return (f"{self.fingerprint}: {len(self.extracted)} extracted, {len(self.cached)} cached, "
-                f"{len(self.failed)} failed; {self.audio_seconds:.0f} s of audio in "
-                f"{self.seconds:.1f} s ({speed:.1f} audio-s/s)")
+        text = (f"{self.fingerprint}: {len(self.extracted)} extracted, {len(self.cached)} "
+                f"cached, {len(self.failed)} failed")
+        if self.extracted and self.seconds:
+            text += (f"; {self.audio_seconds:.0f} s of audio in {self.seconds:.1f} s "
+                     f"({self.audio_seconds / self.seconds:.1f} audio-s/s)")
+        return text
 
 
 def select_shard(tracks: pd.DataFrame, shard: tuple[int, int] | None) -> pd.DataFrame:

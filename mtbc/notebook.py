@@ -108,8 +108,11 @@ def results_table(results) -> pd.DataFrame:
                                           m.loc[metric, "ci_high"])
                 else:
                     row[title] = round(100 * m.loc[metric, "value"], 1)
-        layers = (r.folds["layer"].map(_layer_text).value_counts() if len(r.folds)
-                  else pd.Series())
+        folds = r.folds
+        if "model" in folds:  # late fusion: each model's own choices
+            folds = folds.assign(layer=[f"{m} {v}" for m, v in zip(folds["model"],
+                                                                    folds["layer"], strict=True)])
+        layers = folds["layer"].map(_layer_text).value_counts() if len(folds) else pd.Series()
         row["layer(s) chosen"] = ", ".join(f"{k} (x{v})" for k, v in layers.items()) or "-"
         row["tracks"] = r.n_tracks
         rows.append(row)

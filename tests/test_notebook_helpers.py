@@ -102,3 +102,11 @@ def test_load_aligned_keeps_tracks_every_extractor_has(tmp_path):
     assert segs[index == 1].max() == 2
     subset, X = load_embeddings(tracks, store, "fp2")
     assert list(subset["track_id"]) == ["t0", "t2"] and X.shape == (2, 2, 5)
+
+
+def test_results_table_names_each_models_layer_for_late_fusion(two_results):
+    from mtbc.ensemble import late_fusion
+
+    fused = late_fusion(two_results, name="late(good + noise)")
+    cell = results_table([fused]).loc["late(good + noise)", "layer(s) chosen"]
+    assert "good 0 (x4)" in cell and "noise 0 (x4)" in cell
