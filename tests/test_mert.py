@@ -15,6 +15,7 @@ from mtbc.extractors import get_extractor
 from mtbc.extractors.mert import (
     ALLOW_PATTERNS,
     DEFAULT_REVISIONS,
+    DOWNLOAD_STEPS,
     MODEL_95M,
     MertExtractor,
     WeightsUnavailableError,
@@ -248,10 +249,12 @@ def fake_hub(tmp_path, monkeypatch, snapshots):
 
 def test_hub_download_never_fetches_python_files(fake_hub):
     ex = MertExtractor(model=MODEL_95M, chunk_seconds=2.0)
+    # the fixture repo holds pytorch_model.bin only: safetensors are tried first, then the .bin
     assert fake_hub == [dict(repo_id=MODEL_95M, revision=DEFAULT_REVISIONS[MODEL_95M],
-                             allow_patterns=ALLOW_PATTERNS)]
+                             allow_patterns=list(p)) for p in DOWNLOAD_STEPS]
     assert not any(fnmatch.fnmatch(name, p) for p in ALLOW_PATTERNS
                    for name in ("modeling_MERT.py", "configuration_MERT.py"))
+    assert all(set(p) <= set(ALLOW_PATTERNS) for p in DOWNLOAD_STEPS)
     assert not list(ex.snapshot.folder.glob("*.py"))
     assert ex.embed(_wave(2.0)).shape == (1, 3, 32)
     meta = ex.metadata()
@@ -309,3 +312,26 @@ def test_analytic_flops_match_design_figures():
 
     assert mert_forward_flops(mert_config("95m", tiny=False), 30 * SR) == pytest.approx(0.81e12, rel=0.01)
     assert mert_forward_flops(mert_config("330m", tiny=False), 30 * SR) == pytest.approx(2.1e12, rel=0.01)
+
+
+def test_hub_repo_with_both_formats_downloads_safetensors_only(fake_hub, snapshots, tmp_path,
+                                                                monkeypatch):
+    both = tmp_path / "both"
+    shutil.copytree(snapshots["95m", "bin"], both)
+    shutil.copy(next(snapshots["95m", "safetensors"].glob("*.safetensors")), both)
+    import huggingface_hub
+
+    real = huggingface_hub.snapshot_download
+    fake_hub.clear()
+
+    def with_both(repo_id, **kwargs):
+        dest = Path(real(repo_id, **kwargs))
+        for f in both.iterdir():
+            if any(fnmatch.fnmatch(f.name, p) for p in kwargs["allow_patterns"]):
+                shutil.copy(f, dest / f.name)
+        return str(dest)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", with_both)
+    ex = MertExtractor(model=MODEL_95M, chunk_seconds=2.0)
+    assert len(fake_hub) == 1 and "*.safetensors" in fake_hub[0]["allow_patterns"]
+    assert [w.name for w in ex.snapshot.weights] == ["model.safetensors"]

@@ -52,6 +52,10 @@ DEFAULT_REVISIONS: dict[str, str] = {MODEL_95M: "main", MODEL_330M: "main"}
 
 #: Files fetched from the hub: never ``*.py`` (the remote code is never run).
 ALLOW_PATTERNS = ["config.json", "preprocessor_config.json", "*.safetensors", "pytorch_model.bin"]
+#: Downloaded in this order: safetensors first; the .bin only when a revision has no safetensors,
+#: so a repository holding both formats is not fetched twice (1.3 GB each for 330M).
+DOWNLOAD_STEPS = (["config.json", "preprocessor_config.json", "*.safetensors"],
+                  ["config.json", "preprocessor_config.json", "pytorch_model.bin"])
 
 #: Version of mtbc's output convention (time-mean per chunk, layer 0 and last as documented).
 OUTPUT_VERSION = 1
@@ -117,8 +121,11 @@ def _download(model_id: str, revision: str) -> Path:
     from huggingface_hub import errors
 
     try:
-        folder = huggingface_hub.snapshot_download(
-            model_id, revision=revision, allow_patterns=list(ALLOW_PATTERNS))
+        for patterns in DOWNLOAD_STEPS:
+            folder = huggingface_hub.snapshot_download(
+                model_id, revision=revision, allow_patterns=list(patterns))
+            if _weight_files(Path(folder)):
+                break
     except errors.LocalEntryNotFoundError as exc:
         raise WeightsUnavailableError(
             f"MERT weights for {model_id!r} (revision {revision!r}) are not in the Hugging Face "
