@@ -43,12 +43,15 @@ from mtbc.extractors import Extractor, WeightsUnavailableError, make_fingerprint
 MODEL_95M = "m-a-p/MERT-v1-95M"
 MODEL_330M = "m-a-p/MERT-v1-330M"
 
-#: Pinned default revision per official repository. We could not verify the commit hashes
-#: offline (no network where this was written), so these are "main" rather than invented
-#: hashes; the resolved commit is recorded in the fingerprint and metadata either way, so a
-#: moved "main" can never silently reuse cached embeddings. Replace with the 40-hex commits
-#: once checked on huggingface.co.
-DEFAULT_REVISIONS: dict[str, str] = {MODEL_95M: "main", MODEL_330M: "main"}
+#: Pinned default revision per official repository: the commits that independent public
+#: projects pin and cache for these repositories (95M: seen as a hub-cache snapshot folder
+#: name; 330M: pinned, with a hash of the weights it served, by several projects). We could
+#: not reach huggingface.co from here to confirm them ourselves; pass ``revision="main"`` (or
+#: another commit) to override. The resolved commit is part of the fingerprint and metadata.
+DEFAULT_REVISIONS: dict[str, str] = {
+    MODEL_95M: "12af15fef9d0ac838c3f475bfbbf26d2060dd4f5",
+    MODEL_330M: "5240c2708a5acaee1007f43fb9735c7dcd0b78c9",
+}
 
 #: Files fetched from the hub: never ``*.py`` (the remote code is never run).
 ALLOW_PATTERNS = ["config.json", "preprocessor_config.json", "*.safetensors", "pytorch_model.bin"]
