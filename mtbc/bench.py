@@ -305,14 +305,14 @@ def bench_probe(*, n_tracks: int = 1000, n_layers: int = 25, dim: int = 1024,
     return out
 
 
-def main(*, models: str = "mert-95m,mert-330m,vggish,probe", device: str = "auto",
+def main(*, models: str = "mert-95m,mert-330m,vggish,probe,store", device: str = "auto",
          quick: bool = False) -> int:
     """``mtbc bench``: print each benchmark's figures (random weights: timings, not results)."""
     import platform
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     wanted = [m.strip() for m in models.split(",") if m.strip()]
-    known = ("mert-95m", "mert-330m", "vggish", "probe")
+    known = ("mert-95m", "mert-330m", "vggish", "probe", "store")
     unknown = [m for m in wanted if m not in known]
     if unknown:
         print(f"mtbc bench: unknown model(s) {unknown}; choose among {', '.join(known)}")
@@ -330,6 +330,46 @@ def main(*, models: str = "mert-95m,mert-330m,vggish,probe", device: str = "auto
         elif m == "vggish":
             bench_vggish(device=device, batch_sizes=(32,) if quick else (8, 32, 64),
                          repeats=1 if quick else 3)
+        elif m == "store":
+            bench_store(n_tracks=200 if quick else 1000)
         else:
             bench_probe(n_tracks=200 if quick else 1000)
     return 0
+
+
+def bench_store(*, n_tracks: int = 1000, n_layers: int = 25, dim: int = 1024,
+                segments: int = 1, root: str | Path | None = None) -> dict:
+    """Write ``n_tracks`` random ``(segments, n_layers, dim)`` entries, then time bulk loads.
+
+    Prints and returns write time, track-mean load of all layers, one-layer load
+    (memory-mapped, so the other layers stay on disk) and segment load, in seconds.
+    """
+    import tempfile
+
+    import numpy as np
+
+    from .store import EmbeddingStore
+
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        store = EmbeddingStore(tmp)
+        rng = np.random.default_rng(0)
+        hashes = [f"{i:064x}" for i in range(n_tracks)]
+        start = time.perf_counter()
+        for h in hashes:
+            store.put(h, "bench", rng.standard_normal((segments, n_layers, dim),
+                                                      dtype=np.float32))
+        write_s = time.perf_counter() - start
+        timings = {}
+        for name, kwargs in [("mean_all_layers", {}), ("one_layer", {"layers": n_layers // 2}),
+                             ("segments_all_layers", {"reduce": None})]:
+            start = time.perf_counter()
+            store.load_many(hashes, "bench", **kwargs)
+            timings[name] = time.perf_counter() - start
+    mib = n_tracks * segments * n_layers * dim * 4 / 2**20
+    out = {"n_tracks": n_tracks, "n_layers": n_layers, "dim": dim, "segments": segments,
+           "MiB": mib, "write_s": write_s, **{f"{k}_s": v for k, v in timings.items()}}
+    print(f"bench_store: {n_tracks} tracks x {segments} segment(s) x {n_layers} layers x "
+          f"{dim}-d ({mib:.0f} MiB): write {write_s:.1f} s, load track means "
+          f"{timings['mean_all_layers']:.2f} s, one layer {timings['one_layer']:.2f} s, "
+          f"all segments {timings['segments_all_layers']:.2f} s")
+    return out

@@ -200,8 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("bench", help="throughput and TFLOP/s against the same-run matmul peak")
-    p.add_argument("--models", default="mert-95m,mert-330m,vggish,probe",
-                   help="comma-separated: mert-95m, mert-330m, vggish, probe")
+    p.add_argument("--models", default="mert-95m,mert-330m,vggish,probe,store",
+                   help="comma-separated: mert-95m, mert-330m, vggish, probe, store")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--quick", action="store_true", help="fewer batch sizes and repeats")
     p.set_defaults(func=cmd_bench)
