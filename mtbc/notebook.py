@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
+from .splits import has_predefined_split
 
 
 def listen(path: str | Path, *, seconds: float = 10.0, sr: int = 16000):
@@ -71,7 +72,7 @@ def classification_plan(tracks: pd.DataFrame, *, n_splits: int = 5) -> tuple[pd.
     if len(counts) < 2:
         return labelled, 0, (f"{len(counts)} label(s) among {len(labelled)} labelled tracks: "
                              f"classification needs at least 2 labels")
-    if "split" in labelled and labelled["split"].notna().any():
+    if has_predefined_split(labelled):
         return labelled, n_splits, None
     folds = min(n_splits, int(counts.min()))
     if folds < 2:

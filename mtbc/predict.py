@@ -153,6 +153,11 @@ def train_final_probe(
     else:
         metadata = {}
     labelled = np.flatnonzero(y >= 0)
+    smallest = int(np.bincount(y[labelled]).min()) if len(labelled) else 0
+    if smallest < 2:
+        raise ValueError("every label needs at least 2 tracks to choose the layer and "
+                         "regularisation of a final probe by cross-validation")
+    n_splits = min(n_splits, smallest)  # e.g. GTZAN's 5 folds over a small subset
     table = tracks.drop(columns=["split"], errors="ignore")
     inner = splits.inner_splits(table, labelled, n_splits=n_splits, seed=seed)
     design = _Design(track_index, len(tracks), y)

@@ -110,3 +110,9 @@ def test_results_table_names_each_models_layer_for_late_fusion(two_results):
     fused = late_fusion(two_results, name="late(good + noise)")
     cell = results_table([fused]).loc["late(good + noise)", "layer(s) chosen"]
     assert "good 0 (x4)" in cell and "noise 0 (x4)" in cell
+
+
+def test_a_split_without_test_tracks_falls_back_to_cross_validation():
+    tracks, folds, why = classification_plan(
+        _tracks(["a", "a", "b", "b"], split=["train"] * 4), n_splits=5)
+    assert (folds, why) == (2, None)

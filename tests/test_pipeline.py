@@ -135,3 +135,29 @@ def test_five_unlabelled_songs_are_described_not_classified(tmp_path, tone):
         encoding="utf-8")
     assert "No comparison" in (index.parent / "05_ensemble.html").read_text(encoding="utf-8")
     assert FIXTURE_TEXT not in index.read_text(encoding="utf-8")
+
+
+def test_gtzan_layout_runs_on_its_predefined_split(tmp_path, tone):
+    from mtbc.datasets import gtzan_split_lists
+
+    lists = gtzan_split_lists()
+    genres = sorted({rel.split("/")[0] for rel in lists["train"]})
+    for g, genre in enumerate(genres):
+        for split, count in (("train", 2), ("valid", 1), ("test", 1)):
+            for k, rel in enumerate([r for r in lists[split] if r.startswith(genre)][:count]):
+                tone(tmp_path / "GTZAN" / "genres" / rel, seconds=2.0, sr=22050,
+                     freq=110 * (g + 1) + 7 * k + {"train": 0, "valid": 20, "test": 40}[split])
+    params = {"run": "gtzan", "collection": f"gtzan:{tmp_path / 'GTZAN'}",
+              "extractors": {"mfcc": {}, "mfcc-fine": {"name": "mfcc", "segment_seconds": 1.0}},
+              "cache_dir": str(tmp_path / "cache"), "params": {"n_boot": 100},
+              "notebooks": ["01_load_data", "04_train_classifiers", "05_ensemble"],
+              "notebook_params": {"04_train_classifiers": {"model_dir": str(tmp_path / "m"),
+                                                           "probes": ["linear"]}}}
+    index = run(params, notebooks_dir=REPO / "notebooks", reports_root=tmp_path / "reports",
+                progress=False)
+    overview = (index.parent / "01_load_data.html").read_text(encoding="utf-8")
+    assert "890 files skipped" in overview  # the split's other files are absent here
+    page = (index.parent / "04_train_classifiers.html").read_text(encoding="utf-8")
+    assert "predefined split" in page and "on 10 tracks" in page  # the 10 test tracks
+    assert "late(mfcc + mfcc-fine)" in (index.parent / "05_ensemble.html").read_text(
+        encoding="utf-8")
