@@ -46,6 +46,16 @@ def _percent_factor(values: np.ndarray, percent: bool | None) -> float:
     return 1.0 if percent else 100.0
 
 
+def _finish_layer_axes(ax: Axes, *, ylabel: str, title: str) -> Axes:
+    """Integer layer ticks, axis labels, title and legend of a per-layer curve."""
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("layer")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
 def _has_labels(labels: pd.Series) -> bool:
     return bool(labels.notna().any())
 
@@ -305,12 +315,7 @@ def plot_layer_curve(
                    label=f"chance ({chance * scale:.1f}%)")
     ax.plot([], [], color="0.5", alpha=0.3, lw=8, label="95% CI")
     ax.plot([], [], marker="*", ms=12, color="0.5", mec="k", ls="", label="best layer")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    return ax
+    return _finish_layer_axes(ax, ylabel="accuracy (%)", title=title)
 
 
 def plot_model_comparison(
@@ -399,9 +404,4 @@ def plot_layer_separability(
         ax.plot(best["layer"], best["silhouette"], marker="*", ms=14, mec="k", ls="",
                 color="C0", label=f"best layer ({int(best['layer'])})")
     ax.axhline(0.0, ls="--", color="0.4", lw=1, label="no structure (0)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("silhouette (cosine, -1 to 1)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    return ax
+    return _finish_layer_axes(ax, ylabel="silhouette (cosine, -1 to 1)", title=title)
