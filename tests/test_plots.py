@@ -124,3 +124,13 @@ def test_durations_histogram(data):
     assert_labelled(ax, "duration (s)", "tracks")
     heights = sum(p.get_height() for p in ax.patches)
     assert heights == len(tracks), "stacked histogram counts every track once"
+
+
+def test_layer_separability_plot_marks_the_best_layer():
+    df = pd.DataFrame({"layer": [0, 1, 2, 3], "silhouette": [0.05, 0.30, 0.12, np.nan]})
+    ax = plots.plot_layer_separability(df, title="sep")
+    assert ax.get_title() == "sep" and ax.get_xlabel() == "layer"
+    assert "silhouette" in ax.get_ylabel()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "best layer (1)" in labels
+    plt.close(ax.figure)
