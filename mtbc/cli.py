@@ -121,7 +121,12 @@ def cmd_predict(args) -> int:
     paths = []
     for p in map(Path, args.files):
         paths += sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
-    table = predict_files(args.model, paths, store=EmbeddingStore(args.cache))
+    try:
+        table = predict_files(args.model, paths, store=EmbeddingStore(args.cache),
+                              extractor_options=_options(args.option) or None)
+    except ValueError as exc:  # not a model file, or a model/extractor mismatch
+        print(f"mtbc predict: error: {exc}", file=sys.stderr)
+        return 2
     _print_table(table.round(3) if hasattr(table, "round") else table)
     return 0
 
@@ -196,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "probabilities of each file.")
     p.add_argument("model", type=Path, help="a model file saved by notebook 04 / mtbc.predict")
     p.add_argument("files", nargs="+", help="audio files or folders")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an extractor option recorded in the model (e.g. "
+                        "model=<local folder> offline); outputs must not change")
     p.add_argument("--cache", type=Path, default=None, help="cache folder (default data/cache)")
     p.set_defaults(func=cmd_predict)
 

@@ -102,6 +102,15 @@ def test_saved_model_classifies_a_new_song(study, capsys):
     assert song.name in out or str(song) in out
 
 
+def test_predict_refuses_a_model_whose_extractor_differs(study, capsys):
+    root, _ = study
+    song = next((root / "demo").rglob("*.wav"))
+    assert main(["predict", str(root / "models" / "mfcc.joblib"), str(song), "-o", "n_mfcc=13",
+                 "--cache", str(root / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert "fingerprint" in err and "mfcc.joblib" in err
+
+
 def test_offline_without_weights_stops_before_the_notebooks(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
