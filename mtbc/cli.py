@@ -127,7 +127,10 @@ def cmd_predict(args) -> int:
     except ValueError as exc:  # not a model file, or a model/extractor mismatch
         print(f"mtbc predict: error: {exc}", file=sys.stderr)
         return 2
-    _print_table(table.round(3) if hasattr(table, "round") else table)
+    shown = table.drop(columns=["content_hash"], errors="ignore").round(3)
+    if "error" in shown:
+        shown["error"] = shown["error"].fillna("")
+    _print_table(shown.fillna("-"))
     return 0
 
 
