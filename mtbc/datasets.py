@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from . import config
 from .audio import AUDIO_EXTENSIONS, AudioError, read_audio
+from .store import atomic_write
 
 TRACK_COLUMNS = ["track_id", "path", "label", "artist", "split", "group"]
 SCAN_COLUMNS = ["content_hash", "duration", "sample_rate", "channels"]
@@ -342,8 +343,6 @@ def load_collection(spec: str | Path, *, kind: str = "auto", progress: bool = Tr
             return Collection.from_json(cached.read_text(encoding="utf-8"))
     coll = scan(table, name=name, source=source, progress=progress, min_duration=min_duration)
     if cached is not None:
-        from .store import _atomic_write
-
         text = coll.to_json().encode()
-        _atomic_write(cached, lambda f: f.write(text))
+        atomic_write(cached, lambda f: f.write(text))
     return coll

@@ -26,7 +26,6 @@ Licensing: see :data:`LICENSE_NOTE`. The corpus is rendered locally and never re
 from __future__ import annotations
 
 import csv
-import hashlib
 import importlib.metadata
 import io
 import json
@@ -44,6 +43,8 @@ import numpy as np
 
 from . import __version__
 from .config import demo_dir
+from .datasets import content_hash
+from .store import atomic_write
 
 LICENSE_NOTE = (
     "The demo corpus is rendered on your machine from the scores that ship with music21 and "
@@ -379,14 +380,8 @@ def _versions() -> dict[str, str]:
             "pretty_midi": v("pretty_midi")}
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _write_wav(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
@@ -455,7 +450,7 @@ def build_demo(out_dir: str | Path | None = None, *, seed: int = 0, n_per_class:
         "clip_seconds": float(clip_seconds), "sample_rate": int(sample_rate), "classes": labels,
         "pools": {"program": list(INSTRUMENT_POOL), "tempo_bpm": list(TEMPO_POOL_BPM),
                   "transpose": list(TRANSPOSE_POOL)},
-        "peak_dbfs": PEAK_DBFS, "soundfont": {"file": SOUNDFONT_NAME, "sha256": _sha256(sf2_path)},
+        "peak_dbfs": PEAK_DBFS, "soundfont": {"file": SOUNDFONT_NAME, "sha256": content_hash(sf2_path)},
         "versions": _versions(),
     }
     manifest_path = out_dir / "manifest.csv"

@@ -13,8 +13,6 @@ the ``error`` column and the others go on.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +44,7 @@ from .probe import (
     _Spec,
     limit_threads,
 )
-from .store import EmbeddingStore
+from .store import EmbeddingStore, atomic_write
 
 FORMAT = "mtbc-probe-bundle/1"
 
@@ -89,15 +87,7 @@ class ProbeBundle:
 def save_bundle(bundle: ProbeBundle, path: str | Path) -> Path:
     """Write ``bundle`` to one joblib file atomically; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        joblib.dump(bundle, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: joblib.dump(bundle, f))
     return path
 
 

@@ -26,8 +26,12 @@ import pandas as pd
 from . import config
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(fileobj)`` into a temp file beside ``path``, then rename."""
+def atomic_write(path: Path, write) -> None:
+    """Write through ``write(fileobj)`` into a temp file beside ``path``, then rename.
+
+    A reader never sees a half-written file; a killed writer leaves only a hidden
+    ``.<name>.*.tmp`` file, which no reader opens.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -68,7 +72,7 @@ class EmbeddingStore:
         if not np.isfinite(arr).all():
             raise ValueError(f"embedding for {content_hash} has non-finite values")
         path = self.path_for(content_hash, fingerprint)
-        _atomic_write(path, lambda f: np.save(f, arr.astype(np.float32, copy=False)))
+        atomic_write(path, lambda f: np.save(f, arr.astype(np.float32, copy=False)))
         return path
 
     def get(self, content_hash: str, fingerprint: str, *, mmap: bool = False) -> np.ndarray | None:
@@ -90,7 +94,7 @@ class EmbeddingStore:
     def write_info(self, fingerprint: str, info: dict[str, Any]) -> None:
         """Record what produced the entries of ``fingerprint`` (atomic JSON)."""
         text = json.dumps(info, indent=2, sort_keys=True, default=str).encode()
-        _atomic_write(self.root / fingerprint / "info.json", lambda f: f.write(text))
+        atomic_write(self.root / fingerprint / "info.json", lambda f: f.write(text))
 
     def read_info(self, fingerprint: str) -> dict[str, Any]:
         path = self.root / fingerprint / "info.json"

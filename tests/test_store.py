@@ -49,7 +49,7 @@ def _slow_writer(root):
 
     import mtbc.store as s
 
-    s._atomic_write(store.path_for(H1, "fp"), Endless().write)
+    s.atomic_write(store.path_for(H1, "fp"), Endless().write)
 
 
 def test_writer_killed_mid_write_leaves_no_entry(tmp_path):

@@ -36,7 +36,6 @@ with ``--final-relu``: raw 0.131 / 0.238, postprocessed 123.0 / 75.0.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import pickle
@@ -54,6 +53,7 @@ from torchvggish import vggish_input, vggish_params
 from torchvggish.torchvggish import VGG, make_layers
 
 from mtbc.audio import AudioWarning
+from mtbc.datasets import content_hash
 from mtbc.extractors import Extractor, WeightsUnavailableError, make_fingerprint, weights_kind
 
 #: harritaylor/torchvggish v0.1 release files (the weights ported from TF VGGish).
@@ -143,11 +143,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _HASHES[key] = h.hexdigest()
+        _HASHES[key] = content_hash(path)
     return _HASHES[key]
 
 
