@@ -1,8 +1,15 @@
-"""mtbc: compare music embedding models (MERT-v1, VGGish, ensembles) on a music collection.
+"""mtbc: compare music embedding models (MERT-v1, VGGish, musicnn, ensembles) on a collection.
 
-Data flow: ``datasets`` (manifest) -> ``audio`` (decode, resample, validate, chunk)
--> ``extractors`` -> ``store`` (embedding cache) -> ``stats`` / ``probe`` / ``ensemble``
--> notebooks -> reports.
+The subpackages follow the data flow:
+
+    mtbc.data        audio decoding, collections and dataset loaders, splits, demo corpus
+    mtbc.extractors  one module per model behind one base class
+    mtbc.cache       file hashing, atomic writes, the embedding store, the extraction runner
+    mtbc.analysis    statistics, probes, the evaluation protocol, metrics, ensembles, prediction
+    mtbc.reports     params schema, notebook execution, HTML and index, plots, tables
+    mtbc.pipeline    the main job (``mtbc run``), and mtbc.cli, the command line
+
+``mtbc.load_collection`` loads a collection (folder, CSV, ``gtzan:<root>``, ``demo``).
 """
 
 __version__ = "0.1.0"
@@ -13,3 +20,10 @@ import warnings as _warnings
 # mtbc never shows widget progress bars (notebooks run with progress=False), so the warning
 # would only clutter every report.
 _warnings.filterwarnings("ignore", message="IProgress not found")
+
+
+def load_collection(source, **options):
+    """Load and scan a collection; see :func:`mtbc.data.collection.load_collection`."""
+    from mtbc.data.collection import load_collection as _load
+
+    return _load(source, **options)

@@ -89,7 +89,7 @@ def bench_vggish(*, device: str = "cpu", batch_sizes: tuple[int, ...] = (8, 32, 
     try:
         with tempfile.TemporaryDirectory() as tmp:
             if weights is None:
-                from mtbc.testing import make_vggish_weights
+                from mtbc.extractors.fixtures import make_vggish_weights
                 weights, _ = make_vggish_weights(tmp)
             start = time.perf_counter()
             ext = VGGishExtractor(weights=weights, device=device,
@@ -187,8 +187,13 @@ def bench_mert(*, variant: str, device: str = "cpu", dtype: str = "auto",
 
     import numpy as np
 
+    from mtbc.extractors.fixtures import (
+        make_mert_model,
+        make_mert_snapshot,
+        mert_config,
+        mert_preprocessor,
+    )
     from mtbc.extractors.mert import MertExtractor, _resolve_device, _resolve_dtype
-    from mtbc.testing import make_mert_model, make_mert_snapshot, mert_config, mert_preprocessor
 
     device = _resolve_device(device)
     dtype = _resolve_dtype(dtype, device)
@@ -278,12 +283,12 @@ def synthetic_probe_data(*, n_tracks: int = 1000, n_layers: int = 25, dim: int =
 def bench_probe(*, n_tracks: int = 1000, n_layers: int = 25, dim: int = 1024,
                 n_classes: int = 10, probe: str = "linear", selection: str = "auto",
                 n_splits: int = 5, seed: int = 0, progress: bool = False) -> dict:
-    """Time :func:`mtbc.probe.evaluate_probe` with layer selection on synthetic embeddings.
+    """Time :func:`mtbc.analysis.probes.evaluate_probe` with layer selection on synthetic embeddings.
 
     Prints and returns wall seconds, the chosen layers and the accuracy (of synthetic data:
     a timing fixture, not a result).
     """
-    from .probe import evaluate_probe
+    from mtbc.analysis.probes import evaluate_probe
 
     features, track_index, tracks = synthetic_probe_data(
         n_tracks=n_tracks, n_layers=n_layers, dim=dim, n_classes=n_classes, seed=seed)
@@ -348,7 +353,7 @@ def bench_store(*, n_tracks: int = 1000, n_layers: int = 25, dim: int = 1024,
 
     import numpy as np
 
-    from .store import EmbeddingStore
+    from mtbc.cache.store import EmbeddingStore
 
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         store = EmbeddingStore(tmp)

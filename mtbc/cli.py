@@ -37,7 +37,7 @@ def _print_table(df, title: str | None = None) -> None:
 
 
 def cmd_demo(args) -> int:
-    from .demo import build_demo
+    from mtbc.data.demo import build_demo
 
     manifest = build_demo(args.out, seed=args.seed, n_per_class=args.per_class,
                           clip_seconds=args.seconds, force=args.force)
@@ -46,7 +46,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_fixtures(args) -> int:
-    from .testing import make_mert_snapshot, make_vggish_weights
+    from mtbc.extractors.fixtures import make_mert_snapshot, make_vggish_weights
 
     out = args.out
     mert = make_mert_snapshot(out / "mert-tiny", variant="330m", tiny=True,
@@ -60,7 +60,7 @@ def cmd_fixtures(args) -> int:
 
 
 def cmd_scan(args) -> int:
-    from .datasets import load_collection
+    from mtbc.data.collection import load_collection
 
     coll = load_collection(args.collection, kind=args.kind, min_duration=args.min_duration)
     print(f"{coll.name} ({coll.source}): {len(coll)} tracks, {len(coll.skipped)} skipped")
@@ -75,10 +75,10 @@ def cmd_scan(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from .datasets import load_collection
-    from .extract import extract_collection
-    from .extractors import get_extractor
-    from .store import EmbeddingStore
+    from mtbc.cache.extract import extract_collection
+    from mtbc.cache.store import EmbeddingStore
+    from mtbc.data.collection import load_collection
+    from mtbc.extractors import get_extractor
 
     coll = load_collection(args.collection, kind=args.kind)
     store = EmbeddingStore(args.cache)
@@ -97,7 +97,7 @@ def cmd_extract(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from .store import EmbeddingStore
+    from mtbc.cache.store import EmbeddingStore
 
     store = EmbeddingStore(args.cache)
     listing = store.list()
@@ -115,8 +115,8 @@ def cmd_cache(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .predict import predict_files
-    from .store import EmbeddingStore
+    from mtbc.analysis.predict import predict_files
+    from mtbc.cache.store import EmbeddingStore
 
     paths = []
     for p in map(Path, args.files):
@@ -135,13 +135,13 @@ def cmd_predict(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from . import bench
+    from mtbc import bench
 
     return bench.main(models=args.models, device=args.device, quick=args.quick)
 
 
 def cmd_run(args) -> int:
-    from .pipeline import run
+    from mtbc.pipeline import run
 
     index = run(args.params, notebooks_dir=args.notebooks)
     print(f"\nreports: {index}")
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify new songs with a trained model file",
                        description="Extract what is missing and print the label and class "
                                    "probabilities of each file.")
-    p.add_argument("model", type=Path, help="a model file saved by notebook 04 / mtbc.predict")
+    p.add_argument("model", type=Path, help="a model file saved by notebook 04 / mtbc.analysis.predict")
     p.add_argument("files", nargs="+", help="audio files or folders")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="override an extractor option recorded in the model (e.g. "
@@ -230,9 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .audio import AudioError
-    from .datasets import CollectionError
-    from .extractors import WeightsUnavailableError
+    from mtbc.data.audio import AudioError
+    from mtbc.data.collection import CollectionError
+    from mtbc.extractors import WeightsUnavailableError
 
     try:
         return args.func(args)

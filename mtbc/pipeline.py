@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import config
-from .datasets import Collection, load_collection
-from .extract import extract_collection
-from .extractors import Extractor, WeightsUnavailableError, get_extractor
-from .notebook import describe_weights
-from .report import load_params, run_reports, validate_params
-from .store import EmbeddingStore
+from mtbc import config
+from mtbc.cache.extract import extract_collection
+from mtbc.cache.store import EmbeddingStore
+from mtbc.data.collection import Collection, load_collection
+from mtbc.extractors import Extractor, WeightsUnavailableError, get_extractor
+from mtbc.reports.execute import run_reports
+from mtbc.reports.params import load_params, validate_params
+from mtbc.reports.tables import describe_weights
 
 
 def cache_root(cache_dir: str | os.PathLike | None) -> Path:
@@ -43,7 +44,7 @@ def build_extractor(options: Mapping[str, Any]) -> Extractor:
 def prepare(params: Mapping[str, Any], *, progress: bool = True) -> dict[str, Any]:
     """Steps 1-3: corpus, scan, embeddings. Returns run info for the index page."""
     if params["collection"].partition(":")[0] == "demo":
-        from .demo import build_demo
+        from mtbc.data.demo import build_demo
 
         demo = dict(params.get("demo") or {})
         out_dir = params["collection"].partition(":")[2] or demo.pop("out_dir", None)

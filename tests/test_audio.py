@@ -1,4 +1,4 @@
-"""mtbc.audio: decoding, validation (every hostile case names the file), resampling, chunking."""
+"""mtbc.data.audio: decoding, validation (every hostile case names the file), resampling, chunking."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mtbc.audio import AudioError, AudioWarning, chunk_wave, load_audio, read_audio
+from mtbc.data.audio import AudioError, AudioWarning, chunk_wave, load_audio, read_audio
 
 
 @pytest.mark.parametrize("ext,fmt,subtype", [

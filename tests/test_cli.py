@@ -58,7 +58,7 @@ def test_extract_option_parsing_types_values():
 
 
 def test_extract_with_a_tiny_local_mert_fills_the_cache_then_reuses_it(tmp_path, tone, capsys):
-    from mtbc.testing import make_mert_snapshot
+    from mtbc.extractors.fixtures import make_mert_snapshot
 
     for i, label in enumerate(["bach", "bach", "han", "han"]):
         tone(tmp_path / "m" / label / f"c{i}.wav", seconds=1.5, sr=24000, freq=300 + 100 * i)

@@ -1,4 +1,4 @@
-"""mtbc.datasets: builders, scanning with a skipped table, duplicates, GTZAN split."""
+"""mtbc.data.collection: builders, scanning with a skipped table, duplicates, GTZAN split."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from mtbc.datasets import (
+from mtbc.data.collection import (
     Collection,
     CollectionError,
     from_csv,
@@ -136,7 +136,7 @@ def test_load_collection_errors_are_clear(tmp_path):
 
 
 def test_scan_cache_reused_until_a_file_changes(tmp_path, tone, monkeypatch):
-    import mtbc.datasets as ds
+    import mtbc.data.collection as ds
 
     root = tmp_path / "m"
     tone(root / "a" / "x.wav", seconds=0.3)

@@ -12,7 +12,7 @@ import pretty_midi
 import pytest
 import soundfile as sf
 
-import mtbc.demo as demo
+import mtbc.data.demo as demo
 
 CLIP = 3.0  # seconds: small clips keep every build under a second or two
 

@@ -8,14 +8,14 @@ import pytest
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from mtbc.ensemble import (
+from mtbc.analysis.ensemble import (
     BlockStandardizer,
     evaluate_early_fusion,
     evaluate_late_fusion,
     late_fusion,
     track_means,
 )
-from mtbc.probe import evaluate_probe
+from mtbc.analysis.probes import evaluate_probe
 
 
 def make_tracks(n_tracks=80, n_classes=4):

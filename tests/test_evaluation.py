@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-from mtbc.evaluation import (
+from mtbc.analysis.evaluation import (
     METRICS,
     bootstrap_ci,
     classification_metrics,

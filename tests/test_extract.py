@@ -1,14 +1,14 @@
-"""mtbc.extract: cache-filling runs that skip cached tracks, list failures and shard."""
+"""mtbc.cache.extract: cache-filling runs that skip cached tracks, list failures and shard."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mtbc.datasets import from_folder, scan
-from mtbc.extract import extract_collection, select_shard
+from mtbc.cache.extract import extract_collection, select_shard
+from mtbc.cache.store import EmbeddingStore
+from mtbc.data.collection import from_folder, scan
 from mtbc.extractors import Extractor, make_fingerprint
-from mtbc.store import EmbeddingStore
 
 
 class CountingExtractor(Extractor):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mtbc.extractors import available_extractors, get_extractor
-from mtbc.testing import make_mert_snapshot, make_vggish_weights
+from mtbc.extractors.fixtures import make_mert_snapshot, make_vggish_weights
 
 
 @pytest.fixture(scope="module")

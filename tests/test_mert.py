@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from mtbc.extractors import get_extractor
+from mtbc.extractors.fixtures import DECOY_MARKER, make_mert_model, make_mert_snapshot, mert_config
 from mtbc.extractors.mert import (
     ALLOW_PATTERNS,
     DEFAULT_REVISIONS,
@@ -22,7 +23,6 @@ from mtbc.extractors.mert import (
     build_model,
     hubert_config,
 )
-from mtbc.testing import DECOY_MARKER, make_mert_model, make_mert_snapshot, mert_config
 
 SR = 24000
 

@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtbc.notebook import (
+from mtbc.analysis.probes import compare, evaluate_probe
+from mtbc.cache.store import EmbeddingStore, load_aligned, load_embeddings
+from mtbc.reports.tables import (
     answer,
     classification_plan,
     comparison_frame,
     extractor_table,
     results_table,
 )
-from mtbc.probe import compare, evaluate_probe
-from mtbc.store import EmbeddingStore, load_aligned, load_embeddings
 
 
 def _tracks(labels, split=None):
@@ -105,7 +105,7 @@ def test_load_aligned_keeps_tracks_every_extractor_has(tmp_path):
 
 
 def test_results_table_names_each_models_layer_for_late_fusion(two_results):
-    from mtbc.ensemble import late_fusion
+    from mtbc.analysis.ensemble import late_fusion
 
     fused = late_fusion(two_results, name="late(good + noise)")
     cell = results_table([fused]).loc["late(good + noise)", "layer(s) chosen"]

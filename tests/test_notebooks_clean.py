@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mtbc.report import check_notebook, check_notebooks, main, strip_outputs
+from mtbc.reports.hygiene import check_notebook, check_notebooks, main, strip_outputs
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 

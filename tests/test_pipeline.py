@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from mtbc.cli import main
+from mtbc.extractors.fixtures import make_mert_snapshot, make_vggish_weights
 from mtbc.pipeline import run
-from mtbc.report import FIXTURE_TEXT
-from mtbc.testing import make_mert_snapshot, make_vggish_weights
+from mtbc.reports.display import FIXTURE_TEXT
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["01_load_data", "02_extract_embeddings", "03_embedding_statistics",
@@ -147,7 +147,7 @@ def test_five_unlabelled_songs_are_described_not_classified(tmp_path, tone):
 
 
 def test_gtzan_layout_runs_on_its_predefined_split(tmp_path, tone):
-    from mtbc.datasets import gtzan_split_lists
+    from mtbc.data.collection import gtzan_split_lists
 
     lists = gtzan_split_lists()
     genres = sorted({rel.split("/")[0] for rel in lists["train"]})

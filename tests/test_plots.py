@@ -1,4 +1,4 @@
-"""mtbc.plots: every figure has a title, labelled axes with units and labelled colour bars."""
+"""mtbc.reports.plots: every figure has a title, labelled axes with units and labelled colour bars."""
 
 import matplotlib
 
@@ -9,7 +9,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from mtbc import plots, stats  # noqa: E402
+from mtbc.analysis import stats  # noqa: E402
+from mtbc.reports import plots
 
 
 @pytest.fixture(autouse=True)

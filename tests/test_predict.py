@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from mtbc.audio import chunk_wave
-from mtbc.datasets import content_hash
+from mtbc.analysis.predict import load_bundle, predict_files, train_final_probe
+from mtbc.cache.files import content_hash
+from mtbc.cache.store import EmbeddingStore
+from mtbc.data.audio import chunk_wave
 from mtbc.extractors import Extractor, make_fingerprint
-from mtbc.predict import load_bundle, predict_files, train_final_probe
-from mtbc.store import EmbeddingStore
 
 
 class ToneExtractor(Extractor):
@@ -64,7 +64,7 @@ def trained(tmp_path):
     store = EmbeddingStore(tmp_path / "cache")
     hasher = content_hash
     tracks["content_hash"] = [hasher(p) for p in tracks["path"]]
-    from mtbc.audio import load_audio
+    from mtbc.data.audio import load_audio
 
     for p, h in zip(tracks["path"], tracks["content_hash"], strict=True):
         store.put(h, ex.fingerprint, ex.embed(load_audio(p, ex.sample_rate)))

@@ -7,8 +7,14 @@ import pandas as pd
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from mtbc.probe import LayerSelector, LinearProbe, MLPProbe, evaluate_probe, limit_threads
-from mtbc.splits import LeakageError, check_disjoint, outer_folds, track_groups
+from mtbc.analysis.probes import (
+    LayerSelector,
+    LinearProbe,
+    MLPProbe,
+    evaluate_probe,
+    limit_threads,
+)
+from mtbc.data.splits import LeakageError, check_disjoint, outer_folds, track_groups
 
 
 def make_tracks(n_tracks=80, n_classes=4, per_group=2, seed=0):

@@ -15,19 +15,12 @@ import nbformat
 import pytest
 import yaml
 
-from mtbc import report
-from mtbc.report import (
-    FIXTURE_TEXT,
-    NotebookFailed,
-    ParamsError,
-    ReportInfo,
-    fixture_banner,
-    load_params,
-    record_summary,
-    run_reports,
-    validate_params,
-    write_index,
-)
+from mtbc import __version__
+from mtbc.reports import browser
+from mtbc.reports.display import FIXTURE_MIME, FIXTURE_TEXT, fixture_banner, record_summary
+from mtbc.reports.execute import NotebookFailed, execute_notebooks, run_reports
+from mtbc.reports.html import ReportInfo, notebook_to_html, write_index
+from mtbc.reports.params import ParamsError, load_params, validate_params
 
 
 def make_notebook(path: Path, params_source: str, *cells: str, markdown: str = "") -> Path:
@@ -62,7 +55,7 @@ def demo_run(tmp_path_factory):
         'label: str = "default-label"  # a notebook-specific value\n'
         'weights_kind: str = "pretrained"  # what the tiny "extractor" claims',
         GOOD_PRINT,
-        'from mtbc.report import fixture_banner, record_summary\n'
+        'from mtbc.reports.display import fixture_banner, record_summary\n'
         'record_summary(f"Accuracy 0.50 on 10 tracks\\n(seed {seed})")\n'
         'fixture_banner({"toy": {"weights_kind": weights_kind}})',
         FIGURE,
@@ -133,7 +126,7 @@ def test_index_links_reports_with_summaries(demo_run):
     assert '<a href="02_plain.html">02_plain</a>' in page
     assert "Accuracy 0.50 on 10 tracks (seed 7)" in page
     assert "(no summary recorded)" in page  # 02_plain recorded none
-    assert "tiny" in page and "params.yaml" in page and report.__version__ in page
+    assert "tiny" in page and "params.yaml" in page and __version__ in page
 
 
 def test_fixture_weights_banner_in_report_and_index(demo_run):
@@ -145,7 +138,7 @@ def test_fixture_weights_banner_in_report_and_index(demo_run):
 
 def test_include_input_keeps_code(demo_run, tmp_path):
     _, out, _ = demo_run
-    html = report.notebook_to_html(out / "01_good.ipynb", tmp_path / "with_code.html",
+    html = notebook_to_html(out / "01_good.ipynb", tmp_path / "with_code.html",
                                    include_input=True)
     page = html.read_text()
     assert "subplots" in page and CODE_CELL.search(page)
@@ -221,7 +214,7 @@ def test_notebook_params_for_unknown_notebook_fails_before_running(tmp_path):
     make_notebook(tmp_path / "01_a.ipynb", "seed: int = 0")
     params = validate_params({"run": "r", "notebook_params": {"01_b": {"x": 1}}})
     with pytest.raises(ParamsError, match="01_b"):
-        report.execute_notebooks([tmp_path / "01_a.ipynb"], params=params,
+        execute_notebooks([tmp_path / "01_a.ipynb"], params=params,
                                  out_dir=tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / "01_a.ipynb").exists()
 
@@ -242,7 +235,7 @@ def test_fixture_banner_only_for_fixture_or_random():
                                                         "weights_kind": "pretrained"}])
     bundle = banner._repr_mimebundle_()
     assert FIXTURE_TEXT in bundle["text/html"] and "fake: random" in bundle["text/plain"]
-    assert bundle[report.FIXTURE_MIME] == {"weights": {"fake": "random"}}
+    assert bundle[FIXTURE_MIME] == {"weights": {"fake": "random"}}
     with pytest.raises(ValueError, match="weights_kind 'pretend'"):
         fixture_banner({"mert": {"weights_kind": "pretend"}})
 
@@ -263,11 +256,11 @@ def test_write_index_escapes_and_omits_banner(tmp_path):
     assert FIXTURE_TEXT in forced
 
 
-@pytest.mark.skipif(report.find_chromium() is None, reason="chromium not installed")
+@pytest.mark.skipif(browser.find_chromium() is None, reason="chromium not installed")
 def test_screenshot_of_index(tmp_path):
     rep = ReportInfo("01_x", tmp_path / "a", tmp_path / "a", tmp_path / "01_x.html", "ok")
     index = write_index(tmp_path, [rep], title="T", run_info={"run": "r"})
-    png = report.screenshot(index, tmp_path / "shot.png", width=640, height=400)
+    png = browser.screenshot(index, tmp_path / "shot.png", width=640, height=400)
     head = png.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", head[16:24]) == (640, 400)
@@ -277,7 +270,7 @@ def test_declared_parameters_reads_union_annotations_and_help():
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from mtbc.report import declared_parameters
+    from mtbc.reports.params import declared_parameters
 
     cell = new_code_cell('cache_dir: str | None = None  # where the cache is\n'
                          'probes: list = ["linear", "mlp"]  # probes\nplain = 3\n')

@@ -1,10 +1,10 @@
-"""mtbc.stats on synthetic embeddings with known answers."""
+"""mtbc.analysis.stats on synthetic embeddings with known answers."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mtbc import stats
+from mtbc.analysis import stats
 
 
 def make_tracks(labels):

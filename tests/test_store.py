@@ -1,4 +1,4 @@
-"""mtbc.store: atomic entries, fingerprint isolation, listing and bulk loading."""
+"""mtbc.cache.store: atomic entries, fingerprint isolation, listing and bulk loading."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import signal
 import numpy as np
 import pytest
 
-from mtbc.store import EmbeddingStore
+from mtbc.cache.store import EmbeddingStore
 
 H1, H2 = "ab" + "0" * 62, "cd" + "1" * 62
 
@@ -47,7 +47,7 @@ def _slow_writer(root):
             f.flush()
             os.kill(os.getpid(), signal.SIGKILL)
 
-    import mtbc.store as s
+    import mtbc.cache.store as s
 
     s.atomic_write(store.path_for(H1, "fp"), Endless().write)
 

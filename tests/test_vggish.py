@@ -11,8 +11,15 @@ import torch
 from torchvggish import vggish_input
 from torchvggish.torchvggish import VGG, make_layers
 
-from mtbc.audio import AudioWarning
+from mtbc.data.audio import AudioWarning
 from mtbc.extractors import get_extractor
+from mtbc.extractors.fixtures import (
+    PCA_NAME,
+    WEIGHTS_NAME,
+    make_vggish_weights,
+    random_pca_params,
+    save_pca_params,
+)
 from mtbc.extractors.vggish import (
     EXAMPLE_SAMPLES,
     PCA_PARAMS_URL,
@@ -24,13 +31,6 @@ from mtbc.extractors.vggish import (
     load_vggish_state_dict,
     postprocess_embeddings,
     vggish_flops_per_example,
-)
-from mtbc.testing import (
-    PCA_NAME,
-    WEIGHTS_NAME,
-    make_vggish_weights,
-    random_pca_params,
-    save_pca_params,
 )
 
 SR = 16000

@@ -1,24 +1,24 @@
-"""Embedding extractors behind one interface (DESIGN section 2).
+"""Embedding extractors behind one interface (:class:`mtbc.extractors.base.Extractor`).
 
-``get_extractor(name, **options)`` returns an :class:`Extractor` with
-
-- ``sample_rate``: the rate ``embed`` expects its mono float32 input at,
-- ``fingerprint``: a short hash that changes whenever weights, revision or any option
-  that changes outputs changes (it keys the embedding cache),
-- ``embed(wave) -> (n_segments, n_layers, dim)`` float32 array.
+``get_extractor(name, **options)`` builds one by name; models are imported lazily so that
+importing mtbc stays cheap. One module per model: ``mert``, ``vggish``, ``mfcc``.
 """
 
 from __future__ import annotations
 
-import abc
-import hashlib
 import importlib
-import json
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
+from mtbc.extractors.base import (
+    FIXTURE_MARKER,
+    Extractor,
+    WeightsUnavailableError,
+    make_fingerprint,
+    weights_kind,
+)
+
+__all__ = ["FIXTURE_MARKER", "Extractor", "WeightsUnavailableError", "available_extractors",
+           "get_extractor", "make_fingerprint", "weights_kind"]
 
 #: name -> "module:Class", imported lazily so that importing mtbc stays cheap.
 _REGISTRY: dict[str, str] = {
@@ -26,19 +26,6 @@ _REGISTRY: dict[str, str] = {
     "vggish": "mtbc.extractors.vggish:VGGishExtractor",
     "mfcc": "mtbc.extractors.mfcc:MfccExtractor",
 }
-
-
-#: A file of this name beside model weights marks them as random test fixtures.
-FIXTURE_MARKER = "MTBC_FIXTURE.txt"
-
-
-def weights_kind(folder: str | Path) -> str:
-    """``"fixture"`` when ``folder`` holds :data:`FIXTURE_MARKER`, else ``"pretrained"``."""
-    return "fixture" if (Path(folder) / FIXTURE_MARKER).is_file() else "pretrained"
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Model weights are not on this machine and cannot be fetched; the message says how to fix it."""
 
 
 def available_extractors() -> list[str]:
@@ -57,43 +44,3 @@ def get_extractor(name: str, **options: Any) -> Extractor:
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(**options)
-
-
-def make_fingerprint(name: str, **fields: Any) -> str:
-    """Stable 16-hex-digit hash of an extractor name and the fields that change its output."""
-    payload = json.dumps({"extractor": name, **fields}, sort_keys=True, default=str)
-    return f"{name}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
-
-
-class Extractor(abc.ABC):
-    """Base class: subclasses set ``name`` and ``sample_rate`` and implement ``embed``."""
-
-    name: str
-    sample_rate: int
-    #: Shortest input (in samples) ``embed`` accepts; shorter input is the caller's to refuse.
-    min_samples: int = 1
-
-    @property
-    @abc.abstractmethod
-    def fingerprint(self) -> str:
-        """Short hash of everything that changes outputs."""
-
-    @abc.abstractmethod
-    def embed(self, wave: np.ndarray) -> np.ndarray:
-        """Embed one mono float32 waveform at ``sample_rate``: ``(n_segments, n_layers, dim)``."""
-
-    def embed_many(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Embed several waveforms; extractors override this to batch across tracks."""
-        return [self.embed(w) for w in waves]
-
-    def metadata(self) -> dict[str, Any]:
-        """What a report or cache entry records about this extractor (JSON-serialisable)."""
-        return {"extractor": self.name, "sample_rate": self.sample_rate,
-                "fingerprint": self.fingerprint}
-
-    def layer_names(self, n_layers: int) -> list[str]:
-        """Human names of the layer axis (``layer 0`` ... by default)."""
-        return [f"layer {i}" for i in range(n_layers)]
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(fingerprint={self.fingerprint!r})"

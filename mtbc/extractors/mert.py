@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from mtbc.audio import chunk_wave
-from mtbc.extractors import Extractor, WeightsUnavailableError, make_fingerprint, weights_kind
+from mtbc.data.audio import chunk_wave
+from mtbc.extractors.base import Extractor, WeightsUnavailableError, make_fingerprint, weights_kind
 
 MODEL_95M = "m-a-p/MERT-v1-95M"
 MODEL_330M = "m-a-p/MERT-v1-330M"

@@ -1,6 +1,6 @@
 """A hand-crafted baseline: MFCC, chroma and spectral-contrast statistics per segment.
 
-The wave is cut into ``segment_seconds`` segments by :func:`mtbc.audio.chunk_wave`.
+The wave is cut into ``segment_seconds`` segments by :func:`mtbc.data.audio.chunk_wave`.
 Remainder policy: the samples after the last full segment form one shorter segment when they
 last at least ``min_last_seconds`` (1 s by default) and are dropped otherwise; a wave shorter
 than one segment is one segment whatever its length. A segment shorter than ``n_fft`` is
@@ -25,8 +25,8 @@ from typing import Any
 import librosa
 import numpy as np
 
-from ..audio import chunk_wave
-from . import Extractor, make_fingerprint
+from mtbc.data.audio import chunk_wave
+from mtbc.extractors.base import Extractor, make_fingerprint
 
 #: Bumped whenever the feature recipe changes in a way the options do not capture.
 FEATURE_VERSION = 1

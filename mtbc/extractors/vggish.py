@@ -15,7 +15,7 @@ The network definition and the log-mel front end (a port of TF's ``mel_features`
 - **Shapes.** ``embed`` returns ``(n_examples, 1, 128)`` float32, one row per 0.96 s example
   (96 frames of 10 ms, hop 96, the leftover dropped); a single example keeps its batch axis.
 - **Short clips.** A wave shorter than one example (15,600 samples, 0.975 s at 16 kHz) is
-  zero-padded at its end to exactly one example and an :class:`mtbc.audio.AudioWarning` says
+  zero-padded at its end to exactly one example and an :class:`mtbc.data.audio.AudioWarning` says
   so; an empty or non-finite wave raises ``ValueError``.
 - **Safe loading.** Weights are read with ``torch.load(weights_only=True)`` and loaded strictly
   (the 18 tensors of :data:`STATE_DICT_SHAPES`). The upstream PCA file is a ``torch.save``'d
@@ -52,9 +52,9 @@ from torch import nn
 from torchvggish import vggish_input, vggish_params
 from torchvggish.torchvggish import VGG, make_layers
 
-from mtbc.audio import AudioWarning
-from mtbc.datasets import content_hash
-from mtbc.extractors import Extractor, WeightsUnavailableError, make_fingerprint, weights_kind
+from mtbc.cache.files import content_hash
+from mtbc.data.audio import AudioWarning
+from mtbc.extractors.base import Extractor, WeightsUnavailableError, make_fingerprint, weights_kind
 
 #: harritaylor/torchvggish v0.1 release files (the weights ported from TF VGGish).
 WEIGHTS_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
@@ -297,7 +297,7 @@ class VGGishExtractor(Extractor):
 
     name = "vggish"
     sample_rate = SAMPLE_RATE
-    #: Resampler for ``mtbc.audio.load_audio``: resampy's kaiser_best, as TF VGGish uses.
+    #: Resampler for ``mtbc.data.audio.load_audio``: resampy's kaiser_best, as TF VGGish uses.
     res_type = "kaiser_best"
     #: Anything non-empty is accepted; shorter than one example is zero-padded (see module doc).
     min_samples = 1

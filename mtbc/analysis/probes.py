@@ -15,7 +15,7 @@ ends in ``_``, ``random_state`` becomes a generator in ``fit``):
 
 The protocol (:func:`evaluate_probe`): features are segments ``(N_seg, n_layers, dim)`` with a
 ``track_index`` into the tracks table. Probes train on segments; a track's prediction is the
-mean of its segments' probabilities. Splits come from :mod:`mtbc.splits` (predefined
+mean of its segments' probabilities. Splits come from :mod:`mtbc.data.splits` (predefined
 train/valid/test, else stratified group k-fold with grouped inner CV). Within each outer fold
 the layer (each layer and the mean of layers) and the probe's hyperparameter (``C`` for the
 linear probe, the number of epochs for the MLP) are chosen on validation tracks only -- the
@@ -63,7 +63,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from . import evaluation, splits
+from mtbc.analysis import evaluation
+from mtbc.data import splits
 
 #: Inverse regularisation strengths tried for the linear probe (standardised features).
 DEFAULT_CS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -123,7 +124,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     ----------
     C : inverse L2 strength, chosen on validation by the protocol (:data:`DEFAULT_CS`).
     scaler : unfitted transformer to standardise with; ``None`` = ``StandardScaler()``
-        (early fusion passes :class:`mtbc.ensemble.BlockStandardizer`).
+        (early fusion passes :class:`mtbc.analysis.ensemble.BlockStandardizer`).
     max_iter, tol : lbfgs limits.
     random_state : stored; lbfgs is deterministic, so it only seeds sklearn's solver state.
     """
@@ -325,7 +326,7 @@ def compare(results: Sequence[ProbeResult]) -> pd.DataFrame:
     return evaluation.pairwise_tests({r.name: r.predictions["predicted"] for r in results}, truth)
 
 
-# -- the protocol's building blocks (also used by mtbc.ensemble and mtbc.predict) --------------
+# -- the protocol's building blocks (also used by mtbc.analysis.ensemble and mtbc.analysis.predict) --------------
 class _Design:
     """Segments grouped by track: which rows of the features belong to which track."""
 

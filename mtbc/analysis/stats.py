@@ -1,13 +1,13 @@
 """Descriptive statistics of embeddings: per track, per dimension, between tracks.
 
-Input conventions (what :meth:`mtbc.store.EmbeddingStore.load_many` returns):
+Input conventions (what :meth:`mtbc.cache.store.EmbeddingStore.load_many` returns):
 
 - track level: ``X`` of shape ``(n_tracks, n_layers, dim)`` (``reduce="mean"``), or an already
   chosen layer ``(n_tracks, dim)``;
 - segment level: ``segments (N, n_layers, dim)`` with ``track_index (N,)``, the position of
   each segment's track (``reduce=None``);
 - ``tracks``: a DataFrame with a ``track_id`` column and, optionally, ``label``, one row per
-  track in the same order as ``X`` (the manifest of :mod:`mtbc.datasets` works as is).
+  track in the same order as ``X`` (the manifest of :mod:`mtbc.data.collection` works as is).
 
 Functions that need one layer take ``layer=``; ``layer=None`` is accepted only when there is a
 single layer (VGGish, MFCC), so a multi-layer model never gets averaged silently.

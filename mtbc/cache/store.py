@@ -13,8 +13,6 @@ layers asked for, so loading 1,000 tracks x 25 layers x 1024 for analysis takes 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -23,26 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import config
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write through ``write(fileobj)`` into a temp file beside ``path``, then rename.
-
-    A reader never sees a half-written file; a killed writer leaves only a hidden
-    ``.<name>.*.tmp`` file, which no reader opens.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from mtbc import config
+from mtbc.cache.files import atomic_write
 
 
 class EmbeddingStore:

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from . import __version__
-from .audio import DEFAULT_RES_TYPE, AudioError, load_audio
-from .extractors import Extractor
-from .store import EmbeddingStore
+from mtbc import __version__
+from mtbc.cache.store import EmbeddingStore
+from mtbc.data.audio import DEFAULT_RES_TYPE, AudioError, load_audio
+from mtbc.extractors import Extractor
 
 FAILED_COLUMNS = ["track_id", "path", "reason"]
 

@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from . import config
-from .audio import AUDIO_EXTENSIONS, AudioError, read_audio
-from .store import atomic_write
+from mtbc import config
+from mtbc.cache.files import atomic_write, content_hash
+from mtbc.data.audio import AUDIO_EXTENSIONS, AudioError, read_audio
 
 TRACK_COLUMNS = ["track_id", "path", "label", "artist", "split", "group"]
 SCAN_COLUMNS = ["content_hash", "duration", "sample_rate", "channels"]
@@ -100,15 +100,6 @@ class Collection:
 
 
 # -- helpers ---------------------------------------------------------------------------
-def content_hash(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
-    """sha256 (hex) of a file's bytes: the track key of the embedding cache."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_size):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _table(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     for col in TRACK_COLUMNS:

@@ -8,15 +8,15 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__
-from .splits import has_predefined_split
+from mtbc import __version__
+from mtbc.data.splits import has_predefined_split
 
 
 def listen(path: str | Path, *, seconds: float = 10.0, sr: int = 16000):
     """An audio player for the first ``seconds`` of a file (embedded, so HTML stays portable)."""
     from IPython.display import Audio
 
-    from .audio import load_audio
+    from mtbc.data.audio import load_audio
 
     wave = load_audio(path, sr, on_silence="ignore")[: int(seconds * sr)]
     return Audio(wave, rate=sr, normalize=True)
@@ -121,7 +121,7 @@ def results_table(results) -> pd.DataFrame:
 
 
 def comparison_frame(results) -> pd.DataFrame:
-    """``system, accuracy, ci_low, ci_high`` (fractions) for :func:`mtbc.plots.plot_model_comparison`."""
+    """``system, accuracy, ci_low, ci_high`` (fractions) for :func:`mtbc.reports.plots.plot_model_comparison`."""
     rows = []
     for r in results:
         m = r.metrics.set_index("metric").loc["accuracy"]
@@ -133,7 +133,7 @@ def comparison_frame(results) -> pd.DataFrame:
 def answer(results, tests: pd.DataFrame | None = None) -> str:
     """One sentence: which system classifies best, by how much, and whether it is significant.
 
-    ``tests`` is :func:`mtbc.probe.compare` output (McNemar, Holm-adjusted ``p_holm``).
+    ``tests`` is :func:`mtbc.analysis.probes.compare` output (McNemar, Holm-adjusted ``p_holm``).
     """
     ranked = sorted(results, key=lambda r: r.metric(), reverse=True)
     top = ranked[0]

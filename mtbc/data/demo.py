@@ -41,10 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .config import demo_dir
-from .datasets import content_hash
-from .store import atomic_write
+from mtbc import __version__
+from mtbc.cache.files import atomic_write, content_hash
+from mtbc.config import demo_dir
 
 LICENSE_NOTE = (
     "The demo corpus is rendered on your machine from the scores that ship with music21 and "

@@ -9,7 +9,7 @@ happens at the TRACK level:
   means), the chosen layers are concatenated, and one probe is trained on the concatenation
   with :class:`BlockStandardizer` as its scaler and its hyperparameter chosen on validation.
 - Late fusion (:func:`late_fusion`, :func:`evaluate_late_fusion`): each model is probed on its
-  own segments by :func:`mtbc.probe.evaluate_probe` with the same seed and therefore the same
+  own segments by :func:`mtbc.analysis.probes.evaluate_probe` with the same seed and therefore the same
   folds; a track's fused probability is the (weighted) mean of the models' track
   probabilities. The probes are fit by log-loss, so their probabilities are on a common,
   roughly calibrated scale; no extra calibration is fitted. Late fusion of identical models
@@ -30,8 +30,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import evaluation, splits
-from .probe import (
+from mtbc.analysis import evaluation
+from mtbc.analysis.probes import (
     DEFAULT_CS,
     ProbeResult,
     _assemble,
@@ -47,6 +47,7 @@ from .probe import (
     evaluate_probe,
     limit_threads,
 )
+from mtbc.data import splits
 
 
 class BlockStandardizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -137,7 +138,7 @@ def evaluate_early_fusion(
     ``blocks`` maps a model name to ``(features (N_seg, L, D), track_index (N_seg,))`` over
     the same ``tracks`` table. ``layers`` is one choice for all models or one per model
     (``"select"``, an int or ``"mean"``). Folds, seed and other options as in
-    :func:`mtbc.probe.evaluate_probe`; ``layer_scores`` has a ``model`` column (each model's
+    :func:`mtbc.analysis.probes.evaluate_probe`; ``layer_scores`` has a ``model`` column (each model's
     validation accuracy per layer, alone) and ``folds.layer`` holds the chosen layer per model.
     """
     selection = _check_options(probe, selection)
@@ -254,7 +255,7 @@ def evaluate_late_fusion(
 ) -> tuple[ProbeResult, dict[str, ProbeResult]]:
     """Probe every model alone (same seed, same folds) and fuse them late.
 
-    ``options`` go to :func:`mtbc.probe.evaluate_probe` (``probe``, ``seed``, ``n_splits``...).
+    ``options`` go to :func:`mtbc.analysis.probes.evaluate_probe` (``probe``, ``seed``, ``n_splits``...).
     Returns ``(fused, {model: single-model result})``.
     """
     singles = {}

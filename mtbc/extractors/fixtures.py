@@ -161,10 +161,10 @@ def make_mert_snapshot(path: str | Path, *, variant: str = "95m", tiny: bool = T
 
 def mark_fixture(folder: str | Path) -> None:
     """Mark ``folder`` as holding random test-fixture weights (see FIXTURE_MARKER)."""
-    from mtbc.extractors import FIXTURE_MARKER
+    from mtbc.extractors.base import FIXTURE_MARKER
 
     (Path(folder) / FIXTURE_MARKER).write_text(
-        "The weights in this folder are random test fixtures written by mtbc.testing; "
+        "The weights in this folder are random test fixtures written by mtbc.extractors.fixtures; "
         "embeddings made from them mean nothing.\n")
 
 

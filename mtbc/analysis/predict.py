@@ -27,11 +27,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import Pipeline
 from tqdm import tqdm
 
-from . import __version__, splits
-from .audio import load_audio
-from .datasets import content_hash
-from .extractors import Extractor, get_extractor
-from .probe import (
+from mtbc import __version__
+from mtbc.analysis.probes import (
     DEFAULT_CS,
     LayerSelector,
     _candidates,
@@ -44,7 +41,11 @@ from .probe import (
     _Spec,
     limit_threads,
 )
-from .store import EmbeddingStore, atomic_write
+from mtbc.cache.files import atomic_write, content_hash
+from mtbc.cache.store import EmbeddingStore
+from mtbc.data import splits
+from mtbc.data.audio import load_audio
+from mtbc.extractors import Extractor, get_extractor
 
 FORMAT = "mtbc-probe-bundle/1"
 
@@ -129,7 +130,7 @@ def train_final_probe(
     then the probe is fit on all of them. Name the extractor by passing it (``extractor``) or
     by ``extractor_name``/``fingerprint``; ``extractor_options`` are what
     ``get_extractor(name, **options)`` needs to rebuild it at prediction time.
-    Other arguments as in :func:`mtbc.probe.evaluate_probe`. Returns a :class:`ProbeBundle`.
+    Other arguments as in :func:`mtbc.analysis.probes.evaluate_probe`. Returns a :class:`ProbeBundle`.
     """
     selection = _check_options(probe, selection)
     features, track_index, classes, y = _prepare(features, track_index, tracks)

@@ -1,0 +1,223 @@
+"""Self-contained HTML: one page per executed notebook, and the index page of a run.
+
+Pages hide code (nbconvert ``--no-input``), embed images as ``data:`` URIs and carry no
+scripts except MathJax when a notebook has math. Every user string is escaped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mtbc.reports.display import FIXTURE_TEXT
+
+
+@dataclasses.dataclass
+class ReportInfo:
+    """One executed notebook of a run.
+
+    ``fixture_weights`` maps extractor label -> weights kind for every non-pretrained
+    extractor the notebook's :func:`fixture_banner` reported (empty: none).
+    """
+
+    name: str
+    notebook: Path
+    executed: Path
+    html: Path | None
+    summary: str | None = None
+    fixture_weights: dict[str, str] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+    status: str = "ok"  # "ok" or "failed"
+    error: str | None = None
+
+_REPORT_CSS = """
+body.jp-Notebook { background: #f6f7f9; padding: 0; margin: 0; }
+body.jp-Notebook main { max-width: 58rem; margin: 0 auto; padding: 1.5rem 2.5rem 3rem;
+  background: #fff; box-shadow: 0 0 0 1px #e3e6ea; min-height: 100vh; box-sizing: border-box; }
+.jp-RenderedHTMLCommon { font-size: 15px; line-height: 1.6;
+  font-family: system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; }
+.jp-RenderedHTMLCommon table { font-size: 13px; border-collapse: collapse; }
+.jp-RenderedHTMLCommon th, .jp-RenderedHTMLCommon td { padding: 0.3em 0.7em; }
+.jp-OutputArea-output img { max-width: 100%; height: auto; }
+.mtbc-nav { font: 13px system-ui, "DejaVu Sans", sans-serif; color: #555;
+  border-bottom: 1px solid #e3e6ea; padding-bottom: 0.6rem; margin-bottom: 1rem; }
+.mtbc-nav a { color: #1d4ed8; text-decoration: none; }
+"""
+
+_REPORT_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}
+{%- if resources.mtbc_math -%}{{ super() }}{%- endif -%}
+{%- endblock html_head_js_mathjax -%}
+{%- block html_head_css -%}<style type="text/css">{{ resources.mtbc_css }}</style>
+{%- endblock html_head_css -%}
+{%- block body_header -%}{{ super() }}
+{%- if resources.mtbc_nav -%}<nav class="mtbc-nav">{{ resources.mtbc_nav }}</nav>{%- endif -%}
+{%- endblock body_header -%}
+"""
+
+
+def notebook_to_html(notebook: str | os.PathLike, html_path: str | os.PathLike, *,
+                     include_input: bool = False, title: str | None = None,
+                     nav: str | None = None) -> Path:
+    """Convert an executed notebook to one self-contained HTML file.
+
+    Code is hidden unless ``include_input`` (nbconvert ``--no-input``); images are embedded
+    as ``data:`` URIs; no require.js, MathJax only when the notebook has math. ``nav`` is
+    trusted HTML put above the content (default: a link to ``index.html``).
+    """
+    import jinja2
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(notebook, as_version=4)
+    exporter = HTMLExporter(
+        template_name="lab", template_file="mtbc_report.html.j2",
+        extra_loaders=[jinja2.DictLoader({"mtbc_report.html.j2": _REPORT_TEMPLATE})],
+        exclude_input=not include_input, exclude_input_prompt=not include_input,
+        exclude_output_prompt=not include_input, embed_images=True)
+    has_math = any(("$" in c.source or "\\begin" in c.source) for c in nb.cells
+                   if c.cell_type == "markdown")
+    if nav is None:
+        nav = (f'<a href="index.html">&larr; All reports</a> &middot; '
+               f'{html.escape(Path(notebook).stem)}')
+    resources = {"metadata": {"name": title or Path(notebook).stem,
+                              "path": str(Path(notebook).parent)},
+                 "mtbc_math": has_math, "mtbc_css": _REPORT_CSS, "mtbc_nav": nav}
+    body, _ = exporter.from_notebook_node(nb, resources=resources)
+    html_path = Path(html_path)
+    html_path.write_text(body, encoding="utf-8")
+    return html_path
+
+
+_INDEX_CSS = """
+:root { color-scheme: light; }
+body { margin: 0; background: #f6f7f9; color: #1f2328;
+  font: 15px/1.55 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; }
+main { max-width: 58rem; margin: 0 auto; padding: 2rem 2.5rem 3rem; background: #fff;
+  box-shadow: 0 0 0 1px #e3e6ea; min-height: 100vh; box-sizing: border-box; }
+h1 { font-size: 1.7rem; margin: 0 0 0.2rem; }
+h2 { font-size: 1.15rem; margin: 2rem 0 0.6rem; border-bottom: 1px solid #e3e6ea;
+  padding-bottom: 0.3rem; }
+.sub { color: #57606a; margin: 0 0 1.2rem; }
+ol.reports { list-style: none; padding: 0; margin: 0; }
+ol.reports li { padding: 0.75rem 0.9rem; border: 1px solid #e3e6ea; border-radius: 6px;
+  margin-bottom: 0.6rem; }
+ol.reports a { font-weight: 600; color: #1d4ed8; text-decoration: none; font-size: 1.05rem; }
+ol.reports a:hover { text-decoration: underline; }
+.summary { margin-top: 0.25rem; }
+.meta { color: #57606a; font-size: 0.85rem; }
+.nosummary { color: #8c959f; font-style: italic; }
+li.failed { border-color: #d1242f; background: #fff5f5; }
+.error { color: #a40e26; font-family: ui-monospace, "DejaVu Sans Mono", monospace;
+  font-size: 0.85rem; white-space: pre-wrap; margin-top: 0.3rem; }
+.banner { border: 2px solid #b45309; background: #fef3c7; color: #78350f; padding: 0.8em 1em;
+  border-radius: 6px; font-weight: 600; margin: 1rem 0; }
+.banner div { font-weight: 400; font-size: 0.9em; }
+table.info { border-collapse: collapse; font-size: 0.9rem; }
+table.info th { text-align: left; color: #57606a; font-weight: 500; padding: 0.25rem 1.2rem
+  0.25rem 0; vertical-align: top; white-space: nowrap; }
+table.info td { padding: 0.25rem 0; font-family: ui-monospace, "DejaVu Sans Mono", monospace;
+  font-size: 0.85rem; word-break: break-all; }
+details { margin-top: 1rem; }
+details summary { cursor: pointer; color: #57606a; }
+details pre { background: #f6f8fa; border: 1px solid #e3e6ea; border-radius: 6px;
+  padding: 0.8rem; font-size: 0.82rem; overflow-x: auto; }
+"""
+
+_INFO_LABELS = {"run": "Run", "date": "Date", "params_file": "Parameter file",
+                "mtbc_version": "mtbc version", "git_commit": "Git commit",
+                "python": "Python", "seconds": "Total time (s)"}
+
+
+def write_index(out_dir: str | os.PathLike, reports: Iterable[ReportInfo], *, title: str,
+                run_info: Mapping[str, Any]) -> Path:
+    """Write ``out_dir/index.html``: every report with its summary, plus run provenance.
+
+    ``run_info``: shown as a table (``run``, ``date``, ``params_file``, ``mtbc_version`` and any
+    other scalar); a ``params`` mapping is shown as YAML under a fold; a truthy
+    ``fixture_weights`` (label -> kind) forces the fixture banner, which is also shown when
+    any report displayed one. Self-contained: inline CSS, no scripts.
+    """
+    import yaml
+
+    out_dir = Path(out_dir)
+    reports = list(reports)
+    esc = html.escape
+    fixtures: dict[str, str] = dict(run_info.get("fixture_weights") or {})
+    for r in reports:
+        fixtures.update(r.fixture_weights)
+    items = []
+    for r in reports:
+        href = esc(os.path.relpath(r.html, out_dir)) if r.html else None
+        link = (f'<a href="{href}">{esc(r.name)}</a>' if href else f"<strong>{esc(r.name)}</strong>")
+        if r.summary:
+            summary = f'<div class="summary">{esc(r.summary)}</div>'
+        elif r.status == "ok":
+            summary = '<div class="nosummary">(no summary recorded)</div>'
+        else:
+            summary = ""
+        meta = f'<span class="meta"> &middot; {r.seconds:.1f} s</span>'
+        if r.status != "ok":
+            meta = '<span class="meta"> &middot; FAILED</span>'
+            summary += f'<div class="error">{esc(r.error or "failed")}</div>'
+            summary += (f'<div class="meta">partial executed notebook: '
+                        f'{esc(os.path.relpath(r.executed, out_dir))}</div>')
+        cls = ' class="failed"' if r.status != "ok" else ""
+        items.append(f"<li{cls}>{link}{meta}{summary}</li>")
+    banner = ""
+    if fixtures:
+        which = ", ".join(f"{k}: {v}" for k, v in fixtures.items())
+        banner = (f'<div class="banner" role="alert">&#9888; {esc(FIXTURE_TEXT)}'
+                  f'<div>({esc(which)})</div></div>')
+    rows = []
+    for key, value in run_info.items():
+        if key in ("params", "fixture_weights") or isinstance(value, (Mapping, list)):
+            continue
+        rows.append(f"<tr><th>{esc(_INFO_LABELS.get(key, key))}</th>"
+                    f"<td>{esc(str(value))}</td></tr>")
+    params_block = ""
+    if run_info.get("params"):
+        dumped = yaml.safe_dump(dict(run_info["params"]), sort_keys=False,
+                                default_flow_style=False, allow_unicode=True)
+        params_block = (f"<details><summary>Parameters of this run</summary>"
+                        f"<pre>{esc(dumped)}</pre></details>")
+    n_failed = sum(r.status != "ok" for r in reports)
+    sub = f"{len(reports)} report{'s' if len(reports) != 1 else ''}"
+    if n_failed:
+        sub += f", {n_failed} failed"
+    if run_info.get("date"):
+        sub += f" &middot; {esc(str(run_info['date']))}"
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(title)}</title>
+<style>{_INDEX_CSS}</style>
+</head>
+<body>
+<main>
+<h1>{esc(title)}</h1>
+<p class="sub">{sub}</p>
+{banner}
+<h2>Reports</h2>
+<ol class="reports">
+{chr(10).join(items) or '<li class="nosummary">No reports.</li>'}
+</ol>
+<h2>Run</h2>
+<table class="info">
+{chr(10).join(rows)}
+</table>
+{params_block}
+</main>
+</body>
+</html>
+"""
+    path = out_dir / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
