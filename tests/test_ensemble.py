@@ -15,7 +15,7 @@ from mtbc.analysis.ensemble import (
     late_fusion,
     track_means,
 )
-from mtbc.analysis.probes import evaluate_probe
+from mtbc.analysis.protocol import evaluate_probe
 
 
 def make_tracks(n_tracks=80, n_classes=4):

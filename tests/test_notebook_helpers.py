@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtbc.analysis.probes import compare, evaluate_probe
+from mtbc.analysis.protocol import evaluate_probe
+from mtbc.analysis.results import compare
 from mtbc.cache.store import EmbeddingStore, load_aligned, load_embeddings
 from mtbc.reports.tables import (
     answer,

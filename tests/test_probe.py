@@ -7,13 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from mtbc.analysis.probes import (
-    LayerSelector,
-    LinearProbe,
-    MLPProbe,
-    evaluate_probe,
-    limit_threads,
-)
+from mtbc.analysis.probes import LayerSelector, LinearProbe, MLPProbe
+from mtbc.analysis.protocol import evaluate_probe, limit_threads
 from mtbc.data.splits import LeakageError, check_disjoint, outer_folds, track_groups
 
 

@@ -9,7 +9,7 @@ happens at the TRACK level:
   means), the chosen layers are concatenated, and one probe is trained on the concatenation
   with :class:`BlockStandardizer` as its scaler and its hyperparameter chosen on validation.
 - Late fusion (:func:`late_fusion`, :func:`evaluate_late_fusion`): each model is probed on its
-  own segments by :func:`mtbc.analysis.probes.evaluate_probe` with the same seed and therefore the same
+  own segments by :func:`mtbc.analysis.protocol.evaluate_probe` with the same seed and therefore the same
   folds; a track's fused probability is the (weighted) mean of the models' track
   probabilities. The probes are fit by log-loss, so their probabilities are on a common,
   roughly calibrated scale; no extra calibration is fitted. Late fusion of identical models
@@ -31,21 +31,25 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mtbc.analysis import evaluation
-from mtbc.analysis.probes import (
-    DEFAULT_CS,
-    ProbeResult,
-    _assemble,
-    _candidates,
-    _check_options,
-    _choose,
-    _Design,
-    _fold_loop,
-    _layer_view,
-    _prepare,
-    _scorer,
-    _Spec,
+from mtbc.analysis.probes import DEFAULT_CS, safe_std
+from mtbc.analysis.protocol import (
+    FoldPlan,
+    Provenance,
+    build_result,
     evaluate_probe,
     limit_threads,
+    prepare_data,
+    run_folds,
+)
+from mtbc.analysis.results import ProbeResult
+from mtbc.analysis.selection import (
+    Design,
+    ProbeSpec,
+    candidate_layers,
+    choose,
+    layer_scorer,
+    layer_view,
+    resolve_selection,
 )
 from mtbc.data import splits
 
@@ -70,8 +74,7 @@ class BlockStandardizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"blocks {sizes} must be positive and sum to the "
                              f"{X.shape[1]} features")
         mean = X.mean(axis=0, dtype=np.float64)
-        std = X.std(axis=0, dtype=np.float64)
-        std[std < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
+        std = safe_std(mean, X.std(axis=0, dtype=np.float64))
         self.block_sizes_ = np.asarray(sizes)
         self.mean_ = mean
         self.scale_ = std * np.repeat(np.sqrt(self.block_sizes_), self.block_sizes_)
@@ -107,8 +110,8 @@ def _blocks_views(blocks: Mapping[str, tuple[np.ndarray, np.ndarray]], tracks: p
         raise ValueError("fusion needs at least two models")
     means = {}
     for model, (features, track_index) in blocks.items():
-        features, track_index, _, _ = _prepare(features, track_index, tracks)
-        means[model] = track_means(features, track_index, len(tracks))
+        data = prepare_data(features, track_index, tracks)
+        means[model] = track_means(data.features, data.track_index, len(tracks))
     covered = np.all([~np.isnan(m[:, 0, 0]) for m in means.values()], axis=0)
     rows = np.flatnonzero(covered)
     return {m: v[rows] for m, v in means.items()}, rows
@@ -138,25 +141,26 @@ def evaluate_early_fusion(
     ``blocks`` maps a model name to ``(features (N_seg, L, D), track_index (N_seg,))`` over
     the same ``tracks`` table. ``layers`` is one choice for all models or one per model
     (``"select"``, an int or ``"mean"``). Folds, seed and other options as in
-    :func:`mtbc.analysis.probes.evaluate_probe`; ``layer_scores`` has a ``model`` column (each model's
+    :func:`mtbc.analysis.protocol.evaluate_probe`; ``layer_scores`` has a ``model`` column (each model's
     validation accuracy per layer, alone) and ``folds.layer`` holds the chosen layer per model.
     """
-    selection = _check_options(probe, selection)
+    selection = resolve_selection(probe, selection)
     models = list(blocks)
     per_model = {m: (layers[m] if isinstance(layers, Mapping) else layers) for m in models}
     means, rows = _blocks_views(blocks, tracks)
-    _, _, classes, y = _prepare(means[models[0]], rows, tracks)
+    data = prepare_data(means[models[0]], rows, tracks)
+    classes = data.classes
     folds, split_desc = splits.outer_folds(tracks, n_splits=n_splits, seed=seed)
-    design = _Design(rows, len(tracks), y)
+    design = Design(rows, len(tracks), data.y)
     # compact index: design.segments returns positions into `rows`
-    views = {m: _layer_view(means[m]) for m in models}
-    cands = {m: _candidates(per_model[m], means[m].shape[1]) for m in models}
+    views = {m: layer_view(means[m]) for m in models}
+    cands = {m: candidate_layers(per_model[m], means[m].shape[1]) for m in models}
     dims = [means[m].shape[2] for m in models]
     params = dict(probe_params or {})
     fused_params = {**params, "scaler": BlockStandardizer(blocks=dims)}
-    spec = _Spec(probe, len(classes), seed, fused_params, tuple(Cs))
-    single = _Spec(probe, len(classes), seed, params, tuple(Cs))
-    scorer = _scorer(single, selection, params)
+    spec = ProbeSpec(probe, len(classes), seed, fused_params, tuple(Cs))
+    single = ProbeSpec(probe, len(classes), seed, params, tuple(Cs))
+    scorer = layer_scorer(single, selection, params)
 
     def fused_view(cand, segs):
         return np.hstack([views[m](c, segs) for m, c in zip(models, cand, strict=True)])
@@ -164,28 +168,27 @@ def evaluate_early_fusion(
     def pre_select(inner):
         chosen, records = [], {}
         for m in models:
-            choice = _choose(design, views[m], cands[m], inner, scorer)
+            choice = choose(design, views[m], cands[m], inner, scorer)
             chosen.append(choice.candidate)
             for c, (_, correct, _) in choice.by_candidate.items():
                 records[(m, c)] = (choice.val_rows, correct)
         return [tuple(chosen)], records
 
+    plan = FoldPlan(design=design, view=fused_view, candidates=None, tracks=tracks, folds=folds,
+                    spec=spec, scorer=spec, n_inner=n_inner, seed=seed, refit=refit,
+                    pre_select=pre_select, progress=progress, desc=f"early fusion {probe}")
     with limit_threads(n_threads, torch_too=probe == "mlp"):
-        pred_rows, proba, fold_names, fold_rows, layer_rec, test_rec = _fold_loop(
-            design=design, view=fused_view, candidates=None, tracks=tracks, folds=folds,
-            spec=spec, scorer=spec, n_inner=n_inner, seed=seed, refit=refit,
-            progress=progress, desc=f"early fusion {probe}", pre_select=pre_select)
-    for row in fold_rows:
+        outcome = run_folds(plan)
+    for row in outcome.fold_rows:
         row["layer"] = dict(zip(models, row["layer"], strict=True))
-    return _assemble(
-        name=name or f"early fusion ({' + '.join(models)})", tracks=tracks, classes=classes,
-        y=y, pred_rows=pred_rows, proba=proba, fold_names=fold_names, fold_rows=fold_rows,
-        layer_rec=layer_rec, test_rec=test_rec, scorer=scorer.kind, seed=seed, probe=probe,
-        layer=per_model, selection=selection, split_desc=split_desc, n_boot=n_boot,
+    how = Provenance(
+        name=name or f"early fusion ({' + '.join(models)})", probe=probe, layer=per_model,
+        selection=selection, scorer=scorer.kind, split=split_desc, seed=seed, n_boot=n_boot,
         fingerprint=dict(fingerprints) if fingerprints else None,
         params={"models": models, "dims": dims, "fusion": "early (track means, block-standardised)",
                 "Cs": list(Cs), "n_splits": n_splits, "n_inner": n_inner, "refit": refit,
                 "probe_params": params, "scaler": f"BlockStandardizer(blocks={dims})"})
+    return build_result(tracks, data, outcome, how)
 
 
 def late_fusion(results: Sequence[ProbeResult], *, weights: Sequence[float] | None = None,
@@ -255,7 +258,7 @@ def evaluate_late_fusion(
 ) -> tuple[ProbeResult, dict[str, ProbeResult]]:
     """Probe every model alone (same seed, same folds) and fuse them late.
 
-    ``options`` go to :func:`mtbc.analysis.probes.evaluate_probe` (``probe``, ``seed``, ``n_splits``...).
+    ``options`` go to :func:`mtbc.analysis.protocol.evaluate_probe` (``probe``, ``seed``, ``n_splits``...).
     Returns ``(fused, {model: single-model result})``.
     """
     singles = {}

@@ -28,18 +28,16 @@ from sklearn.pipeline import Pipeline
 from tqdm import tqdm
 
 from mtbc import __version__
-from mtbc.analysis.probes import (
-    DEFAULT_CS,
-    LayerSelector,
-    _candidates,
-    _check_options,
-    _Design,
-    _fit_fold,
-    _layer_view,
-    _prepare,
-    _scorer,
-    _Spec,
-    limit_threads,
+from mtbc.analysis.probes import DEFAULT_CS, LayerSelector
+from mtbc.analysis.protocol import limit_threads, prepare_data
+from mtbc.analysis.selection import (
+    Design,
+    ProbeSpec,
+    candidate_layers,
+    fit_fold,
+    layer_scorer,
+    layer_view,
+    resolve_selection,
 )
 from mtbc.cache.files import atomic_write, content_hash
 from mtbc.cache.store import EmbeddingStore
@@ -130,10 +128,11 @@ def train_final_probe(
     then the probe is fit on all of them. Name the extractor by passing it (``extractor``) or
     by ``extractor_name``/``fingerprint``; ``extractor_options`` are what
     ``get_extractor(name, **options)`` needs to rebuild it at prediction time.
-    Other arguments as in :func:`mtbc.analysis.probes.evaluate_probe`. Returns a :class:`ProbeBundle`.
+    Other arguments as in :func:`mtbc.analysis.protocol.evaluate_probe`. Returns a :class:`ProbeBundle`.
     """
-    selection = _check_options(probe, selection)
-    features, track_index, classes, y = _prepare(features, track_index, tracks)
+    selection = resolve_selection(probe, selection)
+    data = prepare_data(features, track_index, tracks)
+    features, classes, y = data.features, data.classes, data.y
     if extractor is not None:
         extractor_name = extractor_name or extractor.name
         fingerprint = fingerprint or extractor.fingerprint
@@ -151,15 +150,15 @@ def train_final_probe(
     n_splits = min(n_splits, smallest)  # e.g. GTZAN's 5 folds over a small subset
     table = tracks.drop(columns=["split"], errors="ignore")
     inner = splits.inner_splits(table, labelled, n_splits=n_splits, seed=seed)
-    design = _Design(track_index, len(tracks), y)
+    design = Design(data.track_index, len(tracks), y)
     params = dict(probe_params or {})
-    spec = _Spec(probe, len(classes), seed, params, tuple(Cs))
-    scorer = _scorer(spec, selection, params)
-    view = _layer_view(features)
+    spec = ProbeSpec(probe, len(classes), seed, params, tuple(Cs))
+    scorer = layer_scorer(spec, selection, params)
+    view = layer_view(features)
     with limit_threads(n_threads, torch_too=probe == "mlp"), \
             warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        fitted, lc, pc = _fit_fold(design, view, _candidates(layer, features.shape[1]), inner,
+        fitted, lc, pc = fit_fold(design, view, candidate_layers(layer, features.shape[1]), inner,
                                    labelled, spec, scorer)
     selector = LayerSelector(layer=lc.candidate).fit(features[:1])
     segs, _ = design.segments(labelled)

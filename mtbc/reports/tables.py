@@ -133,7 +133,7 @@ def comparison_frame(results) -> pd.DataFrame:
 def answer(results, tests: pd.DataFrame | None = None) -> str:
     """One sentence: which system classifies best, by how much, and whether it is significant.
 
-    ``tests`` is :func:`mtbc.analysis.probes.compare` output (McNemar, Holm-adjusted ``p_holm``).
+    ``tests`` is :func:`mtbc.analysis.results.compare` output (McNemar, Holm-adjusted ``p_holm``).
     """
     ranked = sorted(results, key=lambda r: r.metric(), reverse=True)
     top = ranked[0]

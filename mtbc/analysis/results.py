@@ -1,0 +1,130 @@
+"""What the evaluation protocol returns: :class:`ProbeResult`, comparison tables, layer curves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtbc.analysis import evaluation
+
+
+@dataclass
+class ProbeResult:
+    """Out-of-fold (or test-split) track predictions of one system, with how they were made.
+
+    ``predictions``: index ``track_id``; columns ``label, predicted, correct, fold``.
+    ``probabilities``: same index, one column per class (mean of segment probabilities).
+    ``folds``: one row per outer fold: chosen ``layer``, ``param``/``value`` (``C`` or
+    ``epochs``), validation accuracy of the choice, track counts.
+    ``layer_scores``: validation accuracy per candidate layer (``layer`` is an int or
+    ``"mean"``) with a bootstrap 95% CI over validation tracks, and which ``scorer`` measured it.
+    ``metrics``: ``metric, value, ci_low, ci_high`` on the predicted tracks.
+    """
+
+    name: str
+    predictions: pd.DataFrame
+    probabilities: pd.DataFrame
+    folds: pd.DataFrame
+    layer_scores: pd.DataFrame
+    metrics: pd.DataFrame
+    confusion: pd.DataFrame
+    classes: list
+    seed: int
+    probe: str
+    layer: Any
+    selection: str
+    split: str
+    n_tracks: int
+    n_boot: int
+    fingerprint: Any = None
+    params: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        acc = self.metrics.set_index("metric").loc["accuracy"]
+        return (f"ProbeResult({self.name!r}: accuracy {acc.value:.3f} "
+                f"[{acc.ci_low:.3f}, {acc.ci_high:.3f}] on {self.n_tracks} tracks, "
+                f"{self.probe} probe, layer={self.layer!r}, seed={self.seed}; {self.split})")
+
+    def metric(self, name: str = "accuracy") -> float:
+        return float(self.metrics.set_index("metric").loc[name, "value"])
+
+    def summary(self) -> dict:
+        """One row for a comparison table (metrics with CIs, plus how the result was made)."""
+        row: dict[str, Any] = {"system": self.name}
+        for r in self.metrics.itertuples():
+            row[r.metric] = r.value
+            row[f"{r.metric}_ci_low"] = r.ci_low
+            row[f"{r.metric}_ci_high"] = r.ci_high
+        layers = self.folds["layer"].astype(str).value_counts()
+        row.update({"probe": self.probe, "layer": self.layer,
+                    "chosen_layers": ", ".join(f"{k} (x{v})" for k, v in layers.items()),
+                    "selection": self.selection, "n_tracks": self.n_tracks, "seed": self.seed,
+                    "split": self.split, "fingerprint": self.fingerprint})
+        return row
+
+
+def summarize(results: Sequence[ProbeResult]) -> pd.DataFrame:
+    """One row per result (see :meth:`ProbeResult.summary`)."""
+    return pd.DataFrame([r.summary() for r in results])
+
+
+def compare(results: Sequence[ProbeResult]) -> pd.DataFrame:
+    """McNemar's exact test between every pair of results, on the tracks all of them predicted."""
+    names = [r.name for r in results]
+    if len(set(names)) != len(names):
+        raise ValueError(f"results need distinct names to be compared, got {names}")
+    truth = results[0].predictions["label"]
+    return evaluation.pairwise_tests({r.name: r.predictions["predicted"] for r in results}, truth)
+
+
+def layer_score_table(records: dict, test_records: dict, n_boot: int, seed: int,
+                  scorer: str) -> pd.DataFrame:
+    """Per candidate: accuracy over (fold, track) pairs and a track-bootstrap CI.
+
+    ``records[key]`` is a list of ``(val_rows, correct)`` over folds; ``test_records`` likewise
+    for test tracks (optional). A key is a layer, or ``(model, layer)`` in early fusion.
+    """
+
+    def summarise(parts):
+        rows = np.concatenate([r for r, _ in parts])
+        correct = np.concatenate([c for _, c in parts]).astype(float)
+        per_track = pd.Series(correct).groupby(rows).mean().to_numpy()
+        low, high = bootstrap_mean_ci(per_track, n_boot=n_boot, seed=seed)
+        return float(correct.mean()), low, high, len(per_track)
+
+    columns = ["layer", "accuracy", "ci_low", "ci_high", "n_tracks", "scorer"]
+    out = []
+    for key, parts in records.items():
+        row = dict(zip(["model", "layer"], key, strict=True)) if isinstance(key, tuple) else {
+            "layer": key}
+        acc, low, high, n = summarise(parts)
+        row.update({"accuracy": acc, "ci_low": low, "ci_high": high, "n_tracks": n,
+                    "scorer": scorer})
+        if test_records.get(key):
+            acc, low, high, n = summarise(test_records[key])
+            row.update({"test_accuracy": acc, "test_ci_low": low, "test_ci_high": high,
+                        "n_test_tracks": n})
+        out.append(row)
+    table = pd.DataFrame(out)
+    if len(out) == 0:
+        return pd.DataFrame(columns=columns)
+    lead = (["model"] if "model" in table.columns else []) + columns
+    return table[lead + [c for c in table.columns if c not in lead]]
+
+
+def bootstrap_mean_ci(values: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
+                      level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (resampled with replacement)."""
+    values = np.asarray(values, dtype=float)
+    if n_boot <= 0 or len(values) == 0:
+        return (np.nan, np.nan)
+    rng = np.random.default_rng(seed)
+    means = np.concatenate([values[rng.integers(0, len(values), (min(250, n_boot - s),
+                                                                  len(values)))].mean(axis=1)
+                            for s in range(0, n_boot, 250)])
+    low, high = np.percentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(low), float(high)
