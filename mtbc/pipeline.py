@@ -19,6 +19,7 @@ from mtbc.cache.extract import extract_collection
 from mtbc.cache.store import EmbeddingStore
 from mtbc.data.collection import Collection, load_collection
 from mtbc.extractors import Extractor, WeightsUnavailableError, get_extractor
+from mtbc.reports.display import fixture_kinds
 from mtbc.reports.execute import run_reports
 from mtbc.reports.params import load_params, validate_params
 from mtbc.reports.tables import describe_weights
@@ -68,14 +69,11 @@ def prepare(params: Mapping[str, Any], *, progress: bool = True) -> dict[str, An
             + "\n".join(missing) + "\nIn a params file, set `model:` (MERT) or `weights:` / "
             "`pca_params:` (VGGish) to local files. To see the whole pipeline without real "
             "weights, `make run-fixtures` runs it on random-weight test models (not results).")
-    fixtures = {}
     for label, extractor in extractors.items():
         report = extract_collection(coll.tracks, extractor, store, progress=progress)
         print(f"{label}: {report}")
         info[f"model {label}"] = describe_weights(extractor)
-        kind = extractor.metadata().get("weights_kind", "unknown")
-        if kind in ("fixture", "random"):
-            fixtures[label] = kind
+    fixtures = fixture_kinds(extractors)
     if fixtures:
         info["fixture_weights"] = fixtures
     return info

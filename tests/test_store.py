@@ -9,6 +9,7 @@ import signal
 import numpy as np
 import pytest
 
+import mtbc
 from mtbc.cache.store import EmbeddingStore
 
 H1, H2 = "ab" + "0" * 62, "cd" + "1" * 62
@@ -96,7 +97,7 @@ def test_list_and_info(tmp_path, rng):
     listing = store.list()
     assert sorted(listing["fingerprint"]) == ["fp1", "fp1", "fp2"]
     assert listing.set_index(["fingerprint", "content_hash"]).loc[("fp1", H2), "n_segments"] == 5
-    assert store.read_info("fp1") == {"model": "tiny"}
+    assert store.read_info("fp1") == {"model": "tiny", "mtbc_version": mtbc.__version__}
 
 
 def test_load_many_mean_segments_and_layers(tmp_path, rng):

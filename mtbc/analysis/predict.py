@@ -143,11 +143,10 @@ def train_final_probe(
     else:
         metadata = {}
     labelled = np.flatnonzero(y >= 0)
-    smallest = int(np.bincount(y[labelled]).min()) if len(labelled) else 0
-    if smallest < 2:
+    n_splits = splits.fold_count(pd.Series(y[labelled]), n_splits)  # e.g. GTZAN's 5 folds
+    if n_splits < 2:
         raise ValueError("every label needs at least 2 tracks to choose the layer and "
                          "regularisation of a final probe by cross-validation")
-    n_splits = min(n_splits, smallest)  # e.g. GTZAN's 5 folds over a small subset
     table = tracks.drop(columns=["split"], errors="ignore")
     inner = splits.inner_splits(table, labelled, n_splits=n_splits, seed=seed)
     design = Design(data.track_index, len(tracks), y)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +10,13 @@ import numpy as np
 import pandas as pd
 
 from mtbc.analysis import evaluation
+
+
+def layer_text(layer: Any) -> str:
+    """A chosen layer, or one per model for fused systems (``mert 7 + vggish 0``)."""
+    if isinstance(layer, Mapping):
+        return " + ".join(f"{model} {value}" for model, value in layer.items())
+    return str(layer)
 
 
 @dataclass
@@ -52,6 +59,19 @@ class ProbeResult:
     def metric(self, name: str = "accuracy") -> float:
         return float(self.metrics.set_index("metric").loc[name, "value"])
 
+    def chosen_layers(self) -> str:
+        """The layer chosen in each outer fold, counted: ``7 (x4), 8 (x1)``; one per model
+        for fused systems (``mert 7 + vggish 0 (x5)``); ``-`` without folds."""
+        folds = self.folds
+        if not len(folds):
+            return "-"
+        if "model" in folds:  # late fusion: each model's own choices
+            texts = [f"{m} {v}" for m, v in zip(folds["model"], folds["layer"], strict=True)]
+        else:
+            texts = [layer_text(v) for v in folds["layer"]]
+        counts = pd.Series(texts).value_counts()
+        return ", ".join(f"{k} (x{v})" for k, v in counts.items())
+
     def summary(self) -> dict:
         """One row for a comparison table (metrics with CIs, plus how the result was made)."""
         row: dict[str, Any] = {"system": self.name}
@@ -59,9 +79,8 @@ class ProbeResult:
             row[r.metric] = r.value
             row[f"{r.metric}_ci_low"] = r.ci_low
             row[f"{r.metric}_ci_high"] = r.ci_high
-        layers = self.folds["layer"].astype(str).value_counts()
         row.update({"probe": self.probe, "layer": self.layer,
-                    "chosen_layers": ", ".join(f"{k} (x{v})" for k, v in layers.items()),
+                    "chosen_layers": self.chosen_layers(),
                     "selection": self.selection, "n_tracks": self.n_tracks, "seed": self.seed,
                     "split": self.split, "fingerprint": self.fingerprint})
         return row

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from mtbc import __version__
 from mtbc.cache.store import EmbeddingStore
 from mtbc.data.audio import DEFAULT_RES_TYPE, AudioError, load_audio
 from mtbc.extractors import Extractor
@@ -102,7 +101,7 @@ def extract_collection(
     """
     fp = extractor.fingerprint
     report = ExtractionReport(fingerprint=fp)
-    store.write_info(fp, {**extractor.metadata(), "mtbc_version": __version__})
+    store.write_info(fp, extractor.metadata())
     tracks = select_shard(tracks, shard)
     todo, failed = [], []
     for row in tracks.to_dict("records"):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtbc import config
+from mtbc import __version__, config
 from mtbc.cache.files import atomic_write
 
 
@@ -72,7 +72,9 @@ class EmbeddingStore:
 
     # -- per-fingerprint info -------------------------------------------------------
     def write_info(self, fingerprint: str, info: dict[str, Any]) -> None:
-        """Record what produced the entries of ``fingerprint`` (atomic JSON)."""
+        """Record what produced the entries of ``fingerprint`` (atomic JSON), with the mtbc
+        version that wrote them."""
+        info = {"mtbc_version": __version__, **info}
         text = json.dumps(info, indent=2, sort_keys=True, default=str).encode()
         atomic_write(self.root / fingerprint / "info.json", lambda f: f.write(text))
 

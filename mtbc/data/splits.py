@@ -99,6 +99,13 @@ def check_disjoint(tracks: pd.DataFrame, *parts: np.ndarray, names: tuple[str, .
                         f"duplicates so that no {key} spans two splits")
 
 
+def fold_count(labels: pd.Series, n_splits: int) -> int:
+    """Folds a stratified k-fold can make: ``n_splits`` capped by the smallest label's track
+    count, so every fold's test part can hold each label (< 2: cross-validation impossible)."""
+    counts = pd.Series(labels).dropna().value_counts()
+    return min(int(n_splits), int(counts.min())) if len(counts) else 0
+
+
 def has_predefined_split(tracks: pd.DataFrame) -> bool:
     """True when the labelled tracks carry a ``split`` with at least train and test."""
     if not _present(tracks, "split"):

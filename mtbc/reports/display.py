@@ -92,9 +92,14 @@ def fixture_banner(weights_info: Any) -> FixtureBanner | None:
     ``weights_info`` as in :func:`weights_kinds`. Returns ``None`` (displays nothing) when
     every extractor is pretrained or unknown. Put it as the last line of an early cell.
     """
-    flagged = {k: v for k, v in weights_kinds(weights_info).items()
-               if v in ("fixture", "random")}
+    flagged = fixture_kinds(weights_info)
     return FixtureBanner(flagged) if flagged else None
+
+
+def fixture_kinds(weights_info: Any) -> dict[str, str]:
+    """Label -> kind for every extractor whose weights are ``"fixture"`` or ``"random"``
+    (``weights_info`` as in :func:`weights_kinds`): the numbers they make are not results."""
+    return {k: v for k, v in weights_kinds(weights_info).items() if v in ("fixture", "random")}
 
 
 def _display(bundle: dict[str, Any]) -> None:

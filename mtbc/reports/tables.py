@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from mtbc import __version__
-from mtbc.data.splits import has_predefined_split
+from mtbc.data.splits import fold_count, has_predefined_split
 
 
 def listen(path: str | Path, *, seconds: float = 10.0, sr: int = 16000):
@@ -74,19 +74,12 @@ def classification_plan(tracks: pd.DataFrame, *, n_splits: int = 5) -> tuple[pd.
                              f"classification needs at least 2 labels")
     if has_predefined_split(labelled):
         return labelled, n_splits, None
-    folds = min(n_splits, int(counts.min()))
+    folds = fold_count(labelled["label"], n_splits)
     if folds < 2:
         small = ", ".join(counts[counts < 2].index.astype(str))
         return labelled, 0, (f"label(s) {small} have a single track: cross-validation needs "
                              f"at least 2 tracks per label")
     return labelled, folds, None
-
-
-def _layer_text(layer: Any) -> str:
-    """A chosen layer, or one per model for fused systems (``mert 7 + vggish 0``)."""
-    if isinstance(layer, Mapping):
-        return " + ".join(f"{model} {value}" for model, value in layer.items())
-    return str(layer)
 
 
 def _with_ci(value: float, low: float, high: float) -> str:
@@ -109,12 +102,7 @@ def results_table(results) -> pd.DataFrame:
                                           m.loc[metric, "ci_high"])
                 else:
                     row[title] = round(100 * m.loc[metric, "value"], 1)
-        folds = r.folds
-        if "model" in folds:  # late fusion: each model's own choices
-            folds = folds.assign(layer=[f"{m} {v}" for m, v in zip(folds["model"],
-                                                                    folds["layer"], strict=True)])
-        layers = folds["layer"].map(_layer_text).value_counts() if len(folds) else pd.Series()
-        row["layer(s) chosen"] = ", ".join(f"{k} (x{v})" for k, v in layers.items()) or "-"
+        row["layer(s) chosen"] = r.chosen_layers()
         row["tracks"] = r.n_tracks
         rows.append(row)
     return pd.DataFrame(rows).set_index("system")
