@@ -187,16 +187,17 @@ def bench_mert(*, variant: str, device: str = "cpu", dtype: str = "auto",
 
     import numpy as np
 
+    from mtbc.extractors.base import resolve_device, resolve_dtype
     from mtbc.extractors.fixtures import (
         make_mert_model,
         make_mert_snapshot,
         mert_config,
         mert_preprocessor,
     )
-    from mtbc.extractors.mert import MertExtractor, _resolve_device, _resolve_dtype
+    from mtbc.extractors.mert import MertExtractor
 
-    device = _resolve_device(device)
-    dtype = _resolve_dtype(dtype, device)
+    device = str(resolve_device(device))
+    dtype = resolve_dtype(dtype, device)
     peak_dtype = getattr(torch, dtype)
     peaks = [matmul_peak_tflops(device=device, dtype=peak_dtype)]
     config = mert_config(variant, tiny=False)

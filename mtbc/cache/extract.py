@@ -19,7 +19,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from mtbc.cache.store import EmbeddingStore
-from mtbc.data.audio import DEFAULT_RES_TYPE, AudioError, load_audio
+from mtbc.data.audio import AudioError, load_audio
 from mtbc.extractors import Extractor
 
 FAILED_COLUMNS = ["track_id", "path", "reason"]
@@ -58,7 +58,7 @@ def select_shard(tracks: pd.DataFrame, shard: tuple[int, int] | None) -> pd.Data
 
 def _load_for(extractor: Extractor, path: str) -> np.ndarray:
     wave = load_audio(path, extractor.sample_rate,
-                      res_type=getattr(extractor, "res_type", DEFAULT_RES_TYPE))
+                      res_type=extractor.res_type)
     if len(wave) < extractor.min_samples:
         need = extractor.min_samples / extractor.sample_rate
         raise AudioError(path, f"too short for {extractor.name}: "

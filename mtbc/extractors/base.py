@@ -19,6 +19,45 @@ from typing import Any
 
 import numpy as np
 
+from mtbc.data.audio import DEFAULT_RES_TYPE
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_device(device: Any = "auto"):
+    """A ``torch.device``: ``"auto"`` is CUDA when available, else Apple's MPS, else the CPU.
+
+    Raises ``ValueError`` naming a malformed device (``"cuda:x"``, ``"gpu"``).
+    """
+    import torch
+
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not a torch device; use 'auto', 'cpu', "
+                         f"'cuda', 'cuda:N' or 'mps'") from exc
+
+
+def resolve_dtype(dtype: str, device) -> str:
+    """The compute precision: ``"auto"`` is bf16 (or fp16 without bf16) on CUDA, fp32 elsewhere;
+    an explicit ``"float32"``, ``"bfloat16"`` or ``"float16"`` is kept."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(map(repr, DTYPES))}, not {dtype!r}")
+    if dtype != "auto":
+        return dtype
+    if torch.device(device).type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
+
 #: A file of this name beside model weights marks them as random test fixtures.
 FIXTURE_MARKER = "MTBC_FIXTURE.txt"
 
@@ -45,6 +84,8 @@ class Extractor(abc.ABC):
     sample_rate: int
     #: Shortest input (in samples) ``embed`` accepts; shorter input is the caller's to refuse.
     min_samples: int = 1
+    #: Resampler ``mtbc.data.audio.load_audio`` uses to bring a file to ``sample_rate``.
+    res_type: str = DEFAULT_RES_TYPE
 
     @property
     @abc.abstractmethod
@@ -55,9 +96,33 @@ class Extractor(abc.ABC):
     def embed(self, wave: np.ndarray) -> np.ndarray:
         """Embed one mono float32 waveform at ``sample_rate``: ``(n_segments, n_layers, dim)``."""
 
-    def embed_many(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def embed_many(self, waves: Sequence[np.ndarray], *, progress: bool = False
+                   ) -> list[np.ndarray]:
         """Embed several waveforms; extractors override this to batch across tracks."""
         return [self.embed(w) for w in waves]
+
+    def load(self) -> Extractor:
+        """Load the model now rather than on first use (no-op without weights); returns self."""
+        return self
+
+    def check_wave(self, wave: np.ndarray, *, index: int | None = None) -> np.ndarray:
+        """``wave`` as float32 if it is mono 1-D, floating, finite and at least ``min_samples``
+        long; else ``ValueError`` saying which wave (``index``) and what is wrong."""
+        what = "wave" if index is None else f"wave {index}"
+        wave = np.asarray(wave)
+        if wave.ndim != 1:
+            raise ValueError(f"{what}: expected mono 1-D audio, got shape {wave.shape}")
+        if not np.issubdtype(wave.dtype, np.floating):
+            raise ValueError(f"{what}: expected float samples in [-1, 1], got dtype {wave.dtype}")
+        if wave.size == 0:
+            raise ValueError(f"{what}: empty (0 samples)")
+        if len(wave) < self.min_samples:
+            raise ValueError(f"{what}: {len(wave)} samples is shorter than the "
+                             f"{self.min_samples} samples ({self.min_samples / self.sample_rate:.3f}"
+                             f" s at {self.sample_rate} Hz) {self.name} needs")
+        if not np.isfinite(wave).all():
+            raise ValueError(f"{what}: contains non-finite samples (NaN or inf)")
+        return wave.astype(np.float32, copy=False)
 
     def metadata(self) -> dict[str, Any]:
         """What a report or cache entry records about this extractor (JSON-serialisable)."""

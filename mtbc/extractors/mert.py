@@ -38,7 +38,14 @@ from typing import Any
 import numpy as np
 
 from mtbc.data.audio import chunk_wave
-from mtbc.extractors.base import Extractor, WeightsUnavailableError, make_fingerprint, weights_kind
+from mtbc.extractors.base import (
+    Extractor,
+    WeightsUnavailableError,
+    make_fingerprint,
+    resolve_device,
+    resolve_dtype,
+    weights_kind,
+)
 
 MODEL_95M = "m-a-p/MERT-v1-95M"
 MODEL_330M = "m-a-p/MERT-v1-330M"
@@ -321,27 +328,6 @@ def zero_mean_unit_var(x):
     return ((x64 - mean) / torch.sqrt(var + 1e-7)).to(torch.float32)
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    torch.device(device)  # raises on a malformed name
-    return device
-
-
-def _resolve_dtype(dtype: str, device: str) -> str:
-    import torch
-
-    if dtype not in ("auto", "float32", "bfloat16", "float16"):
-        raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', not {dtype!r}")
-    if dtype != "auto":
-        return dtype
-    if device.startswith("cuda"):
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    return "float32"
-
-
 def _check_options(chunk_seconds: float, batch_size: int | None) -> None:
     if not chunk_seconds > 0:
         raise ValueError(f"chunk_seconds must be positive, not {chunk_seconds}")
@@ -382,10 +368,10 @@ class MertExtractor(Extractor):
     def _configure(self, snapshot: MertSnapshot, *, device: str, dtype: str,
                    chunk_seconds: float, batch_size: int | None) -> None:
         _check_options(chunk_seconds, batch_size)
-        self.device = _resolve_device(device)
-        self.dtype = _resolve_dtype(dtype, self.device)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
         self.chunk_seconds = float(chunk_seconds)
-        self.batch_size = batch_size or (16 if self.device.startswith("cuda") else 1)
+        self.batch_size = batch_size or (16 if self.device.type == "cuda" else 1)
         self.snapshot = snapshot
         self._model = None
         config, preprocessor = snapshot.config, snapshot.preprocessor
@@ -460,7 +446,7 @@ class MertExtractor(Extractor):
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         if self.do_normalize:
             x = zero_mean_unit_var(x)
-        autocast = (torch.autocast(torch.device(self.device).type, dtype=getattr(torch, self.dtype))
+        autocast = (torch.autocast(self.device.type, dtype=getattr(torch, self.dtype))
                     if self.dtype != "float32" else contextlib.nullcontext())
         self._captured.clear()
         self._capturing = True
@@ -481,17 +467,6 @@ class MertExtractor(Extractor):
         """The chunks ``embed`` runs, in order (views of ``wave``; policy in the module doc)."""
         return chunk_wave(wave, self.chunk_samples, min_last=self.min_last_samples)
 
-    def _check_wave(self, wave: np.ndarray, index: int) -> np.ndarray:
-        wave = np.asarray(wave)
-        if wave.ndim != 1:
-            raise ValueError(f"wave {index}: expected mono 1-D audio, got shape {wave.shape}")
-        if len(wave) < self.min_samples:
-            raise ValueError(f"wave {index}: {len(wave)} samples is shorter than one MERT frame "
-                             f"({self.min_samples} samples at {self.sample_rate} Hz)")
-        if not np.isfinite(wave).all():
-            raise ValueError(f"wave {index}: contains NaN or infinite samples")
-        return wave.astype(np.float32, copy=False)
-
     def embed(self, wave: np.ndarray) -> np.ndarray:
         """Embed one mono float32 wave at 24 kHz: ``(n_chunks, n_layers, hidden)`` float32."""
         return self.embed_many([wave])[0]
@@ -504,7 +479,7 @@ class MertExtractor(Extractor):
         """
         from tqdm import tqdm
 
-        chunks = [self.chunks(self._check_wave(w, i)) for i, w in enumerate(waves)]
+        chunks = [self.chunks(self.check_wave(w, index=i)) for i, w in enumerate(waves)]
         out = [np.empty((len(c), self.n_layers, self.hidden_size), np.float32) for c in chunks]
         by_length: dict[int, list[tuple[int, int]]] = {}
         for i, track in enumerate(chunks):
@@ -542,7 +517,7 @@ class MertExtractor(Extractor):
             "chunk_seconds": self.chunk_seconds,
             "min_last_samples": self.min_last_samples,
             "dtype": self.dtype,
-            "device": self.device,
+            "device": str(self.device),
             "do_normalize": self.do_normalize,
             "output_version": OUTPUT_VERSION,
             "attn_implementation": (getattr(self._model.config, "_attn_implementation", None)

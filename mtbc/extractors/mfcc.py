@@ -154,13 +154,7 @@ class MfccExtractor(Extractor):
 
     def embed(self, wave: np.ndarray) -> np.ndarray:
         """Embed a mono wave at ``sample_rate``: ``(n_segments, 1, dim)`` float32."""
-        wave = np.asarray(wave, dtype=np.float32)
-        if wave.ndim != 1:
-            raise ValueError(f"expected a mono 1-D wave, got shape {wave.shape}")
-        if len(wave) == 0:
-            raise ValueError("cannot embed an empty wave (0 samples)")
-        if not np.isfinite(wave).all():
-            raise ValueError("wave contains non-finite samples (NaN or inf)")
+        wave = self.check_wave(wave)
         min_last = max(1, round(self.min_last_seconds * self.sample_rate))
         segments = chunk_wave(wave, self.segment_samples, min_last=min_last)
         out = np.stack([self._segment_features(s) for s in segments])[:, None, :]

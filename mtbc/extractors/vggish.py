@@ -54,7 +54,13 @@ from torchvggish.torchvggish import VGG, make_layers
 
 from mtbc.cache.files import content_hash
 from mtbc.data.audio import AudioWarning
-from mtbc.extractors.base import Extractor, WeightsUnavailableError, make_fingerprint, weights_kind
+from mtbc.extractors.base import (
+    Extractor,
+    WeightsUnavailableError,
+    make_fingerprint,
+    resolve_device,
+    weights_kind,
+)
 
 #: harritaylor/torchvggish v0.1 release files (the weights ported from TF VGGish).
 WEIGHTS_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
@@ -267,12 +273,6 @@ def postprocess_embeddings(raw: torch.Tensor, eigen_vectors: torch.Tensor,
     return torch.trunc(scaled).float()  # values in [0, 255]: trunc == TF's astype(np.uint8)
 
 
-def _auto_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 # ----------------------------------------------------------------------------- extractor
 
 class VGGishExtractor(Extractor):
@@ -311,7 +311,7 @@ class VGGishExtractor(Extractor):
             raise ValueError(f"postprocess must be one of {POSTPROCESS_MODES}, not {postprocess!r}")
         self.postprocess = postprocess
         self.final_relu = bool(final_relu)
-        self.device = _auto_device(device)
+        self.device = resolve_device(device)
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be positive, not {batch_size}")
         self.batch_size = batch_size or (256 if self.device.type == "cuda" else 32)
@@ -386,15 +386,7 @@ class VGGishExtractor(Extractor):
         64 HTK mel bands 125-7500 Hz, ``ln(mel + 0.01)``, 96-frame examples, leftover dropped.
         A wave shorter than one example is zero-padded to 15,600 samples (with a warning).
         """
-        wave = np.asarray(wave)
-        if wave.ndim != 1:
-            raise ValueError(f"expected a 1-D mono wave, got shape {wave.shape}")
-        if wave.size == 0:
-            raise ValueError("cannot embed an empty wave (0 samples)")
-        if not np.issubdtype(wave.dtype, np.floating):
-            raise ValueError(f"expected a float wave in [-1, 1], got dtype {wave.dtype}")
-        if not np.isfinite(wave).all():
-            raise ValueError("the wave contains non-finite samples (NaN or inf)")
+        wave = self.check_wave(wave)
         if wave.size < EXAMPLE_SAMPLES:
             warnings.warn(
                 f"wave of {wave.size} samples ({wave.size / SAMPLE_RATE:.3f} s) is shorter than "
@@ -427,7 +419,8 @@ class VGGishExtractor(Extractor):
         """Embed a 16 kHz mono wave: ``(n_examples, 1, 128)`` float32 (n_examples >= 1)."""
         return self.embed_many([wave])[0]
 
-    def embed_many(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def embed_many(self, waves: Sequence[np.ndarray], *, progress: bool = False
+                   ) -> list[np.ndarray]:
         """Embed several waves, batching their examples together; one array per wave."""
         examples = [self.examples(w) for w in waves]
         if not examples:
