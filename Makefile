@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install -e '.[dev]'
+	# the musicnn wheel (never installed): the source the shipped musicnn weights are checked against
+	$(PY) -m pip download --no-deps --dest $(VENV)/musicnn musicnn==0.1.0
 	@touch $(STAMP)
 
 run: $(STAMP)

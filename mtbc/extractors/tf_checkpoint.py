@@ -305,6 +305,23 @@ def list_tensors(prefix: str | os.PathLike) -> dict[str, tuple[str, tuple[int, .
                 e.shape) for n, e in sorted(entries.items())}
 
 
+def list_tensors_from_zip(archive: str | os.PathLike, prefix: str
+                          ) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Like :func:`list_tensors` for a checkpoint inside a zip file (see
+    :func:`read_checkpoint_from_zip`)."""
+    with zipfile.ZipFile(archive) as zf:
+        _, entries = parse_index(_zip_member(zf, archive, f"{prefix}.index"))
+    return {n: (TF_DTYPES[e.dtype].name if e.dtype in TF_DTYPES else f"tf-enum-{e.dtype}",
+                e.shape) for n, e in sorted(entries.items())}
+
+
+def _zip_member(zf: zipfile.ZipFile, archive, member: str) -> bytes:
+    try:
+        return zf.read(member)
+    except KeyError:
+        raise CheckpointError(f"{archive} has no member {member}") from None
+
+
 def read_checkpoint(prefix: str | os.PathLike, *,
                     keep: Callable[[str], bool] | None = None) -> dict[str, np.ndarray]:
     """Read the tensors of the checkpoint at ``prefix`` (files ``prefix.index``, ``.data-*``).
@@ -324,8 +341,6 @@ def read_checkpoint_from_zip(archive: str | os.PathLike, prefix: str, *,
     for ``musicnn/MTT_musicnn/.index``.
     """
     with zipfile.ZipFile(archive) as zf:
-        try:
-            index = zf.read(f"{prefix}.index")
-        except KeyError:
-            raise CheckpointError(f"{archive} has no member {prefix}.index") from None
-        return _read_bundle(index, lambda s, n: zf.read(shard_name(prefix, s, n)), keep)
+        index = _zip_member(zf, archive, f"{prefix}.index")
+        return _read_bundle(index, lambda s, n: _zip_member(zf, archive, shard_name(prefix, s, n)),
+                            keep)
