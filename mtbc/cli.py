@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "e.g. -o model=m-a-p/MERT-v1-95M -o chunk_seconds=30.")
     p.add_argument("collection", help=coll_help)
     p.add_argument("--extractor", "-e", action="append", required=True,
-                   help="mert, vggish or mfcc (repeatable)")
+                   help="mert, vggish, mfcc or musicnn (repeatable)")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="extractor option (value parsed as YAML)")
     p.add_argument("--kind", choices=kinds, default="auto", help="collection layout")

@@ -20,22 +20,24 @@ def files(tmp_path_factory):
 def _build(name, files, **extra):
     options = {"mert": {"model": str(files["mert"]), "chunk_seconds": 2.0},
                "vggish": {"weights": str(files["weights"]), "pca_params": str(files["pca"])},
-               "mfcc": {}}[name]
+               "mfcc": {}, "musicnn": {"device": "cpu"}}[name]
     return get_extractor(name, **{**options, **extra})
 
 
 #: An option of each extractor that changes its outputs.
 CHANGING_OPTION = {"mert": {"chunk_seconds": 1.0}, "vggish": {"postprocess": "pca"},
-                   "mfcc": {"n_mfcc": 13}}
+                   "mfcc": {"n_mfcc": 13}, "musicnn": {"layer": "penultimate"}}
+#: What metadata()["weights_kind"] says: musicnn ships its pretrained weights (small, offline).
+WEIGHTS_KIND = {"mfcc": "none", "musicnn": "pretrained"}
 
 
-def test_registry_lists_the_three_extractors():
-    assert available_extractors() == ["mert", "mfcc", "vggish"]
+def test_registry_lists_the_four_extractors():
+    assert available_extractors() == ["mert", "mfcc", "musicnn", "vggish"]
     with pytest.raises(ValueError, match="unknown extractor 'jukebox'"):
         get_extractor("jukebox")
 
 
-@pytest.mark.parametrize("name", ["mert", "vggish", "mfcc"])
+@pytest.mark.parametrize("name", ["mert", "vggish", "mfcc", "musicnn"])
 def test_extractor_contract(name, files, rng):
     ext = _build(name, files)
     assert isinstance(ext.sample_rate, int) and ext.sample_rate > 0
@@ -52,5 +54,5 @@ def test_extractor_contract(name, files, rng):
     assert many[1].shape[1:] == out.shape[1:] and many[1].shape[0] >= out.shape[0]
     meta = ext.metadata()
     assert meta["fingerprint"] == ext.fingerprint and meta["sample_rate"] == ext.sample_rate
-    assert meta["weights_kind"] == ("none" if name == "mfcc" else "fixture")
+    assert meta["weights_kind"] == WEIGHTS_KIND.get(name, "fixture")
     assert len(ext.layer_names(out.shape[1])) == out.shape[1]

@@ -25,6 +25,7 @@ _REGISTRY: dict[str, str] = {
     "mert": "mtbc.extractors.mert:MertExtractor",
     "vggish": "mtbc.extractors.vggish:VGGishExtractor",
     "mfcc": "mtbc.extractors.mfcc:MfccExtractor",
+    "musicnn": "mtbc.extractors.musicnn:MusicnnExtractor",
 }
 
 
