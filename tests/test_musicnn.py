@@ -443,7 +443,7 @@ def test_shortest_input_is_one_patch(extractors):
     assert log_mel(np.zeros(MIN_SAMPLES, np.float32)).shape == (187, 96)
     assert log_mel(np.zeros(MIN_SAMPLES - 1, np.float32)).shape == (186, 96)
     assert ext.embed(np.zeros(MIN_SAMPLES, np.float32)).shape == (1, 1, 1506)
-    with pytest.raises(ValueError, match="shorter than one musicnn patch: 47616 samples"):
+    with pytest.raises(ValueError, match="too short: .* needs at least 47616"):
         ext.embed(np.zeros(MIN_SAMPLES - 1, np.float32))
     with pytest.raises(ValueError, match="mono"):
         ext.embed(np.zeros((2, MIN_SAMPLES), np.float32))

@@ -117,9 +117,9 @@ class Extractor(abc.ABC):
         if wave.size == 0:
             raise ValueError(f"{what}: empty (0 samples)")
         if len(wave) < self.min_samples:
-            raise ValueError(f"{what}: {len(wave)} samples is shorter than the "
-                             f"{self.min_samples} samples ({self.min_samples / self.sample_rate:.3f}"
-                             f" s at {self.sample_rate} Hz) {self.name} needs")
+            raise ValueError(f"{what}: too short: {len(wave)} samples, {self.name} needs at least "
+                             f"{self.min_samples} ({self.min_samples / self.sample_rate:.3f} s at "
+                             f"{self.sample_rate} Hz)")
         if not np.isfinite(wave).all():
             raise ValueError(f"{what}: contains non-finite samples (NaN or inf)")
         return wave.astype(np.float32, copy=False)

@@ -36,9 +36,9 @@ import librosa
 import numpy as np
 import torch
 
-from . import Extractor, make_fingerprint, weights_kind
-from .musicnn_net import N_FRAMES, N_MELS, Musicnn, build_musicnn
-from .musicnn_weights import (
+from mtbc.extractors.base import Extractor, make_fingerprint, resolve_device, weights_kind
+from mtbc.extractors.musicnn_net import N_FRAMES, N_MELS, Musicnn, build_musicnn
+from mtbc.extractors.musicnn_weights import (
     WEIGHTS_DIR,
     WHEEL_NAME,
     convert_wheel,
@@ -96,12 +96,6 @@ def patches(rep: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rep[:n * N_FRAMES].reshape(n, N_FRAMES, rep.shape[1]))
 
 
-def _auto_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 class MusicnnExtractor(Extractor):
     """musicnn features of 3 s patches at 16 kHz: ``(n_patches, 1, dim)`` float32.
 
@@ -110,7 +104,7 @@ class MusicnnExtractor(Extractor):
     model : ``"MTT_musicnn"`` (MagnaTagATune) or ``"MSD_musicnn"`` (Million Song Dataset).
     layer : ``"pool"`` (1506, [max_pool, mean_pool]), ``"mean_pool"`` (753), ``"max_pool"``
         (753) or ``"penultimate"`` (200).
-    device : ``"auto"`` (CUDA if available, else CPU) or any torch device.
+    device : ``"auto"`` (CUDA, else MPS, else CPU) or any torch device.
     batch_size : patches per forward pass (default 256 on CUDA, 32 on CPU).
     weights : a musicnn safetensors file to use instead of the shipped one (TF names and
         layouts, as the converter writes); not checked against ``PROVENANCE.json``.
@@ -133,7 +127,7 @@ class MusicnnExtractor(Extractor):
             raise ValueError(f"batch_size must be positive, not {batch_size}")
         self.model_name = model
         self.layer = layer
-        self.device = _auto_device(device)
+        self.device = resolve_device(device)
         self.batch_size = batch_size or (256 if self.device.type == "cuda" else 32)
         if weights is None:
             self.weights_path, self.weights_sha256 = shipped_weights(model)
@@ -211,17 +205,7 @@ class MusicnnExtractor(Extractor):
     # -- front end
     def patches(self, wave: np.ndarray) -> np.ndarray:
         """Log-mel patches ``(n_patches, 187, 96)`` of a 16 kHz mono wave (n_patches >= 1)."""
-        wave = np.asarray(wave)
-        if wave.ndim != 1:
-            raise ValueError(f"expected a 1-D mono wave, got shape {wave.shape}")
-        if not np.issubdtype(wave.dtype, np.floating):
-            raise ValueError(f"expected a float wave in [-1, 1], got dtype {wave.dtype}")
-        if wave.size < MIN_SAMPLES:
-            raise ValueError(f"wave of {wave.size} samples ({wave.size / SAMPLE_RATE:.3f} s) is "
-                             f"shorter than one musicnn patch: {MIN_SAMPLES} samples "
-                             f"({MIN_SAMPLES / SAMPLE_RATE:.3f} s) at {SAMPLE_RATE} Hz")
-        if not np.isfinite(wave).all():
-            raise ValueError("the wave contains non-finite samples (NaN or inf)")
+        wave = self.check_wave(wave)
         return patches(log_mel(wave))
 
     # -- outputs
@@ -229,7 +213,8 @@ class MusicnnExtractor(Extractor):
         """Embed a 16 kHz mono wave: ``(n_patches, 1, dim)`` float32 of ``layer``."""
         return self.embed_many([wave])[0]
 
-    def embed_many(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def embed_many(self, waves: Sequence[np.ndarray], *, progress: bool = False
+                   ) -> list[np.ndarray]:
         """Embed several waves, batching their patches together; one array per wave."""
         return [out[self.layer][:, None, :] for out in self._outputs_many(waves)]
 
