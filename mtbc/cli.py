@@ -143,7 +143,7 @@ def cmd_bench(args) -> int:
 def cmd_run(args) -> int:
     from mtbc.pipeline import run
 
-    index = run(args.params, notebooks_dir=args.notebooks)
+    index = run(args.params, notebooks_dir=args.notebooks, strict=args.strict or None)
     print(f"\nreports: {index}")
     return 0
 
@@ -224,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parameter file (default params/demo.yaml)")
     p.add_argument("--notebooks", type=Path, default=Path("notebooks"),
                    help="folder of numbered notebooks")
+    p.add_argument("--strict", action="store_true",
+                   help="stop when any model's weights are missing (default: run the others)")
     p.set_defaults(func=cmd_run)
     return parser
 

@@ -21,8 +21,11 @@ def demo_dir() -> Path:
     return data_dir() / "demo"
 
 
-def cache_dir() -> Path:
-    """The embedding cache (``$MTBC_CACHE`` or ``<data>/cache``)."""
+def cache_dir(override: str | os.PathLike | None = None) -> Path:
+    """The embedding cache: ``override`` (a run's ``cache_dir:``) if given, else
+    ``$MTBC_CACHE``, else ``<data>/cache``."""
+    if override:
+        return Path(override)
     return Path(os.environ.get("MTBC_CACHE", data_dir() / "cache")).resolve()
 
 

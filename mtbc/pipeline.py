@@ -2,14 +2,18 @@
 
 1. Render the demo corpus when the run's collection is ``demo`` and it is not built yet.
 2. Scan the collection (the scan is cached next to the embeddings; notebooks reuse it).
-3. Extract every configured extractor through the cache (a re-run does no model work).
-   Missing model weights stop the run here, with the extractor's message on how to get them.
-4. Execute the numbered notebooks with papermill and publish HTML plus an index page.
+3. Extract every configured extractor through the cache (a re-run does no model work). A model
+   whose weights are not on this machine and cannot be fetched is *not run*: the run goes on
+   with the others and every report names it, why, and the one-line fix. ``strict: true`` in
+   the params file (``mtbc run --strict``) stops the run instead.
+4. Execute the numbered notebooks with papermill and publish HTML plus an index page. What
+   this step did reaches the notebooks as a run record (``run.json``, :class:`RunRecord`).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,72 +21,78 @@ from typing import Any
 from mtbc import config
 from mtbc.cache.extract import extract_collection
 from mtbc.cache.store import EmbeddingStore
-from mtbc.data.collection import Collection, load_collection
-from mtbc.extractors import Extractor, WeightsUnavailableError, get_extractor
+from mtbc.data.collection import open_collection
+from mtbc.extractors import WeightsUnavailableError, get_extractor
 from mtbc.reports.display import fixture_kinds
 from mtbc.reports.execute import run_reports
 from mtbc.reports.params import load_params, validate_params
+from mtbc.reports.record import ExtractionSummary, NotRun, RunRecord
 from mtbc.reports.tables import describe_weights
 
 
-def cache_root(cache_dir: str | os.PathLike | None) -> Path:
-    """The embedding cache folder of a run (``null`` in the params: the default)."""
-    return Path(cache_dir) if cache_dir else config.cache_dir()
+def render_demo(params: Mapping[str, Any], *, progress: bool = True) -> None:
+    """Step 1: build the demo corpus a ``demo`` collection needs (skipped when built)."""
+    if params["collection"].partition(":")[0] != "demo":
+        return
+    from mtbc.data.demo import build_demo
+
+    demo = dict(params.get("demo") or {})
+    out_dir = params["collection"].partition(":")[2] or demo.pop("out_dir", None)
+    demo.pop("out_dir", None)
+    manifest = build_demo(out_dir, progress=progress, **demo)
+    print(f"demo corpus: {manifest}")
 
 
-def open_collection(collection: str, *, cache_dir: str | None = None, progress: bool = True
-                    ) -> Collection:
-    """The scanned collection of a run, reusing the cached scan while no file changed."""
-    return load_collection(collection, scan_cache=cache_root(cache_dir), progress=progress)
+def prepare(params: Mapping[str, Any], *, strict: bool | None = None,
+            progress: bool = True) -> RunRecord:
+    """Steps 1-3: corpus, scan, embeddings. Returns the run record for notebooks and index.
 
-
-def build_extractor(options: Mapping[str, Any]) -> Extractor:
-    """``{"name": "mert", "model": ...}`` -> the extractor."""
-    opts = dict(options)
-    return get_extractor(opts.pop("name"), **opts)
-
-
-def prepare(params: Mapping[str, Any], *, progress: bool = True) -> dict[str, Any]:
-    """Steps 1-3: corpus, scan, embeddings. Returns run info for the index page."""
-    if params["collection"].partition(":")[0] == "demo":
-        from mtbc.data.demo import build_demo
-
-        demo = dict(params.get("demo") or {})
-        out_dir = params["collection"].partition(":")[2] or demo.pop("out_dir", None)
-        demo.pop("out_dir", None)
-        manifest = build_demo(out_dir, progress=progress, **demo)
-        print(f"demo corpus: {manifest}")
+    ``strict`` (default: the params' ``strict``) turns missing weights into an error
+    (:class:`~mtbc.extractors.WeightsUnavailableError` naming every missing file at once).
+    """
+    strict = bool(params.get("strict")) if strict is None else strict
+    render_demo(params, progress=progress)
     coll = open_collection(params["collection"], cache_dir=params["cache_dir"], progress=progress)
     print(f"collection {coll.name}: {len(coll)} tracks, {len(coll.skipped)} skipped")
-    store = EmbeddingStore(cache_root(params["cache_dir"]))
-    info: dict[str, Any] = {"collection": coll.source, "tracks": len(coll),
-                            "skipped": len(coll.skipped), "seed": params["seed"]}
-    extractors, missing = {}, []
+    store = EmbeddingStore(config.cache_dir(params["cache_dir"]))
+    record = RunRecord(collection=coll.source, tracks=len(coll), skipped=len(coll.skipped),
+                       seed=params["seed"])
+    extractors = {}
     for label, options in params["extractors"].items():  # every missing file named at once
+        opts = dict(options)
         try:
-            extractors[label] = build_extractor(options)
+            extractors[label] = get_extractor(opts.pop("name"), **opts)
         except WeightsUnavailableError as exc:
-            missing.append(f"[{label}] {exc}")
-    if missing:
+            record.not_run.append(NotRun(label=label, extractor=options["name"],
+                                         reason=str(exc), fix=exc.fix or str(exc)))
+    if record.not_run and (strict or not extractors):
+        lines = "\n".join(f"[{n.label}] {n.reason}" for n in record.not_run)
+        why = "strict: true" if strict else "no model of this run has weights here"
         raise WeightsUnavailableError(
-            "model weights are missing, so no embeddings can be extracted:\n"
-            + "\n".join(missing) + "\nIn a params file, set `model:` (MERT) or `weights:` / "
-            "`pca_params:` (VGGish) to local files. To see the whole pipeline without real "
-            "weights, `make run-fixtures` runs it on random-weight test models (not results).")
+            f"model weights are missing ({why}), so the run stops:\n{lines}\nIn a params file, "
+            "set `model:` (MERT) or `weights:` / `pca_params:` (VGGish) to local files, or drop "
+            "`strict`. To see the whole pipeline without real weights, `make run-fixtures` runs "
+            "it on random-weight test models (not results).")
+    for n in record.not_run:
+        print(f"{n.label}: NOT RUN ({n.fix})")
     for label, extractor in extractors.items():
         report = extract_collection(coll.tracks, extractor, store, progress=progress)
         print(f"{label}: {report}")
-        info[f"model {label}"] = describe_weights(extractor)
-    fixtures = fixture_kinds(extractors)
-    if fixtures:
-        info["fixture_weights"] = fixtures
-    return info
+        record.extraction.append(ExtractionSummary.of(label, report,
+                                                      describe_weights(extractor)))
+    record.fixture_weights = fixture_kinds(extractors)
+    return record
 
 
 def run(params_path: str | os.PathLike | Mapping[str, Any], *,
         notebooks_dir: str | os.PathLike = "notebooks", reports_root: str | os.PathLike | None
-        = None, progress: bool = True) -> Path:
-    """The whole study; returns the path of the run's ``index.html``."""
+        = None, strict: bool | None = None, progress: bool = True) -> Path:
+    """The whole study; returns the path of the run's ``index.html``.
+
+    The notebooks see only the extractors that ran; the ones that did not are in the run
+    record with their reason and fix.
+    """
+    start = time.perf_counter()
     if isinstance(params_path, Mapping):
         params = validate_params(params_path, source="<params dict>")
     else:
@@ -90,14 +100,11 @@ def run(params_path: str | os.PathLike | Mapping[str, Any], *,
     demo_dir = (params.get("demo") or {}).get("out_dir")
     if params["collection"] == "demo" and demo_dir:  # notebooks must find the same corpus
         params = {**params, "collection": f"demo:{Path(demo_dir).resolve()}"}
-    info = prepare(params, progress=progress)
+    record = prepare(params, strict=strict, progress=progress)
     if not isinstance(params_path, Mapping):
-        info["params_file"] = str(params_path)
-    return run_reports(params,
-                       notebooks_dir=notebooks_dir, reports_root=reports_root,
-                       run_info=info, progress=progress)
-
-
-def build_extractors(extractors: Mapping[str, Mapping[str, Any]]) -> dict[str, Extractor]:
-    """Label -> extractor for a run's ``extractors`` parameter (models load lazily)."""
-    return {label: build_extractor(options) for label, options in extractors.items()}
+        record.params_file = str(params_path)
+    ran = {n.label for n in record.not_run}
+    params = {**params, "extractors": {k: v for k, v in params["extractors"].items()
+                                       if k not in ran}}
+    return run_reports(params, notebooks_dir=notebooks_dir, reports_root=reports_root,
+                       record=record, started=start, progress=progress)

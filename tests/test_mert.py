@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from huggingface_hub.errors import LocalEntryNotFoundError
 
+import mtbc.extractors.mert as mert_module
 from mtbc.extractors import get_extractor
 from mtbc.extractors.fixtures import DECOY_MARKER, make_mert_model, make_mert_snapshot, mert_config
 from mtbc.extractors.mert import (
@@ -233,10 +235,16 @@ def fake_hub(tmp_path, monkeypatch, snapshots):
     calls = []
     sources = {MODEL_95M: snapshots["95m", "bin"], "m-a-p/MERT-v1-330M": snapshots["330m", "bin"]}
 
-    def snapshot_download(repo_id, *, revision=None, allow_patterns=None, **kwargs):
-        calls.append(dict(repo_id=repo_id, revision=revision, allow_patterns=allow_patterns, **kwargs))
+    def snapshot_download(repo_id, *, revision=None, allow_patterns=None,
+                          local_files_only=False, **kwargs):
         commit = hashlib.sha1(f"{repo_id}@{revision}".encode()).hexdigest()
         dest = tmp_path / "hub" / f"models--{repo_id.replace('/', '--')}" / "snapshots" / commit
+        if local_files_only:  # the cache: what earlier downloads left
+            if not (dest.is_dir() and any(fnmatch.fnmatch(f.name, p) for f in dest.iterdir()
+                                          for p in allow_patterns)):
+                raise LocalEntryNotFoundError(f"{repo_id} not cached")
+            return str(dest)
+        calls.append(dict(repo_id=repo_id, revision=revision, allow_patterns=allow_patterns, **kwargs))
         dest.mkdir(parents=True, exist_ok=True)
         for f in sources[repo_id].iterdir():
             if any(fnmatch.fnmatch(f.name, p) for p in allow_patterns):
@@ -244,7 +252,25 @@ def fake_hub(tmp_path, monkeypatch, snapshots):
         return str(dest)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(mert_module, "hub_reachable", lambda timeout=3.0: True)
     return calls
+
+
+def test_a_cached_snapshot_is_used_without_the_network(fake_hub, monkeypatch):
+    MertExtractor(model=MODEL_95M)
+    n_online = len(fake_hub)
+    monkeypatch.setattr(mert_module, "hub_reachable", lambda timeout=3.0: pytest.fail(
+        "the network was asked although the cache holds the snapshot"))
+    ex = MertExtractor(model=MODEL_95M)
+    assert len(fake_hub) == n_online and ex.snapshot.weights
+
+
+def test_offline_and_uncached_fails_at_once_with_a_one_line_fix(fake_hub, monkeypatch):
+    monkeypatch.setattr(mert_module, "hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(WeightsUnavailableError) as info:
+        MertExtractor(model=MODEL_95M)
+    assert fake_hub == []  # no download was attempted, so no retries
+    assert "\n" not in info.value.fix and "connect to the internet once" in info.value.fix
 
 
 def test_hub_download_never_fetches_python_files(fake_hub):

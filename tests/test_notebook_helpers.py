@@ -8,10 +8,9 @@ import pytest
 
 from mtbc.analysis.protocol import evaluate_probe
 from mtbc.analysis.results import compare
+from mtbc.analysis.study import answer_sentence, choose_by_validation, plan_classification
 from mtbc.cache.store import EmbeddingStore, load_aligned, load_embeddings
 from mtbc.reports.tables import (
-    answer,
-    classification_plan,
     comparison_frame,
     extractor_table,
     results_table,
@@ -26,8 +25,8 @@ def _tracks(labels, split=None):
 
 
 def test_classification_plan_caps_folds_by_the_smallest_label():
-    tracks, folds, why = classification_plan(_tracks(["a"] * 6 + ["b"] * 3), n_splits=5)
-    assert (folds, why) == (3, None)
+    plan = plan_classification(_tracks(["a"] * 6 + ["b"] * 3), n_splits=5)
+    assert (plan.n_folds, plan.why_not) == (3, None)
 
 
 @pytest.mark.parametrize("labels,reason", [
@@ -35,14 +34,16 @@ def test_classification_plan_caps_folds_by_the_smallest_label():
     (["a", "a", "b"], "single track"),
 ])
 def test_classification_plan_says_why_not(labels, reason):
-    _, folds, why = classification_plan(_tracks(labels))
+    plan = plan_classification(_tracks(labels))
+    folds, why = plan.n_folds, plan.why_not
     assert folds == 0 and reason in why
 
 
 def test_unlabelled_tracks_are_left_out_and_a_given_split_is_kept():
     labels = ["a", "b", None, "a", "b"]
-    tracks, folds, why = classification_plan(
+    plan = plan_classification(
         _tracks(labels, split=["train", "train", "train", "test", "test"]), n_splits=5)
+    tracks, folds, why = plan.tracks, plan.n_folds, plan.why_not
     assert len(tracks) == 4 and folds == 5 and why is None
 
 
@@ -71,11 +72,19 @@ def test_results_table_shows_percent_with_ci(two_results):
     assert frame.loc[0, "accuracy"] == pytest.approx(value / 100)
 
 
-def test_answer_names_the_best_system_and_the_paired_test(two_results):
-    text = answer(two_results, compare(two_results))
-    assert text.startswith("On these 40 tracks, **good** classifies best")
-    assert "ahead of noise" in text and "significant (McNemar" in text
-    assert "not significant" not in text
+def test_answer_leads_with_the_validation_choice_and_its_paired_tests(two_results):
+    chosen = choose_by_validation(two_results)
+    assert chosen.name == "good"  # chosen by validation accuracy, not by test accuracy
+    text = answer_sentence(two_results, compare(two_results), chosen)
+    assert text.startswith("**good**, the system chosen on validation data, reached")
+    assert "n = 40 tracks" in text and "significantly better than noise" in text
+
+
+def test_answer_says_plainly_when_nothing_is_significant(two_results):
+    tests = compare(two_results).assign(p_holm=0.5)
+    text = answer_sentence(two_results, tests, two_results[1])
+    assert text.startswith("No system is significantly better than another")
+    assert "**noise**, the system chosen on validation data" in text
 
 
 def test_extractor_table_one_row_per_label():
@@ -114,6 +123,6 @@ def test_results_table_names_each_models_layer_for_late_fusion(two_results):
 
 
 def test_a_split_without_test_tracks_falls_back_to_cross_validation():
-    tracks, folds, why = classification_plan(
+    plan = plan_classification(
         _tracks(["a", "a", "b", "b"], split=["train"] * 4), n_splits=5)
-    assert (folds, why) == (2, None)
+    assert (plan.n_folds, plan.why_not) == (2, None)

@@ -337,3 +337,10 @@ def load_collection(spec: str | Path, *, kind: str = "auto", progress: bool = Tr
         text = coll.to_json().encode()
         atomic_write(cached, lambda f: f.write(text))
     return coll
+
+
+def open_collection(spec: str | Path, *, cache_dir: str | Path | None = None,
+                    progress: bool = True) -> Collection:
+    """The scanned collection of a run, reusing the scan cached beside the embeddings
+    (``cache_dir``, default :func:`mtbc.config.cache_dir`) while no file changed."""
+    return load_collection(spec, scan_cache=config.cache_dir(cache_dir), progress=progress)

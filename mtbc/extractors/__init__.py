@@ -7,6 +7,7 @@ importing mtbc stays cheap. One module per model: ``mert``, ``vggish``, ``mfcc``
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
 from mtbc.extractors.base import (
@@ -18,7 +19,7 @@ from mtbc.extractors.base import (
 )
 
 __all__ = ["FIXTURE_MARKER", "Extractor", "WeightsUnavailableError", "available_extractors",
-           "get_extractor", "make_fingerprint", "weights_kind"]
+           "build_extractors", "get_extractor", "make_fingerprint", "weights_kind"]
 
 #: name -> "module:Class", imported lazily so that importing mtbc stays cheap.
 _REGISTRY: dict[str, str] = {
@@ -45,3 +46,13 @@ def get_extractor(name: str, **options: Any) -> Extractor:
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(**options)
+
+
+def build_extractors(extractors: Mapping[str, Mapping[str, Any]]) -> dict[str, Extractor]:
+    """Label -> extractor for a run's ``extractors`` (label -> options with a ``name``; a
+    missing name is the label). Models load lazily, on first use."""
+    out = {}
+    for label, options in extractors.items():
+        opts = dict(options)
+        out[label] = get_extractor(opts.pop("name", label), **opts)
+    return out

@@ -68,7 +68,12 @@ def weights_kind(folder: str | Path) -> str:
 
 
 class WeightsUnavailableError(RuntimeError):
-    """Model weights are not on this machine and cannot be fetched; the message says how to fix it."""
+    """Model weights are not on this machine and cannot be fetched; the message says how to
+    fix it, and ``fix`` says it in one line (``None``: the message is the fix)."""
+
+    def __init__(self, message: str, *, fix: str | None = None):
+        super().__init__(message)
+        self.fix = fix
 
 
 def make_fingerprint(name: str, **fields: Any) -> str:

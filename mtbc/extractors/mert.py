@@ -26,6 +26,7 @@ does not depend on what it is batched with.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import re
@@ -126,28 +127,70 @@ def _fix_hint(model: str) -> str:
     )
 
 
+def _one_line_fix(model_id: str) -> str:
+    return (f"connect to the internet once (mtbc downloads {model_id} into the Hugging Face "
+            f"cache), or set `model:` to a local folder laid out like a hub snapshot")
+
+
+@functools.cache
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint accepts a TCP connection (asked once per process).
+
+    Without it the hub client retries for about 25 s before it gives up; this answers in
+    milliseconds on an offline machine, so the offline path never waits.
+    """
+    import socket
+    import urllib.parse
+
+    import huggingface_hub
+
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        return False
+    url = urllib.parse.urlparse(huggingface_hub.constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _download(model_id: str, revision: str) -> Path:
+    """The snapshot folder of ``model_id`` at ``revision``: from the cache when it holds the
+    files (no network at all), else downloaded (only ``DOWNLOAD_STEPS`` patterns)."""
     import huggingface_hub
     from huggingface_hub import errors
 
-    try:
+    def fetch(local_only: bool) -> Path:
         for patterns in DOWNLOAD_STEPS:
-            folder = huggingface_hub.snapshot_download(
-                model_id, revision=revision, allow_patterns=list(patterns))
-            if _weight_files(Path(folder)):
+            folder = Path(huggingface_hub.snapshot_download(
+                model_id, revision=revision, allow_patterns=list(patterns),
+                local_files_only=local_only))
+            if _weight_files(folder):
                 break
+        return folder
+
+    try:
+        folder = fetch(local_only=True)
+        if not _missing_files(folder):
+            return folder
+    except errors.LocalEntryNotFoundError:
+        pass
+    unavailable = WeightsUnavailableError(
+        f"MERT weights for {model_id!r} (revision {revision!r}) are not in the Hugging Face "
+        f"cache ({huggingface_hub.constants.HF_HUB_CACHE}) and the hub cannot be reached "
+        f"(offline). {_fix_hint(model_id)}", fix=_one_line_fix(model_id))
+    if not hub_reachable():
+        raise unavailable
+    try:
+        return fetch(local_only=False)
     except errors.LocalEntryNotFoundError as exc:
-        raise WeightsUnavailableError(
-            f"MERT weights for {model_id!r} (revision {revision!r}) are not in the Hugging Face "
-            f"cache ({huggingface_hub.constants.HF_HUB_CACHE}) and cannot be downloaded "
-            f"(offline or no connection: {exc.__class__.__name__}). {_fix_hint(model_id)}"
-        ) from exc
+        raise unavailable from exc
     except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as exc:
         raise WeightsUnavailableError(
             f"{model_id!r} at revision {revision!r} was not found on the Hugging Face Hub "
-            f"({exc.__class__.__name__}); use {MODEL_95M!r} or {MODEL_330M!r}, or a local folder."
+            f"({exc.__class__.__name__}); use {MODEL_95M!r} or {MODEL_330M!r}, or a local folder.",
+            fix=f"set `model:` to {MODEL_95M!r}, {MODEL_330M!r} or a local folder"
         ) from exc
-    return Path(folder)
 
 
 def _local_commit(folder: Path, weights: Sequence[Path]) -> str:

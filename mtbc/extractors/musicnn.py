@@ -55,6 +55,9 @@ MIN_SAMPLES = (N_FRAMES - 1) * HOP_LENGTH  # 47616
 #: Bumped whenever the front end (log-mel, patching) changes.
 PREPROCESSING_VERSION = 1
 LAYERS = {"pool": 1506, "mean_pool": 753, "max_pool": 753, "penultimate": 200}
+#: Besides the embedding layers, ``layer="tags"`` gives the 50 sigmoid tag probabilities per
+#: patch, so a run can cache musicnn's own tags like any embedding.
+OUTPUTS = {**LAYERS, "tags": 50}
 
 MTT_LABELS = (
     "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
@@ -103,7 +106,8 @@ class MusicnnExtractor(Extractor):
     ----------
     model : ``"MTT_musicnn"`` (MagnaTagATune) or ``"MSD_musicnn"`` (Million Song Dataset).
     layer : ``"pool"`` (1506, [max_pool, mean_pool]), ``"mean_pool"`` (753), ``"max_pool"``
-        (753) or ``"penultimate"`` (200).
+        (753) or ``"penultimate"`` (200); ``"tags"`` gives the model's 50 tag probabilities
+        (sigmoid) instead of an embedding.
     device : ``"auto"`` (CUDA, else MPS, else CPU) or any torch device.
     batch_size : patches per forward pass (default 256 on CUDA, 32 on CPU).
     weights : a musicnn safetensors file to use instead of the shipped one (TF names and
@@ -121,8 +125,8 @@ class MusicnnExtractor(Extractor):
                  weights: str | os.PathLike | None = None):
         if model not in TAGS:
             raise ValueError(f"model must be one of {sorted(TAGS)}, not {model!r}")
-        if layer not in LAYERS:
-            raise ValueError(f"layer must be one of {list(LAYERS)}, not {layer!r}")
+        if layer not in OUTPUTS:
+            raise ValueError(f"layer must be one of {list(OUTPUTS)}, not {layer!r}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be positive, not {batch_size}")
         self.model_name = model
@@ -141,7 +145,7 @@ class MusicnnExtractor(Extractor):
     # -- identity
     @property
     def dim(self) -> int:
-        return LAYERS[self.layer]
+        return OUTPUTS[self.layer]
 
     @property
     def tag_names(self) -> list[str]:

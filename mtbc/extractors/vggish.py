@@ -135,7 +135,8 @@ def resolve_file(spec: str | os.PathLike, *, what: str = "file", progress: bool 
         raise WeightsUnavailableError(
             f"VGGish {what} {dst.name} is missing from the torch hub cache and could not be "
             f"downloaded ({type(exc).__name__}: {exc}). Download {url} and save it as {dst} "
-            "(or pass a local path)."
+            "(or pass a local path).",
+            fix=f"connect to the internet once, or save {url} as {dst}"
         ) from exc
     return dst
 

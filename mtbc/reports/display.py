@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import os
@@ -17,6 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 SUMMARY_MIME = "application/vnd.mtbc.summary+json"
+#: Mimetype of the answer that :func:`record_answer` displays (the index leads with it).
+ANSWER_MIME = "application/vnd.mtbc.answer+json"
 #: Mimetype of the fixture-weights marker that :func:`fixture_banner` displays.
 FIXTURE_MIME = "application/vnd.mtbc.fixture-weights+json"
 #: Allowed values of an extractor metadata's ``weights_kind``.
@@ -34,6 +37,17 @@ def record_summary(text: str) -> None:
     line = " ".join(str(text).split())
     bundle = {SUMMARY_MIME: {"summary": line}, "text/markdown": f"**Summary.** {line}",
               "text/plain": f"Summary. {line}"}
+    _display(bundle)
+
+
+def record_answer(text: str) -> None:
+    """Record the run's answer (one or two sentences; ``**bold**`` allowed) and show it here.
+
+    The index page opens with the last answer any notebook of the run recorded.
+    """
+    line = " ".join(str(text).split())
+    bundle = {ANSWER_MIME: {"answer": line}, "text/markdown": f"**Answer.** {line}",
+              "text/plain": f"Answer. {line}"}
     _display(bundle)
 
 
@@ -115,20 +129,33 @@ def _display(bundle: dict[str, Any]) -> None:
         display(bundle, raw=True)
 
 
-def read_back(executed: str | os.PathLike) -> tuple[str | None, dict[str, str]]:
-    """``(summary, fixture_weights)`` recorded in an executed notebook's outputs."""
+@dataclasses.dataclass(frozen=True)
+class RecordedOutputs:
+    """What a notebook recorded for the index: ``summary``, ``answer`` and the fixture
+    ``weights`` (label -> kind) it warned about."""
+
+    summary: str | None = None
+    answer: str | None = None
+    fixture_weights: dict = dataclasses.field(default_factory=dict)
+
+
+def read_back(executed: str | os.PathLike) -> RecordedOutputs:
+    """The summary, answer and fixture banner recorded in an executed notebook's outputs
+    (the last summary and answer win)."""
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
-    summary, fixtures = None, {}
+    summary, answer, fixtures = None, None, {}
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if SUMMARY_MIME in data:
                 summary = _as_json(data[SUMMARY_MIME]).get("summary")
+            if ANSWER_MIME in data:
+                answer = _as_json(data[ANSWER_MIME]).get("answer")
             if FIXTURE_MIME in data:
                 fixtures.update(_as_json(data[FIXTURE_MIME]).get("weights", {}))
-    return summary, fixtures
+    return RecordedOutputs(summary, answer, fixtures)
 
 
 def _as_json(value: Any) -> dict[str, Any]:

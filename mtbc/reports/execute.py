@@ -25,7 +25,7 @@ from typing import Any
 
 from mtbc import __version__, config
 from mtbc.reports.display import read_back
-from mtbc.reports.html import ReportInfo, notebook_to_html, write_index
+from mtbc.reports.html import IndexPage, ReportInfo, notebook_to_html, write_index
 from mtbc.reports.params import (
     ParamsError,
     declared_parameters,
@@ -34,6 +34,7 @@ from mtbc.reports.params import (
     notebook_values,
     validate_params,
 )
+from mtbc.reports.record import RunRecord, write_record
 
 _INJECTED_TAG = "injected-parameters"
 _ERROR_TAG = "papermill-error-cell-tag"
@@ -187,8 +188,9 @@ def execute_notebooks(notebooks: Sequence[str | os.PathLike], *, params: Mapping
         seconds = time.perf_counter() - start
         notebook_to_html(executed, html_path, include_input=include_input,
                          title=f"{params.get('run', '')} · {name}")
-        summary, fixtures = read_back(executed)
-        done.append(ReportInfo(name, path, executed, html_path, summary, fixtures, seconds))
+        rec = read_back(executed)
+        done.append(ReportInfo(name, path, executed, html_path, rec.summary,
+                               rec.fixture_weights, seconds, answer=rec.answer))
     return done
 
 
@@ -222,12 +224,16 @@ def run_reports(params: str | os.PathLike | Mapping[str, Any], *,
                 reports_root: str | os.PathLike | None = None, kernel_name: str | None = None,
                 include_input: bool = False, cwd: str | os.PathLike | None = None,
                 timeout: float | None = None, run_info: Mapping[str, Any] | None = None,
+                record: RunRecord | None = None, started: float | None = None,
                 progress: bool = True) -> Path:
     """Execute a run's notebooks into ``reports_root/<run>/`` and write its index page.
 
     ``params``: a YAML path (:func:`load_params`) or a mapping (:func:`validate_params`).
-    ``reports_root`` defaults to :func:`mtbc.config.reports_dir`. ``run_info`` adds rows to
-    the index (e.g. ``fixture_weights`` from the extraction step). Writes
+    ``reports_root`` defaults to :func:`mtbc.config.reports_dir`. ``record``: what the run
+    did before the notebooks (:class:`~mtbc.reports.record.RunRecord`); it is written to
+    ``<run>/run.json`` and its path given to every notebook that declares ``run_record``.
+    ``run_info`` adds rows to the index. ``started`` (a ``time.perf_counter()`` value) is when
+    the run began, so the index shows the run's wall time (default: now). Writes
     ``<run>/params.yaml`` (the validated parameters). On a failing notebook the index is
     still written (marking the failure) before :class:`NotebookFailed` propagates.
 
@@ -235,6 +241,7 @@ def run_reports(params: str | os.PathLike | Mapping[str, Any], *,
     """
     import yaml
 
+    start = time.perf_counter() if started is None else started
     if isinstance(params, Mapping):
         p, params_file = validate_params(params, source="<params dict>"), "(given as a dict)"
     else:
@@ -244,6 +251,10 @@ def run_reports(params: str | os.PathLike | Mapping[str, Any], *,
     (out_dir / "params.yaml").write_text(
         yaml.safe_dump(p, sort_keys=False, allow_unicode=True), encoding="utf-8")
     notebooks = find_notebooks(notebooks_dir, p["notebooks"])
+    record = record if record is not None else RunRecord()
+    if record.params_file:
+        params_file = record.params_file
+    p_run = {**p, "run_record": str(write_record(record, out_dir).resolve())}
     info: dict[str, Any] = {
         "run": p["run"],
         "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
@@ -252,20 +263,27 @@ def run_reports(params: str | os.PathLike | Mapping[str, Any], *,
     if commit:
         info["git_commit"] = commit
     info["python"] = sys.version.split()[0]
+    if record.collection:
+        info.update({"collection": record.collection, "tracks": record.tracks,
+                     "skipped": record.skipped, "seed": record.seed})
+    for e in record.extraction:
+        info[f"model {e.label}"] = e.weights
+    if record.fixture_weights:
+        info["fixture_weights"] = record.fixture_weights
     info.update(run_info or {})
     info["params"] = p
     title = p["title"] or f"mtbc reports: {p['run']}"
-    start = time.perf_counter()
+    page = IndexPage(title=title, run_info=info, not_run=record.not_run)
     try:
-        reports = execute_notebooks(notebooks, params=p, out_dir=out_dir,
+        reports = execute_notebooks(notebooks, params=p_run, out_dir=out_dir,
                                     kernel_name=kernel_name, include_input=include_input,
                                     cwd=cwd, timeout=timeout, progress=progress)
     except NotebookFailed as exc:
         info["seconds"] = f"{time.perf_counter() - start:.1f}"
-        write_index(out_dir, [*exc.completed, exc.report], title=title, run_info=info)
+        write_index(out_dir, [*exc.completed, exc.report], page=page)
         raise
     info["seconds"] = f"{time.perf_counter() - start:.1f}"
-    return write_index(out_dir, reports, title=title, run_info=info)
+    return write_index(out_dir, reports, page=page)
 
 
 def _git_commit(where: Path) -> str | None:

@@ -33,6 +33,26 @@ class ReportInfo:
     seconds: float = 0.0
     status: str = "ok"  # "ok" or "failed"
     error: str | None = None
+    answer: str | None = None
+
+
+@dataclasses.dataclass
+class IndexPage:
+    """What the index shows besides the reports: its ``title``, the ``run_info`` table (scalar
+    values; ``params`` as YAML, ``fixture_weights`` as a banner), the models that were not
+    run (:class:`~mtbc.reports.record.NotRun`) and the files of the run's audit trail
+    (``links``: label -> file name in the run folder)."""
+
+    title: str
+    run_info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    not_run: list = dataclasses.field(default_factory=list)
+    links: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+def inline_markdown(text: str) -> str:
+    """Escape ``text`` for HTML and turn its ``**bold**`` spans into ``<strong>``."""
+    parts = html.escape(text).split("**")
+    return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
 
 _REPORT_CSS = """
 body.jp-Notebook { background: #f6f7f9; padding: 0; margin: 0; }
@@ -118,6 +138,12 @@ li.failed { border-color: #d1242f; background: #fff5f5; }
 .banner { border: 2px solid #b45309; background: #fef3c7; color: #78350f; padding: 0.8em 1em;
   border-radius: 6px; font-weight: 600; margin: 1rem 0; }
 .banner div { font-weight: 400; font-size: 0.9em; }
+p.answer { font-size: 1.15rem; line-height: 1.5; margin: 0.6rem 0 0.8rem; padding: 0.8rem 1rem;
+  background: #eef6ff; border-left: 4px solid #1d4ed8; border-radius: 4px; }
+.notrun { border: 1px solid #d0d7de; background: #f6f8fa; padding: 0.7rem 1rem;
+  border-radius: 6px; margin: 1rem 0; }
+.notrun ul { margin: 0.4rem 0 0; padding-left: 1.2rem; }
+.notrun .fix { color: #57606a; }
 table.info { border-collapse: collapse; font-size: 0.9rem; }
 table.info th { text-align: left; color: #57606a; font-weight: 500; padding: 0.25rem 1.2rem
   0.25rem 0; vertical-align: top; white-space: nowrap; }
@@ -131,32 +157,44 @@ details pre { background: #f6f8fa; border: 1px solid #e3e6ea; border-radius: 6px
 
 _INFO_LABELS = {"run": "Run", "date": "Date", "params_file": "Parameter file",
                 "mtbc_version": "mtbc version", "git_commit": "Git commit",
-                "python": "Python", "seconds": "Total time (s)"}
+                "python": "Python", "seconds": "Run wall time (s)", "collection": "Collection",
+                "tracks": "Tracks", "skipped": "Skipped files", "seed": "Seed"}
 
 
-def write_index(out_dir: str | os.PathLike, reports: Iterable[ReportInfo], *, title: str,
-                run_info: Mapping[str, Any]) -> Path:
-    """Write ``out_dir/index.html``: every report with its summary, plus run provenance.
+def write_index(out_dir: str | os.PathLike, reports: Iterable[ReportInfo], *,
+                page: IndexPage | None = None, title: str | None = None,
+                run_info: Mapping[str, Any] | None = None) -> Path:
+    """Write ``out_dir/index.html``: the answer first, then every report with its summary,
+    the models that were not run, and the run's provenance.
 
-    ``run_info``: shown as a table (``run``, ``date``, ``params_file``, ``mtbc_version`` and any
-    other scalar); a ``params`` mapping is shown as YAML under a fold; a truthy
-    ``fixture_weights`` (label -> kind) forces the fixture banner, which is also shown when
-    any report displayed one. Self-contained: inline CSS, no scripts.
+    The lead paragraph is the last answer a report recorded (``record_answer``); without one
+    it says that no notebook recorded an answer. ``page`` (or ``title`` and ``run_info``)
+    says what else to show (:class:`IndexPage`). A truthy ``fixture_weights`` in the run info
+    forces the fixture banner, which is also shown when any report displayed one.
+    Self-contained: inline CSS, no scripts; every user string is escaped.
     """
     import yaml
 
+    if page is None:
+        page = IndexPage(title=title or "mtbc reports", run_info=dict(run_info or {}))
+    run_info = page.run_info
     out_dir = Path(out_dir)
     reports = list(reports)
     esc = html.escape
     fixtures: dict[str, str] = dict(run_info.get("fixture_weights") or {})
     for r in reports:
         fixtures.update(r.fixture_weights)
+    answers = [r.answer for r in reports if r.answer]
+    if answers:
+        lead = f'<p class="answer">{inline_markdown(answers[-1])}</p>'
+    else:
+        lead = '<p class="answer nosummary">No notebook of this run recorded an answer.</p>'
     items = []
     for r in reports:
         href = esc(os.path.relpath(r.html, out_dir)) if r.html else None
         link = (f'<a href="{href}">{esc(r.name)}</a>' if href else f"<strong>{esc(r.name)}</strong>")
         if r.summary:
-            summary = f'<div class="summary">{esc(r.summary)}</div>'
+            summary = f'<div class="summary">{inline_markdown(r.summary)}</div>'
         elif r.status == "ok":
             summary = '<div class="nosummary">(no summary recorded)</div>'
         else:
@@ -174,6 +212,17 @@ def write_index(out_dir: str | os.PathLike, reports: Iterable[ReportInfo], *, ti
         which = ", ".join(f"{k}: {v}" for k, v in fixtures.items())
         banner = (f'<div class="banner" role="alert">&#9888; {esc(FIXTURE_TEXT)}'
                   f'<div>({esc(which)})</div></div>')
+    not_run = ""
+    if page.not_run:
+        rows = "".join(f"<li><strong>{esc(n.label)}</strong> ({esc(n.extractor)}): not run. "
+                       f"<span class=\"fix\">Fix: {esc(n.fix)}</span></li>"
+                       for n in page.not_run)
+        not_run = (f'<div class="notrun"><strong>Models not run in this study</strong>'
+                   f"<ul>{rows}</ul></div>")
+    links = ""
+    if page.links:
+        links = ("<p class=\"sub\">Audit trail: " + " &middot; ".join(
+            f'<a href="{esc(f)}">{esc(label)}</a>' for label, f in page.links.items()) + "</p>")
     rows = []
     for key, value in run_info.items():
         if key in ("params", "fixture_weights") or isinstance(value, (Mapping, list)):
@@ -192,7 +241,10 @@ def write_index(out_dir: str | os.PathLike, reports: Iterable[ReportInfo], *, ti
         sub += f", {n_failed} failed"
     if run_info.get("date"):
         sub += f" &middot; {esc(str(run_info['date']))}"
-    page = f"""<!DOCTYPE html>
+    if run_info.get("seconds"):
+        sub += f" &middot; run took {esc(str(run_info['seconds']))} s"
+    title = page.title
+    body = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -203,12 +255,15 @@ def write_index(out_dir: str | os.PathLike, reports: Iterable[ReportInfo], *, ti
 <body>
 <main>
 <h1>{esc(title)}</h1>
+{lead}
 <p class="sub">{sub}</p>
 {banner}
+{not_run}
 <h2>Reports</h2>
 <ol class="reports">
 {chr(10).join(items) or '<li class="nosummary">No reports.</li>'}
 </ol>
+{links}
 <h2>Run</h2>
 <table class="info">
 {chr(10).join(rows)}
@@ -219,5 +274,5 @@ def write_index(out_dir: str | os.PathLike, reports: Iterable[ReportInfo], *, ti
 </html>
 """
     path = out_dir / "index.html"
-    path.write_text(page, encoding="utf-8")
+    path.write_text(body, encoding="utf-8")
     return path

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 _PARAM_KEYS = ("run", "title", "collection", "demo", "extractors", "seed", "cache_dir",
-               "notebooks", "params", "notebook_params")
+               "strict", "notebooks", "params", "notebook_params")
 #: Values every notebook may declare in its parameters cell.
-SHARED_PARAMS = ("run", "collection", "extractors", "seed", "cache_dir")
+SHARED_PARAMS = ("run", "collection", "extractors", "seed", "cache_dir", "run_record")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 #: The tag of the cell papermill injects values after.
 PARAMETERS_TAG = "parameters"
@@ -98,6 +98,11 @@ def validate_params(raw: Any, *, source: str = "<params>") -> dict[str, Any]:
                        f"custom label)")
         out["extractors"][str(label)] = {
             "name": name, **{k: v for k, v in options.items() if k != "name"}}
+
+    strict = raw.get("strict", False)
+    if not isinstance(strict, bool):
+        raise fail(f"'strict' must be true or false, got {strict!r}")
+    out["strict"] = strict
 
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):

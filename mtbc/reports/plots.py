@@ -22,6 +22,19 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
 _AU = "(a.u.)"
+#: Widest figure in inches: reports are ~9.5 in wide, so wider figures would shrink their text.
+MAX_WIDTH = 9.5
+
+
+def label_palette(labels) -> dict[str, tuple]:
+    """One colour per label, the same in every figure of a run: labels sorted, colours from
+    seaborn's ``tab10`` (``tab20``, then ``husl``, for more labels); ``(no label)`` is grey."""
+    names = sorted({str(v) for v in pd.Series(list(labels)).fillna("(no label)")} - {"(no label)"})
+    n = len(names)
+    colours = sns.color_palette("tab10" if n <= 10 else "tab20" if n <= 20 else "husl", n)
+    out = dict(zip(names, colours, strict=True))
+    out["(no label)"] = (0.6, 0.6, 0.6)
+    return out
 
 
 def _axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
@@ -70,19 +83,23 @@ def plot_similarity(
     annot: bool | None = None,
     cmap: str = "viridis",
     vmin: float | None = None,
-    vmax: float | None = 1.0,
+    vmax: float | None = None,
 ) -> Axes:
     """Heatmap of a square similarity DataFrame (from ``stats.cosine_similarity_matrix``).
 
-    ``labels`` (one per row of ``sim``, same order) sorts the tracks by class, appends the
-    class to each tick and draws lines between classes. ``annot`` writes the values
-    (default: when there are at most 12 tracks). The colour bar reads "cosine similarity".
+    ``labels`` (one per row of ``sim``, same order) sorts the tracks by class and draws lines
+    between classes; with up to 30 tracks every track is named, beyond that each label is
+    named once at the middle of its block. The colour scale spans the 2nd to 98th
+    percentile of the off-diagonal values unless ``vmin``/``vmax`` are given, so that the
+    structure shows even when every track is similar to every other (embeddings with a large
+    common offset have cosine similarities of 0.97-1.0). ``annot`` writes the values
+    (default: at most 12 tracks). The colour bar reads "cosine similarity".
     """
     n = len(sim)
     if sim.shape != (n, n):
         raise ValueError(f"sim must be square, got shape {sim.shape}")
     ticks = [str(t) for t in sim.index]
-    bounds = []
+    bounds, lab = [], None
     if labels is not None:
         lab = pd.Series(np.asarray(labels, dtype=object)).fillna("(no label)").astype(str)
         if len(lab) != n:
@@ -92,20 +109,61 @@ def plot_similarity(
         lab = lab.iloc[order].reset_index(drop=True)
         ticks = [f"{t} ({c})" for t, c in zip(sim.index, lab, strict=True)]
         bounds = [i for i in range(1, n) if lab[i] != lab[i - 1]]
-    side = min(14.0, 3.0 + 0.35 * n)
+    values = sim.to_numpy(dtype=float)
+    off = values[~np.eye(n, dtype=bool)] if n > 1 else values.ravel()
+    off = off[np.isfinite(off)]
+    if len(off):
+        lo, hi = np.percentile(off, [2, 98])
+        vmin = float(lo) if vmin is None else vmin
+        vmax = float(max(hi, lo + 1e-6)) if vmax is None else vmax
+    side = min(MAX_WIDTH - 1.5, 3.0 + 0.3 * n)
     ax = _axes(ax, (side + 1.5, side))
-    show_ticks = n <= 50
-    sns.heatmap(sim.to_numpy(), ax=ax, cmap=cmap, vmin=vmin, vmax=vmax, square=True,
+    every_track = n <= 30
+    sns.heatmap(values, ax=ax, cmap=cmap, vmin=vmin, vmax=vmax, square=True,
                 annot=(n <= 12) if annot is None else annot, fmt=".2f",
-                xticklabels=ticks if show_ticks else False,
-                yticklabels=ticks if show_ticks else False,
+                xticklabels=ticks if every_track else False,
+                yticklabels=ticks if every_track else False,
                 cbar_kws={"label": "cosine similarity"})
+    if every_track:
+        ax.tick_params(labelsize=8)
+    elif lab is not None:
+        centres = [(np.flatnonzero(lab == c).mean() + 0.5, c) for c in lab.unique()]
+        ax.set_xticks([c for c, _ in centres], [name for _, name in centres], rotation=90,
+                      fontsize=9)
+        ax.set_yticks([c for c, _ in centres], [name for _, name in centres], fontsize=9)
     for b in bounds:
         ax.axhline(b, color="white", lw=1.5)
         ax.axvline(b, color="white", lw=1.5)
     ax.set_title(title)
-    ax.set_xlabel("track" + ("" if show_ticks else f" ({n}, sorted by label)"))
+    ax.set_xlabel("track" + ("" if every_track else f" ({n}, grouped by label)"))
     ax.set_ylabel("track")
+    return ax
+
+
+def plot_matrix(
+    matrix: pd.DataFrame,
+    *,
+    ax: Axes | None = None,
+    title: str,
+    colorbar: str,
+    fmt: str = ".2f",
+    cmap: str = "viridis_r",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    center: float | None = None,
+) -> Axes:
+    """A labelled square heat map of a system x system table (e.g. adjusted p-values or
+    accuracy differences), values written in the cells."""
+    n = len(matrix)
+    side = min(MAX_WIDTH - 1.5, 3.5 + 0.7 * n)
+    ax = _axes(ax, (side + 1.5, side))
+    sns.heatmap(matrix.astype(float), ax=ax, annot=True, fmt=fmt, cmap=cmap, vmin=vmin,
+                vmax=vmax, center=center, square=True, cbar_kws={"label": colorbar},
+                annot_kws={"fontsize": 9})
+    ax.tick_params(labelsize=9)
+    ax.set_xlabel("system")
+    ax.set_ylabel("system")
+    ax.set_title(title)
     return ax
 
 
@@ -128,7 +186,9 @@ def plot_projection(
     ax = _axes(ax, (7.0, 5.5))
     labelled = _has_labels(proj["label"])
     data = proj.assign(label=proj["label"].fillna("(no label)").astype(str))
-    sns.scatterplot(data=data, x="x", y="y", hue="label" if labelled else None, ax=ax, s=60)
+    sns.scatterplot(data=data, x="x", y="y", hue="label" if labelled else None, ax=ax, s=60,
+                    palette=label_palette(data["label"]) if labelled else None,
+                    hue_order=sorted(data["label"].unique()) if labelled else None)
     if labelled and ax.get_legend() is not None:
         ax.get_legend().set_title("label")
     if annotate if annotate is not None else len(proj) <= 20:
@@ -170,7 +230,7 @@ def plot_track_stats(
     models = [m for m in data["model"].unique() if m] if "model" in data.columns else []
     who = f" ({', '.join(map(str, models))})" if models else ""
     labels = sorted(data["label"].unique())
-    palette = dict(zip(labels, sns.color_palette(n_colors=len(labels)), strict=True))
+    palette = label_palette(data["label"])
     if data["layer"].nunique() > 1:
         ax = _axes(ax, (8.0, 5.0))
         sns.lineplot(data=data, x="layer", y=stat, hue="label", units="track_id",
@@ -182,17 +242,23 @@ def plot_track_stats(
         if ax.get_legend() is not None:
             ax.get_legend().set_title("label")
         return ax
+    data = data.sort_values(["label", "track_id"], kind="stable").reset_index(drop=True)
     n = len(data)
-    ax = _axes(ax, (min(16.0, 3.0 + 0.4 * n), 5.0))
+    ax = _axes(ax, (min(MAX_WIDTH, 4.0 + 0.3 * n), 5.0))
     x = np.arange(n)
     colors = [palette[c] for c in data["label"]]
     ax.vlines(x, data["min"], data["max"], colors=colors, lw=1, alpha=0.6)
     ax.errorbar(x, data["mean"], yerr=data["std"], fmt="none", ecolor=colors, elinewidth=4,
                 alpha=0.5)
     ax.scatter(x, data["mean"], c=colors, zorder=3, s=25)
-    ax.set_xticks(x, [str(t) for t in data["track_id"]] if n <= 60 else [""] * n,
-                  rotation=90, fontsize=7)
-    ax.set_xlabel("track")
+    if n <= 30:
+        ax.set_xticks(x, [str(t) for t in data["track_id"]], rotation=90, fontsize=8)
+        ax.set_xlabel("track")
+    else:  # one tick per label, at the middle of its tracks
+        centres = data.groupby("label", sort=False).apply(lambda g: g.index.to_numpy().mean(),
+                                                          include_groups=False)
+        ax.set_xticks(centres.to_numpy(), list(centres.index), fontsize=9)
+        ax.set_xlabel(f"track ({n}, grouped by label)")
     ax.set_ylabel(f"embedding value {_AU}")
     lay = f", layer {data['layer'].iloc[0]}" if n else ""
     ax.set_title(title or f"Embedding values per track{who}{lay}")
@@ -379,7 +445,9 @@ def plot_durations(
         data["label"] = data["label"].fillna("(no label)").astype(str)
     ax = _axes(ax, (8.0, 4.5))
     sns.histplot(data=data, x="duration", hue="label" if labelled else None,
-                 multiple="stack" if labelled else "layer", bins=bins, ax=ax)
+                 multiple="stack" if labelled else "layer", bins=bins, ax=ax,
+                 palette=label_palette(data["label"]) if labelled else None,
+                 hue_order=sorted(data["label"].unique()) if labelled else None)
     if labelled and ax.get_legend() is not None:
         ax.get_legend().set_title("label")
     total_h = data["duration"].sum() / 3600

@@ -1,4 +1,4 @@
-"""Small display helpers that keep the numbered notebooks thin."""
+"""The tables notebooks show (percentages with CIs and n), and small display helpers."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mtbc import __version__
-from mtbc.data.splits import fold_count, has_predefined_split
 
 
 def listen(path: str | Path, *, seconds: float = 10.0, sr: int = 16000):
@@ -59,35 +59,20 @@ def provenance(**values: Any) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["what", "value"]).set_index("what")
 
 
-def classification_plan(tracks: pd.DataFrame, *, n_splits: int = 5) -> tuple[pd.DataFrame, int,
-                                                                                str | None]:
-    """The labelled tracks a probe can use, the number of folds, and why not if it can't.
-
-    Returns ``(labelled_tracks, n_splits, reason)``; ``reason`` is ``None`` when a probe can
-    be evaluated. Without a predefined split, folds are capped by the smallest class so that
-    every fold's test part can hold each class.
-    """
-    labelled = tracks.loc[tracks["label"].notna()].reset_index(drop=True)
-    counts = labelled["label"].value_counts()
-    if len(counts) < 2:
-        return labelled, 0, (f"{len(counts)} label(s) among {len(labelled)} labelled tracks: "
-                             f"classification needs at least 2 labels")
-    if has_predefined_split(labelled):
-        return labelled, n_splits, None
-    folds = fold_count(labelled["label"], n_splits)
-    if folds < 2:
-        small = ", ".join(counts[counts < 2].index.astype(str))
-        return labelled, 0, (f"label(s) {small} have a single track: cross-validation needs "
-                             f"at least 2 tracks per label")
-    return labelled, folds, None
-
-
 def _with_ci(value: float, low: float, high: float) -> str:
     return f"{100 * value:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
 
-def results_table(results) -> pd.DataFrame:
-    """A readable comparison of probe results: metrics in % with bootstrap 95% CIs."""
+def results_table(results, *, chosen=()) -> pd.DataFrame:
+    """A readable comparison of probe results: metrics in % with bootstrap 95% CIs and n.
+
+    ``validation %`` is the accuracy on validation tracks that drove each result's choices
+    (blank for late fusion, which chooses nothing); ``chosen`` names the results that were
+    picked on validation data (marked in the ``chosen on validation`` column).
+    """
+    from mtbc.analysis.study import validation_accuracy
+
+    chosen = {getattr(r, "name", r) for r in chosen}
     rows = []
     for r in results:
         m = r.metrics.set_index("metric")
@@ -102,10 +87,32 @@ def results_table(results) -> pd.DataFrame:
                                           m.loc[metric, "ci_high"])
                 else:
                     row[title] = round(100 * m.loc[metric, "value"], 1)
+        val = validation_accuracy(r)
+        row["validation %"] = round(100 * val, 1) if np.isfinite(val) else ""
+        if chosen:
+            row["chosen on validation"] = "yes" if r.name in chosen else ""
         row["layer(s) chosen"] = r.chosen_layers()
-        row["tracks"] = r.n_tracks
+        row["n tracks"] = r.n_tracks
+        if "n_groups" in m.columns:
+            row["n groups"] = int(m.loc["accuracy", "n_groups"])
         rows.append(row)
     return pd.DataFrame(rows).set_index("system")
+
+
+def layer_curve_frame(result) -> pd.DataFrame:
+    """The layer curve of a multi-layer result, for :func:`mtbc.reports.plots.plot_layer_curve`:
+    the validation accuracy that chose the layer, and (when the result has it) each layer's
+    held-out test accuracy, which is shown only and used for nothing."""
+    scores = result.layer_scores[result.layer_scores["layer"].map(
+        lambda v: not isinstance(v, str))].astype({"layer": int})
+    parts = [scores[["layer", "accuracy", "ci_low", "ci_high"]].assign(
+        system="validation (chose the layer)")]
+    if "test_accuracy" in scores:
+        test = scores[["layer", "test_accuracy", "test_ci_low", "test_ci_high"]].rename(
+            columns={"test_accuracy": "accuracy", "test_ci_low": "ci_low",
+                     "test_ci_high": "ci_high"})
+        parts.append(test.assign(system="held-out test (not used for selection)"))
+    return pd.concat(parts, ignore_index=True)
 
 
 def comparison_frame(results) -> pd.DataFrame:
@@ -116,27 +123,3 @@ def comparison_frame(results) -> pd.DataFrame:
         rows.append({"system": r.name, "accuracy": m["value"], "ci_low": m["ci_low"],
                      "ci_high": m["ci_high"]})
     return pd.DataFrame(rows)
-
-
-def answer(results, tests: pd.DataFrame | None = None) -> str:
-    """One sentence: which system classifies best, by how much, and whether it is significant.
-
-    ``tests`` is :func:`mtbc.analysis.results.compare` output (McNemar, Holm-adjusted ``p_holm``).
-    """
-    ranked = sorted(results, key=lambda r: r.metric(), reverse=True)
-    top = ranked[0]
-    m = top.metrics.set_index("metric").loc["accuracy"]
-    text = (f"On these {top.n_tracks} tracks, **{top.name}** classifies best with "
-            f"{100 * m['value']:.1f}% accuracy (95% CI {100 * m['ci_low']:.1f} to "
-            f"{100 * m['ci_high']:.1f})")
-    if len(ranked) > 1:
-        second = ranked[1]
-        text += f", ahead of {second.name} ({100 * second.metric():.1f}%)"
-        if tests is not None and len(tests):
-            pair = tests[((tests["system_a"] == top.name) & (tests["system_b"] == second.name))
-                         | ((tests["system_a"] == second.name) & (tests["system_b"] == top.name))]
-            if len(pair):
-                p = float(pair["p_holm"].iloc[0])
-                text += (f"; the difference is {'' if p < 0.05 else 'not '}significant "
-                         f"(McNemar exact test, Holm-adjusted p = {p:.3g})")
-    return text + "."
