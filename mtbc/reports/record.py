@@ -42,6 +42,7 @@ class ExtractionSummary:
     failed: int
     seconds: float
     audio_seconds: float
+    failures: list[dict] = field(default_factory=list)  # track_id, path, reason
 
     @classmethod
     def of(cls, label: str, report: Any, weights: str) -> ExtractionSummary:
@@ -49,7 +50,9 @@ class ExtractionSummary:
         return cls(label=label, fingerprint=report.fingerprint, weights=weights,
                    extracted=len(report.extracted), cached=len(report.cached),
                    failed=len(report.failed), seconds=round(float(report.seconds), 3),
-                   audio_seconds=round(float(report.audio_seconds), 3))
+                   audio_seconds=round(float(report.audio_seconds), 3),
+                   failures=[{k: str(v) for k, v in row.items()}
+                             for row in report.failed.to_dict("records")])
 
 
 @dataclass
@@ -88,6 +91,11 @@ class RunRecord:
                    "audio-s per s"]
         return pd.DataFrame(rows, columns=columns).set_index("model")
 
+    def failures_table(self) -> pd.DataFrame:
+        """Every track a model could not embed, with the reason."""
+        rows = [{"model": e.label, **f} for e in self.extraction for f in e.failures]
+        return pd.DataFrame(rows, columns=["model", "track_id", "path", "reason"])
+
     def not_run_table(self) -> pd.DataFrame:
         """One row per configured model that did not run: why, and how to fix it."""
         return pd.DataFrame([{"model": n.label, "why": n.reason.split(". ")[0],
@@ -107,3 +115,19 @@ def load_record(path: str | os.PathLike | None) -> RunRecord:
     if path is None or not Path(path).is_file():
         return RunRecord()
     return RunRecord.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def extraction_record(study: Any, run_record: str | os.PathLike | None) -> RunRecord:
+    """The record a run wrote, or (a notebook opened without a run, e.g. in JupyterLab) a
+    record of extracting ``study``'s models now, through the cache."""
+    from mtbc.cache.extract import extract_collection
+    from mtbc.reports.tables import describe_weights
+
+    record = load_record(run_record)
+    if record.extraction or record.not_run or not study.models:
+        return record
+    record.collection, record.tracks = study.collection.source, len(study.tracks)
+    for label, ext in study.models.items():
+        report = extract_collection(study.tracks, ext, study.store, progress=False)
+        record.extraction.append(ExtractionSummary.of(label, report, describe_weights(ext)))
+    return record
