@@ -83,7 +83,8 @@ def test_bootstrap_is_seeded():
 
 def test_perfect_predictions_have_a_degenerate_interval():
     table = metrics_table(list("abcabc"), list("abcabc"), n_boot=200)
-    assert list(table.columns) == ["metric", "value", "ci_low", "ci_high"]
+    assert list(table.columns) == ["metric", "value", "ci_low", "ci_high", "n_tracks", "n_groups"]
+    assert (table["n_tracks"] == 6).all() and (table["n_groups"] == 6).all()
     assert (table[["value", "ci_low", "ci_high"]] == 1.0).all().all()
 
 
