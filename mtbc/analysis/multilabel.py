@@ -50,7 +50,7 @@ def _check(Y_true, Y_score, mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     known = Y_true[mask]
     bad = known[(known != 0) & (known != 1)]
     if len(bad):
-        raise ValueError(f"known entries of Y_true must be 0 or 1, found {bad[0]!r}")
+        raise ValueError(f"known entries of Y_true must be 0 or 1, found {float(bad[0]):g}")
     if not np.all(np.isfinite(Y_score[mask])):
         raise ValueError("Y_score has NaN or infinite values at known entries")
     return Y_true == 1, Y_score, mask
