@@ -1,14 +1,22 @@
-"""Classification metrics, bootstrap confidence intervals and paired tests (DESIGN section 5).
+"""Classification metrics, group-aware intervals and paired tests (DESIGN section 5).
+
+See docs/statistics.md for the reasoning and the measured error rates.
 
 - Metrics: accuracy and macro precision / recall / F1 with scikit-learn's conventions
   (``labels=None``: the classes present in ``y_true`` or ``y_pred``; an undefined ratio counts
   as 0, i.e. ``zero_division=0``), and the confusion matrix.
-- :func:`bootstrap_ci`: percentile bootstrap over test tracks (resampled with replacement,
-  seeded); every metric is recomputed on each resample from its confusion matrix, vectorised.
-  The interval reflects which tracks happened to be tested, not retraining variability.
-- :func:`mcnemar_exact`: McNemar's exact test between two systems on the same tracks -- a
-  two-sided binomial test (p = 1/2) on the discordant pairs.
-- :func:`metrics_table` and :func:`pairwise_tests` build the pandas tables reports show.
+- :func:`bootstrap_ci`: percentile bootstrap, seeded; with ``groups`` a cluster bootstrap
+  (whole groups of tracks resampled, :mod:`mtbc.analysis.resampling`), otherwise over tracks.
+  Every metric is recomputed on each resample from its confusion matrix, vectorised. The
+  interval reflects which tracks (groups) happened to be tested, not retraining variability.
+- :func:`paired_test`: two systems on the same tracks -- McNemar's exact test
+  (:func:`mcnemar_exact`) when every group is one track, else a sign-flip permutation test
+  on per-group differences; macro-F1 by swapping predictions within groups. Interval of the
+  difference by the cluster bootstrap.
+- :func:`metrics_table` and :func:`pairwise_tests` (Holm over a table, :func:`holm`) build
+  the pandas tables reports show.
+- Re-exported: the resampling helpers (:func:`group_bootstrap`, :func:`bootstrap_mean_ci`,
+  ...) and the multi-label metrics of :mod:`mtbc.analysis.multilabel`.
 """
 
 from __future__ import annotations
