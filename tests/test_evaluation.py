@@ -477,3 +477,12 @@ def test_multilabel_paired_test():
     assert mc["p_value"] == pytest.approx(1 / 201)
     with pytest.raises(ValueError, match="metric must be one of"):
         multilabel_paired_test(Y, S, S, metric="f1")
+
+
+def test_public_alias_exposes_the_new_api():
+    import mtbc.evaluation as alias
+    from mtbc.analysis import multilabel, resampling
+
+    assert alias.multilabel_metrics is multilabel.multilabel_metrics
+    assert alias.bootstrap_mean_ci is resampling.bootstrap_mean_ci
+    assert alias.paired_test is paired_test

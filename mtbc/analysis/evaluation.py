@@ -228,6 +228,7 @@ class PairedTest:
     n_permutations: int
 
     def as_dict(self) -> dict:
+        """The fields as a plain dict (one row of :func:`pairwise_tests`)."""
         return asdict(self)
 
 
