@@ -1,4 +1,4 @@
-"""One contract for every extractor (DESIGN section 2), parametrised over the registry."""
+"""One contract for every extractor (``docs/extractors.md``), parametrised over the registry."""
 
 from __future__ import annotations
 

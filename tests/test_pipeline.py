@@ -7,6 +7,8 @@ reports must say so; the numbers themselves are not asserted.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
@@ -82,15 +84,20 @@ def test_classification_report_has_results_with_confidence_intervals(study):
     assert re.search(r"\d+\.\d \[\d+\.\d, \d+\.\d\]", page)
     for system in ("mert · linear", "mert · mlp", "vggish · linear", "mfcc · linear"):
         assert system in page
-    assert "best validation accuracy by layer at layer" in page  # the MERT layer curve
+    assert "layer(s) chosen per fold" in page  # the MERT layer curve
+    assert "not used for selection" in page  # beside it, the test curve: display only
+    assert "chosen on validation" in page
 
 
 def test_ensemble_report_compares_single_models_and_fusions(study):
     page = _html(study, "05_ensemble")
     for system in ("concat(mert + vggish)", "late(mert + vggish)",
-                   "concat(mert + vggish + mfcc)", "p_holm"):
+                   "concat(mert + vggish + mfcc)", "Holm-adjusted"):
         assert system in page
-    assert "classifies best with" in page
+    assert "the system chosen on validation data" in page
+    # the answer comes before the tables and the tests
+    assert page.index("Answer.") < page.index("All systems side by side") < page.index(
+        "Paired tests")
 
 
 def test_saved_model_classifies_a_new_song(study, capsys):
@@ -130,6 +137,68 @@ def test_offline_without_weights_stops_before_the_notebooks(tmp_path, monkeypatc
     assert not (tmp_path / "reports" / "offline").exists()
 
 
+def _offline_params(tmp_path, monkeypatch, tone, *, strict=False):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setenv("MTBC_REPORTS", str(tmp_path / "reports"))
+    for label, freq in (("a", 220), ("b", 440)):
+        for k in range(3):
+            tone(tmp_path / "music" / label / f"{label}{k}.wav", seconds=2.0, sr=22050,
+                 freq=freq + 10 * k)
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        f"run: offline\ncollection: {tmp_path / 'music'}\n"
+        f"extractors: {{mert: {{model: m-a-p/MERT-v1-95M}}, mfcc: {{}}}}\n"
+        f"cache_dir: {tmp_path / 'cache'}\nnotebooks: [02_extract_embeddings]\n"
+        + ("strict: true\n" if strict else ""))
+    return path
+
+
+def test_offline_a_model_without_weights_is_named_not_run_and_the_rest_runs(
+        tmp_path, monkeypatch, tone, capsys):
+    params = _offline_params(tmp_path, monkeypatch, tone)
+    assert main(["run", "--params", str(params), "--notebooks", str(REPO / "notebooks")]) == 0
+    out = capsys.readouterr().out
+    assert "mert: NOT RUN (connect to the internet once" in out
+    index = tmp_path / "reports" / "offline" / "index.html"
+    page = index.read_text(encoding="utf-8")
+    assert "Models not run in this study" in page and "<strong>mert</strong>" in page
+    assert "connect to the internet once" in page
+    nb02 = (index.parent / "02_extract_embeddings.html").read_text(encoding="utf-8")
+    assert "Models that did not run" in nb02 and "m-a-p/MERT-v1-95M" in nb02
+    assert "connect to the internet once" in nb02
+    record = json.loads((index.parent / "run.json").read_text(encoding="utf-8"))
+    assert [n["label"] for n in record["not_run"]] == ["mert"]
+    assert [e["label"] for e in record["extraction"]] == ["mfcc"]
+    assert record["extraction"][0]["extracted"] == 6
+
+
+def test_strict_restores_the_refusal(tmp_path, monkeypatch, tone, capsys):
+    params = _offline_params(tmp_path, monkeypatch, tone)
+    assert main(["run", "--params", str(params), "--strict",
+                 "--notebooks", str(REPO / "notebooks")]) == 2
+    assert "strict: true" in capsys.readouterr().err
+    params = _offline_params(tmp_path, monkeypatch, tone, strict=True)
+    assert main(["run", "--params", str(params), "--notebooks", str(REPO / "notebooks")]) == 2
+    assert not (tmp_path / "reports" / "offline").exists()
+
+
+def test_every_report_page_renders_in_a_browser_within_the_page_width(study):
+    from mtbc.reports.browser import check_page, find_chromium
+
+    if find_chromium() is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs it (apt-get install chromium)")
+        pytest.skip("chromium not installed (Debian: apt-get install chromium)")
+    pages = sorted(study[1].parent.glob("*.html"))
+    assert len(pages) == len(NOTEBOOKS) + 1
+    for page in pages:
+        result = check_page(page)
+        assert result.ok, (page.name, result)
+        assert result.tables > 0 or page.name == "index.html", page.name
+
+
 def test_five_unlabelled_songs_are_described_not_classified(tmp_path, tone):
     for i in range(5):
         tone(tmp_path / "songs" / f"歌曲{i}.wav", seconds=4.0, sr=22050, freq=220 * (i + 1))
@@ -167,6 +236,6 @@ def test_gtzan_layout_runs_on_its_predefined_split(tmp_path, tone):
     overview = (index.parent / "01_load_data.html").read_text(encoding="utf-8")
     assert "890 files skipped" in overview  # the split's other files are absent here
     page = (index.parent / "04_train_classifiers.html").read_text(encoding="utf-8")
-    assert "predefined split" in page and "on 10 tracks" in page  # the 10 test tracks
+    assert "predefined train/valid/test split" in page and "on 10 tracks" in page  # 10 test
     assert "late(mfcc + mfcc-fine)" in (index.parent / "05_ensemble.html").read_text(
         encoding="utf-8")

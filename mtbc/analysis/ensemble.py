@@ -1,4 +1,4 @@
-"""Ensembles of embedding models, evaluated with the probing protocol (DESIGN section 5).
+"""Ensembles of embedding models, evaluated with the probing protocol (``docs/protocol.md``).
 
 Models segment audio differently (MERT: 30 s chunks; VGGish: 0.96 s frames), so fusion
 happens at the TRACK level:
@@ -225,9 +225,12 @@ def late_fusion(results: Sequence[ProbeResult], *, weights: Sequence[float] | No
     predicted = classes[proba.argmax(axis=1)]
     n_boot = first.n_boot if n_boot is None else n_boot
     seed = first.seed if seed is None else seed
+    groups = first.predictions["group"].to_numpy() if "group" in first.predictions else None
     predictions = pd.DataFrame({"label": truth, "predicted": predicted,
                                 "correct": truth == predicted,
                                 "fold": first.predictions["fold"].to_numpy()}, index=index)
+    if groups is not None:
+        predictions["group"] = groups
     folds = pd.concat([r.folds.assign(model=r.name) for r in results], ignore_index=True)
     scores = pd.concat([r.layer_scores.assign(model=r.name) for r in results],
                        ignore_index=True)
@@ -236,7 +239,8 @@ def late_fusion(results: Sequence[ProbeResult], *, weights: Sequence[float] | No
         predictions=predictions,
         probabilities=pd.DataFrame(proba, index=index, columns=first.probabilities.columns),
         folds=folds, layer_scores=scores,
-        metrics=evaluation.metrics_table(truth, predicted, n_boot=n_boot, seed=seed),
+        metrics=evaluation.metrics_table(truth, predicted, groups=groups, n_boot=n_boot,
+                                         seed=seed),
         confusion=evaluation.confusion_frame(truth, predicted, labels=list(first.classes)),
         classes=list(first.classes), seed=seed, probe="+".join(r.probe for r in results),
         layer={r.name: r.layer for r in results}, selection=first.selection, split=first.split,

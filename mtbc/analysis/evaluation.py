@@ -1,4 +1,4 @@
-"""Classification metrics, group-aware intervals and paired tests (DESIGN section 5).
+"""Classification metrics, group-aware intervals and paired tests (``docs/protocol.md``).
 
 See docs/statistics.md for the reasoning and the measured error rates.
 

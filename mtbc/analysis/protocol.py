@@ -232,17 +232,20 @@ def build_result(tracks: pd.DataFrame, data: ProbeData, outcome: FoldOutcome,
     truth = cls[data.y[outcome.rows]]
     predicted = cls[outcome.proba.argmax(axis=1)]
     index = pd.Index(ids, name="track_id")
+    all_groups = splits.track_groups(tracks)
+    groups = all_groups[outcome.rows]
     predictions = pd.DataFrame({"label": truth, "predicted": predicted,
-                                "correct": truth == predicted, "fold": outcome.fold_names},
-                               index=index)
+                                "correct": truth == predicted, "fold": outcome.fold_names,
+                                "group": groups}, index=index)
     probabilities = pd.DataFrame(outcome.proba, index=index,
                                  columns=pd.Index(data.classes, name="class"))
     return ProbeResult(
         name=how.name, predictions=predictions, probabilities=probabilities,
         folds=pd.DataFrame(outcome.fold_rows),
         layer_scores=layer_score_table(outcome.layer_records, outcome.test_records,
-                                       how.n_boot, how.seed, how.scorer),
-        metrics=evaluation.metrics_table(truth, predicted, n_boot=how.n_boot, seed=how.seed),
+                                       how.n_boot, how.seed, how.scorer, groups=all_groups),
+        metrics=evaluation.metrics_table(truth, predicted, groups=groups, n_boot=how.n_boot,
+                                         seed=how.seed),
         confusion=evaluation.confusion_frame(truth, predicted, labels=list(data.classes)),
         classes=list(data.classes), seed=how.seed, probe=how.probe, layer=how.layer,
         selection=how.selection, split=how.split, n_tracks=len(outcome.rows),

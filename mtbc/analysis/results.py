@@ -92,27 +92,35 @@ def summarize(results: Sequence[ProbeResult]) -> pd.DataFrame:
 
 
 def compare(results: Sequence[ProbeResult]) -> pd.DataFrame:
-    """McNemar's exact test between every pair of results, on the tracks all of them predicted."""
+    """Paired test between every pair of results, on the tracks all of them predicted, with
+    Holm's adjustment across the table. Groups (artist, duplicates) are the unit: McNemar's
+    exact test when every group is one track, else a sign-flip permutation test on per-group
+    differences (:func:`mtbc.analysis.evaluation.paired_test`)."""
     names = [r.name for r in results]
     if len(set(names)) != len(names):
         raise ValueError(f"results need distinct names to be compared, got {names}")
     truth = results[0].predictions["label"]
-    return evaluation.pairwise_tests({r.name: r.predictions["predicted"] for r in results}, truth)
+    groups = results[0].predictions["group"] if "group" in results[0].predictions else None
+    return evaluation.pairwise_tests({r.name: r.predictions["predicted"] for r in results}, truth,
+                                     groups=groups, seed=results[0].seed)
 
 
 def layer_score_table(records: dict, test_records: dict, n_boot: int, seed: int,
-                  scorer: str) -> pd.DataFrame:
-    """Per candidate: accuracy over (fold, track) pairs and a track-bootstrap CI.
+                      scorer: str, groups: np.ndarray | None = None) -> pd.DataFrame:
+    """Per candidate: accuracy over (fold, track) pairs and a group-bootstrap CI.
 
     ``records[key]`` is a list of ``(val_rows, correct)`` over folds; ``test_records`` likewise
     for test tracks (optional). A key is a layer, or ``(model, layer)`` in early fusion.
+    ``groups``: group id per track row (resampled as units; ``None``: every track alone).
     """
 
     def summarise(parts):
         rows = np.concatenate([r for r, _ in parts])
         correct = np.concatenate([c for _, c in parts]).astype(float)
-        per_track = pd.Series(correct).groupby(rows).mean().to_numpy()
-        low, high = bootstrap_mean_ci(per_track, n_boot=n_boot, seed=seed)
+        per_track = pd.Series(correct).groupby(rows).mean()
+        g = None if groups is None else np.asarray(groups)[per_track.index.to_numpy()]
+        low, high = evaluation.bootstrap_mean_ci(per_track.to_numpy(), groups=g, n_boot=n_boot,
+                                                 seed=seed)
         return float(correct.mean()), low, high, len(per_track)
 
     columns = ["layer", "accuracy", "ci_low", "ci_high", "n_tracks", "scorer"]
@@ -133,17 +141,3 @@ def layer_score_table(records: dict, test_records: dict, n_boot: int, seed: int,
         return pd.DataFrame(columns=columns)
     lead = (["model"] if "model" in table.columns else []) + columns
     return table[lead + [c for c in table.columns if c not in lead]]
-
-
-def bootstrap_mean_ci(values: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
-                      level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (resampled with replacement)."""
-    values = np.asarray(values, dtype=float)
-    if n_boot <= 0 or len(values) == 0:
-        return (np.nan, np.nan)
-    rng = np.random.default_rng(seed)
-    means = np.concatenate([values[rng.integers(0, len(values), (min(250, n_boot - s),
-                                                                  len(values)))].mean(axis=1)
-                            for s in range(0, n_boot, 250)])
-    low, high = np.percentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return float(low), float(high)

@@ -1,4 +1,4 @@
-"""The embedding cache (DESIGN section 6).
+"""The embedding cache (format: ``docs/cache.md``).
 
 Layout: ``<root>/<fingerprint>/info.json`` (what the extractor was: model, revision, sample
 rate, chunking, mtbc version) and ``<root>/<fingerprint>/<hash[:2]>/<hash>.npy``, one

@@ -1,4 +1,4 @@
-"""Leakage-free splits of a tracks table (DESIGN section 5).
+"""Leakage-free splits of a tracks table (``docs/protocol.md``).
 
 Nothing that could carry one recording's content may sit on both sides of a split: not two
 segments of one track, not two copies of one file (same ``content_hash``), not two tracks of

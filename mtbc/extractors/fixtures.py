@@ -5,7 +5,7 @@ Nothing here is a result: weights are random, and every fixture folder carries a
 and reports built from it show a banner. :func:`make_mert_snapshot` writes a folder laid
 out like a hub snapshot of m-a-p/MERT-v1-95M or -330M (``config.json`` with the MERT keys,
 ``preprocessor_config.json``, weights under the old weight-norm key names, and decoy remote-code
-files that must never run), at tiny or at full size (DESIGN section 3).
+files that must never run), at tiny or at full size (``docs/models/mert.md``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-#: Architecture numbers of the real releases (DESIGN section 3).
+#: Architecture numbers of the real releases (``docs/models/mert.md``).
 MERT_SIZES: dict[str, dict[str, Any]] = {
     "95m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                 intermediate_size=3072, do_stable_layer_norm=False),

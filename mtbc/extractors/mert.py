@@ -1,4 +1,4 @@
-"""MERT-v1 embeddings through ``transformers.HubertModel`` (DESIGN sections 2 and 3).
+"""MERT-v1 embeddings through ``transformers.HubertModel`` (``docs/models/mert.md``).
 
 MERT-v1 (m-a-p/MERT-v1-95M, m-a-p/MERT-v1-330M) is a HuBERT. Its hub repository ships remote
 code (``modeling_MERT.py``) that breaks or silently drops hidden states on recent transformers,

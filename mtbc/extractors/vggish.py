@@ -1,4 +1,4 @@
-"""VGGish embeddings (DESIGN sections 2 and 4), built on ``torchvggish`` 0.2.
+"""VGGish embeddings (``docs/models/vggish.md``), built on ``torchvggish`` 0.2.
 
 The network definition and the log-mel front end (a port of TF's ``mel_features``) come from
 ``torchvggish``; this module adds what it lacks for faithful, reproducible embeddings:
@@ -25,7 +25,7 @@ The network definition and the log-mel front end (a port of TF's ``mel_features`
   hub cache, ``torch.hub.get_dir()/checkpoints/<file name>``, and is downloaded there when
   missing; offline, :class:`WeightsUnavailableError` says which file to put where.
 
-Reproduce DESIGN section 4's TF smoke test (1 kHz sine, 3 s) with the real weights::
+Reproduce the TF smoke test (``docs/models/vggish.md``) (1 kHz sine, 3 s) with the real weights::
 
     python -m mtbc.extractors.vggish --smoke-test [--final-relu] [--device cpu]
 
@@ -433,7 +433,7 @@ class VGGishExtractor(Extractor):
 
 # ----------------------------------------------------------------------------- smoke test
 
-#: DESIGN section 4 / TF ``vggish_smoke_test.py`` expectations, (mean, std), rtol 10%.
+#: TF ``vggish_smoke_test.py`` expectations (``docs/models/vggish.md``), (mean, std), rtol 10%.
 SMOKE_EXPECTED = {
     False: {"raw": (0.000657, 0.343), "postprocessed": (126.0, 89.3)},
     True: {"raw": (0.131, 0.238), "postprocessed": (123.0, 75.0)},

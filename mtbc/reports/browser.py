@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import html
+import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -16,6 +20,13 @@ def find_chromium() -> str | None:
         if found:
             return found
     return None
+
+
+def _headless_flags(profile: str, width: int, height: int) -> list[str]:
+    """Offline headless Chromium in a throwaway profile (no sandbox: CI runs as root)."""
+    return ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={width},{height}"]
 
 
 def screenshot(html_path: str | os.PathLike, png_path: str | os.PathLike, *,
@@ -32,13 +43,101 @@ def screenshot(html_path: str | os.PathLike, png_path: str | os.PathLike, *,
     png_path = Path(png_path).resolve()
     png_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mtbc-chromium-") as profile:
-        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-               "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-               f"--user-data-dir={profile}", f"--window-size={width},{height}",
-               f"--screenshot={png_path}", Path(html_path).resolve().as_uri()]
+        cmd = [exe, *_headless_flags(profile, width, height), f"--screenshot={png_path}",
+               Path(html_path).resolve().as_uri()]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if not png_path.is_file():
         raise RuntimeError(f"chromium wrote no screenshot (exit {proc.returncode}): "
                            f"{proc.stderr.strip()[-500:]}")
     return png_path
+
+
+#: Runs first in the checked page: records uncaught errors and console.error calls, and after
+#: load measures every image and table against the page's main column.
+_PROBE = """<script>
+window.__mtbc = {errors: []};
+window.addEventListener("error", function (e) {
+  window.__mtbc.errors.push("uncaught: " + (e.message || (e.target && e.target.outerHTML)));
+}, true);
+(function () {
+  var original = console.error;
+  console.error = function () {
+    window.__mtbc.errors.push("console.error: " + Array.prototype.join.call(arguments, " "));
+    return original.apply(console, arguments);
+  };
+})();
+window.addEventListener("load", function () {
+  var main = document.querySelector("main") || document.body;
+  var box = main.getBoundingClientRect();
+  var out = {errors: window.__mtbc.errors, overflow: [], small: [], images: 0, tables: 0,
+             width: box.width};
+  document.querySelectorAll("img, table").forEach(function (el, i) {
+    var r = el.getBoundingClientRect();
+    var what = el.tagName.toLowerCase() + " #" + i;
+    if (el.tagName === "IMG") {
+      out.images += 1;
+      if (el.naturalWidth && r.width / el.naturalWidth < 0.85) {
+        out.small.push(what + " shown at " + Math.round(100 * r.width / el.naturalWidth) + "%");
+      }
+    } else { out.tables += 1; }
+    if (r.right > box.right + 1 || r.left < box.left - 1) {
+      out.overflow.push(what + " spans " + Math.round(r.left) + ".." + Math.round(r.right) +
+                        " px; the page column is " + Math.round(box.left) + ".." +
+                        Math.round(box.right));
+    }
+  });
+  var pre = document.createElement("pre");
+  pre.id = "mtbc-page-check";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@dataclass
+class PageCheck:
+    """What :func:`check_page` saw: script ``errors``, images and tables that reach outside
+    the page column (``overflow``), images shrunk below 85% of their size (``small``: their
+    text would drop under ~10 px), and how many images and tables there were."""
+
+    path: Path
+    errors: list[str]
+    overflow: list[str]
+    small: list[str]
+    images: int
+    tables: int
+
+    @property
+    def ok(self) -> bool:
+        return not (self.errors or self.overflow or self.small)
+
+
+def check_page(html_path: str | os.PathLike, *, width: int = 1280, height: int = 900,
+               timeout: float = 120.0) -> PageCheck:
+    """Render ``html_path`` in headless Chromium (offline) and measure it as a reader sees it.
+
+    A copy of the page with a probe script is rendered (the original is not touched).
+    Raises ``FileNotFoundError`` without Chromium and ``RuntimeError`` when the page does not
+    render.
+    """
+    exe = find_chromium()
+    if exe is None:
+        raise FileNotFoundError("no chromium found on PATH; install it (Debian: "
+                                "`apt-get install chromium`) to check pages")
+    source = Path(html_path).read_text(encoding="utf-8")
+    marker = "<head>" if "<head>" in source else "<html>"
+    probed = source.replace(marker, marker + _PROBE, 1) if marker in source else _PROBE + source
+    with tempfile.TemporaryDirectory(prefix="mtbc-check-") as tmp:
+        page = Path(tmp) / "page.html"
+        page.write_text(probed, encoding="utf-8")
+        cmd = [exe, *_headless_flags(tmp, width, height), "--virtual-time-budget=10000",
+               "--dump-dom", page.as_uri()]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+    match = re.search(r'<pre id="mtbc-page-check">(.*?)</pre>', proc.stdout, re.S)
+    if match is None:
+        raise RuntimeError(f"{html_path}: chromium rendered no page check (exit "
+                           f"{proc.returncode}): {proc.stderr.strip()[-500:]}")
+    data = json.loads(html.unescape(match.group(1)))
+    return PageCheck(Path(html_path), data["errors"], data["overflow"], data["small"],
+                     data["images"], data["tables"])

@@ -22,8 +22,12 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
 _AU = "(a.u.)"
-#: Widest figure in inches: reports are ~9.5 in wide, so wider figures would shrink their text.
-MAX_WIDTH = 9.5
+#: Widest figure in inches: at :data:`DPI` it fills the report's ~850 px column without being
+#: shrunk, so 8 pt text stays at about 11 px on the page.
+MAX_WIDTH = 8.5
+#: Resolution of every figure (the inline backend's own default differs between versions).
+DPI = 100
+plt.rcParams["figure.dpi"] = DPI
 
 
 def label_palette(labels) -> dict[str, tuple]:
@@ -280,7 +284,7 @@ def plot_dim_stats(
     """Mean +- std across tracks of every dimension (``stats.dim_stats``), with the ``top``
     highest-variance dimensions highlighted and named (``feature_names`` when given)."""
     _require(dims, ["dim", "mean", "std", "std_rank"], "plot_dim_stats")
-    ax = _axes(ax, (10.0, 4.5))
+    ax = _axes(ax, (MAX_WIDTH, 4.5))
     hi = dims["std_rank"] <= top
     rest = dims[~hi]
     ax.errorbar(rest["dim"], rest["mean"], yerr=rest["std"], fmt=".", ms=3, lw=0.6,
@@ -473,3 +477,24 @@ def plot_layer_separability(
                 color="C0", label=f"best layer ({int(best['layer'])})")
     ax.axhline(0.0, ls="--", color="0.4", lw=1, label="no structure (0)")
     return _finish_layer_axes(ax, ylabel="silhouette (cosine, -1 to 1)", title=title)
+
+
+def plot_tag_matrix(
+    scores: pd.DataFrame,
+    *,
+    ax: Axes | None = None,
+    title: str = "Tag probabilities per track",
+) -> Axes:
+    """Heat map of a track x tag table of probabilities (0-1), shown in percent."""
+    n_tracks, n_tags = scores.shape
+    width = min(MAX_WIDTH, 3.0 + 0.35 * n_tags)
+    ax = _axes(ax, (width, min(12.0, 1.5 + 0.25 * n_tracks)))
+    sns.heatmap(100 * scores.astype(float), ax=ax, cmap="magma", vmin=0, vmax=100,
+                cbar_kws={"label": "tag probability (%)"},
+                yticklabels=[str(t) for t in scores.index] if n_tracks <= 40 else False,
+                xticklabels=[str(t) for t in scores.columns])
+    ax.tick_params(labelsize=8)
+    ax.set_xlabel("tag")
+    ax.set_ylabel("track")
+    ax.set_title(title)
+    return ax
