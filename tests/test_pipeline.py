@@ -100,6 +100,29 @@ def test_ensemble_report_compares_single_models_and_fusions(study):
         "Paired tests")
 
 
+def test_the_run_writes_an_audit_trail_linked_from_the_index(study):
+    import pandas as pd
+
+    folder = study[1].parent
+    results = pd.read_csv(folder / "results.csv")
+    assert list(results.columns) == ["system", "task", "metric", "value", "ci_low", "ci_high",
+                                     "n_tracks", "n_groups", "protocol", "seed"]
+    systems = set(results["system"])
+    assert {"mert · linear", "mfcc · mlp", "concat(mert + vggish)", "late(mert + vggish)",
+            "majority class (baseline)"} <= systems
+    acc = results[results["metric"] == "accuracy"]
+    assert (acc["ci_low"] <= acc["value"]).all() and (acc["value"] <= acc["ci_high"]).all()
+    assert (acc["n_groups"] <= acc["n_tracks"]).all() and (acc["task"] == "classification").all()
+    preds = pd.read_csv(folder / "predictions.csv")
+    for column in ("system", "track_id", "group", "fold", "label", "predicted", "correct"):
+        assert column in preds.columns
+    assert any(c.startswith("p_") for c in preds.columns)
+    one = preds[preds["system"] == "mfcc · linear"]
+    assert len(one) == one["track_id"].nunique() == 20  # every labelled track, once
+    page = study[1].read_text(encoding="utf-8")
+    assert 'href="results.csv"' in page and 'href="predictions.csv"' in page
+
+
 def test_saved_model_classifies_a_new_song(study, capsys):
     root, _ = study
     song = next((root / "demo").rglob("*.wav"))

@@ -187,3 +187,14 @@ def test_labelled_track_without_segments_is_named():
     keep = ti != 7
     with pytest.raises(ValueError, match="t007"):
         evaluate_probe(x[keep], ti[keep], tracks)
+
+
+def test_the_majority_baseline_predicts_each_folds_most_frequent_training_label():
+    from mtbc.analysis.protocol import evaluate_majority
+
+    tracks = make_tracks(n_tracks=60, n_classes=3, per_group=1)
+    tracks.loc[:29, "label"] = "c0"  # c0 is half of the tracks: the majority in every fold
+    result = evaluate_majority(tracks, seed=0, n_splits=5, n_boot=100)
+    assert set(result.predictions["predicted"]) == {"c0"}
+    assert result.metric() == pytest.approx((tracks["label"] == "c0").mean())
+    assert result.n_tracks == 60 and np.isnan(result.folds.get("val_accuracy", np.nan)).all()

@@ -364,3 +364,34 @@ def evaluate_probe(
                 "probe_params": params, "n_layers": data.n_layers, "dim": data.dim,
                 "n_segments": int(len(data.features))})
     return build_result(tracks, data, outcome, how)
+
+
+def evaluate_majority(tracks: pd.DataFrame, *, seed: int = 0, n_splits: int = 5,
+                      n_boot: int = 1000, name: str = "majority class (baseline)"
+                      ) -> ProbeResult:
+    """The majority-class baseline on the protocol's outer folds: each test track gets the
+    label most frequent among that fold's training tracks (ties: the first in sorted order),
+    with the training label frequencies as its probabilities. No features, no choices."""
+    labelled = tracks["label"].notna().to_numpy()
+    classes = sorted(pd.unique(tracks.loc[labelled, "label"].astype(str)))
+    y = np.full(len(tracks), -1)
+    y[labelled] = pd.Categorical(tracks.loc[labelled, "label"].astype(str),
+                                 categories=classes).codes
+    folds, split_desc = splits.outer_folds(tracks, n_splits=n_splits, seed=seed)
+    rows, probas, names, fold_rows = [], [], [], []
+    for fold in folds:
+        freq = np.bincount(y[fold.train], minlength=len(classes)).astype(float)
+        freq /= freq.sum()
+        rows.append(fold.test)
+        probas.append(np.tile(freq, (len(fold.test), 1)))
+        names += [fold.name] * len(fold.test)
+        fold_rows.append({"fold": fold.name, "layer": "-", "param": "-", "value": "-",
+                          "n_train": len(fold.train), "n_test": len(fold.test),
+                          "convergence_warnings": 0})
+    outcome = FoldOutcome(np.concatenate(rows), np.concatenate(probas), names, fold_rows, {},
+                          {})
+    data = ProbeData(np.zeros((len(tracks), 1, 1), np.float32), np.arange(len(tracks)),
+                     classes, y)
+    how = Provenance(name=name, probe="majority", layer="-", selection="none", scorer="none",
+                     split=split_desc, seed=seed, n_boot=n_boot)
+    return build_result(tracks, data, outcome, how)

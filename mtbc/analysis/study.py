@@ -24,7 +24,7 @@ import pandas as pd
 from mtbc import config
 from mtbc.analysis import stats
 from mtbc.analysis.ensemble import evaluate_early_fusion, late_fusion
-from mtbc.analysis.protocol import evaluate_probe
+from mtbc.analysis.protocol import evaluate_majority, evaluate_probe
 from mtbc.analysis.results import ProbeResult, compare
 from mtbc.cache.store import EmbeddingStore, load_aligned, load_embeddings
 from mtbc.data.collection import Collection, open_collection
@@ -198,6 +198,11 @@ class Classification:
     results: dict[tuple[str, str], ProbeResult] = field(default_factory=dict)
     representative: dict[str, ProbeResult] = field(default_factory=dict)
     segments: dict[str, tuple] = field(default_factory=dict)
+    baseline: ProbeResult | None = None
+
+    def all_results(self) -> list[ProbeResult]:
+        """Every result, the majority-class baseline last."""
+        return [*self.results.values(), *([self.baseline] if self.baseline else [])]
 
     def layer_curves(self) -> list[tuple[str, ProbeResult]]:
         """``(model, linear-probe result)`` for every multi-layer model."""
@@ -226,6 +231,8 @@ def classify_models(study: Study, *, probes: list[str], seed: int = 0, n_splits:
         chosen = choose_by_validation([out.results[label, p] for p in probes])
         if chosen is not None:
             out.representative[label] = chosen
+    out.baseline = evaluate_majority(plan.tracks, seed=seed, n_splits=plan.n_folds,
+                                     n_boot=n_boot)
     return out
 
 
@@ -279,6 +286,11 @@ class Comparison:
     tests: pd.DataFrame | None = None
     chosen: ProbeResult | None = None
     answer: str = ""
+    baseline: ProbeResult | None = None
+
+    def all_results(self) -> list[ProbeResult]:
+        """Every system, the majority-class baseline last."""
+        return [*self.systems, *([self.baseline] if self.baseline else [])]
 
     def describe(self) -> str:
         combos = ", ".join(" + ".join(c) for c in self.ensembles) or "none (one model)"
@@ -314,6 +326,7 @@ def compare_systems(study: Study, *, ensembles: list[list[str]] | None = None, s
         out.tests = compare(out.systems)
     out.chosen = choose_by_validation(out.systems)
     out.answer = answer_sentence(out.systems, out.tests, out.chosen)
+    out.baseline = evaluate_majority(common, seed=seed, n_splits=plan.n_folds, n_boot=n_boot)
     return out
 
 

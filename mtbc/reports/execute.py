@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mtbc import __version__, config
+from mtbc.reports.audit import PREDICTIONS, RESULTS
 from mtbc.reports.display import read_back
 from mtbc.reports.html import IndexPage, ReportInfo, notebook_to_html, write_index
 from mtbc.reports.params import (
@@ -280,10 +281,19 @@ def run_reports(params: str | os.PathLike | Mapping[str, Any], *,
                                     cwd=cwd, timeout=timeout, progress=progress)
     except NotebookFailed as exc:
         info["seconds"] = f"{time.perf_counter() - start:.1f}"
+        page.links = audit_links(out_dir)
         write_index(out_dir, [*exc.completed, exc.report], page=page)
         raise
     info["seconds"] = f"{time.perf_counter() - start:.1f}"
+    page.links = audit_links(out_dir)
     return write_index(out_dir, reports, page=page)
+
+
+def audit_links(out_dir: Path) -> dict[str, str]:
+    """The audit-trail files the notebooks wrote into ``out_dir`` (label -> file name)."""
+    return {f"{name} ({what})": name for name, what in
+            ((RESULTS, "every figure with CI and n"), (PREDICTIONS, "every prediction"))
+            if (out_dir / name).is_file()}
 
 
 def _git_commit(where: Path) -> str | None:

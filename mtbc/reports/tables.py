@@ -92,11 +92,22 @@ def results_table(results, *, chosen=()) -> pd.DataFrame:
         if chosen:
             row["chosen on validation"] = "yes" if r.name in chosen else ""
         row["layer(s) chosen"] = r.chosen_layers()
+        row["fold accuracy % (min-max)"] = fold_spread(r)
+        if "convergence_warnings" in r.folds:
+            row["convergence warnings"] = int(r.folds["convergence_warnings"].sum())
         row["n tracks"] = r.n_tracks
         if "n_groups" in m.columns:
             row["n groups"] = int(m.loc["accuracy", "n_groups"])
         rows.append(row)
     return pd.DataFrame(rows).set_index("system")
+
+
+def fold_spread(result) -> str:
+    """Lowest and highest test accuracy over the outer folds, in % (``-`` with one fold)."""
+    per_fold = result.predictions.groupby("fold")["correct"].mean()
+    if len(per_fold) < 2:
+        return "-"
+    return f"{100 * per_fold.min():.1f}-{100 * per_fold.max():.1f}"
 
 
 def layer_curve_frame(result) -> pd.DataFrame:
