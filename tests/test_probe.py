@@ -198,3 +198,48 @@ def test_the_majority_baseline_predicts_each_folds_most_frequent_training_label(
     assert set(result.predictions["predicted"]) == {"c0"}
     assert result.metric() == pytest.approx((tracks["label"] == "c0").mean())
     assert result.n_tracks == 60 and np.isnan(result.folds.get("val_accuracy", np.nan)).all()
+
+
+def test_nothing_is_chosen_on_test_data():
+    """On a predefined train/valid/test split, relabelling the test tracks changes test scores
+    but not which system is best, which probe represents a model, or which layer is starred."""
+    from mtbc.analysis.ensemble import evaluate_early_fusion
+    from mtbc.analysis.study import choose_by_validation, validation_accuracy
+
+    rng = np.random.default_rng(3)
+    n = 90
+    tracks = make_tracks(n_tracks=n, n_classes=3, per_group=1)
+    tracks["split"] = np.repeat(["train", "valid", "test"], n // 3)
+    y = tracks["label"].str[1].astype(int).to_numpy()
+    a = rng.standard_normal((n, 4, 6)).astype(np.float32)
+    a[:, 2, 0] += 1.5 * y  # model a: signal at layer 2
+    b = rng.standard_normal((n, 3, 6)).astype(np.float32)
+    b[:, 1, 0] += 0.7 * y  # model b: a weaker signal at layer 1
+    index = np.arange(n)
+
+    def decisions(table):
+        kw = dict(seed=0, n_boot=50)
+        systems = {
+            ("a", "linear"): evaluate_probe(a, index, table, probe="linear", name="a", **kw),
+            ("a", "mlp"): evaluate_probe(a, index, table, probe="mlp", name="a mlp",
+                                         probe_params={"max_epochs": 8}, **kw),
+            ("b", "linear"): evaluate_probe(b, index, table, probe="linear", name="b", **kw)}
+        concat = evaluate_early_fusion({"a": (a, index), "b": (b, index)}, table,
+                                       name="concat", **kw)
+        chosen_probe = choose_by_validation([systems["a", "linear"], systems["a", "mlp"]]).name
+        best = choose_by_validation([systems["a", "linear"], systems["b", "linear"], concat])
+        star = {k: r.layer_scores.loc[r.layer_scores["accuracy"].idxmax(), "layer"]
+                for k, r in systems.items()}
+        layers = {k: list(r.folds["layer"]) for k, r in systems.items()}
+        vals = [validation_accuracy(r) for r in [*systems.values(), concat]]
+        tests = [r.metric() for r in [*systems.values(), concat]]
+        return (chosen_probe, best.name, star, layers, vals), tests
+
+    before, test_before = decisions(tracks)
+    relabelled = tracks.copy()
+    test = relabelled["split"] == "test"
+    relabelled.loc[test, "label"] = rng.permutation(relabelled.loc[test, "label"].to_numpy())
+    after, test_after = decisions(relabelled)
+    assert after == before
+    assert test_after != test_before  # the test labels did change what was measured
+    assert before[2][("a", "linear")] == 2
