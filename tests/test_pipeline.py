@@ -250,7 +250,8 @@ def test_gtzan_layout_runs_on_its_predefined_split(tmp_path, tone):
                      freq=110 * (g + 1) + 7 * k + {"train": 0, "valid": 20, "test": 40}[split])
     params = {"run": "gtzan", "collection": f"gtzan:{tmp_path / 'GTZAN'}",
               "extractors": {"mfcc": {}, "mfcc-fine": {"name": "mfcc", "segment_seconds": 1.0}},
-              "cache_dir": str(tmp_path / "cache"), "params": {"n_boot": 100},
+              "cache_dir": str(tmp_path / "cache"), "params": {"n_boot": 100,
+                                                             "protocol": "marble"},
               "notebooks": ["01_load_data", "04_train_classifiers", "05_ensemble"],
               "notebook_params": {"04_train_classifiers": {"model_dir": str(tmp_path / "m"),
                                                            "probes": ["linear"]}}}
@@ -260,5 +261,6 @@ def test_gtzan_layout_runs_on_its_predefined_split(tmp_path, tone):
     assert "890 files skipped" in overview  # the split's other files are absent here
     page = (index.parent / "04_train_classifiers.html").read_text(encoding="utf-8")
     assert "predefined train/valid/test split" in page and "on 10 tracks" in page  # 10 test
+    assert "mfcc · marble" in page  # protocol: marble, MARBLE's MLP probe
     assert "late(mfcc + mfcc-fine)" in (index.parent / "05_ensemble.html").read_text(
         encoding="utf-8")

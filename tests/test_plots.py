@@ -81,7 +81,7 @@ def test_dim_stats_plot_highlights_top_dims(data):
     assert len(ax.texts) == 2, "each top-variance dimension is named"
 
 
-@pytest.mark.parametrize("normalize, cbar", [(True, "fraction of true class"),
+@pytest.mark.parametrize("normalize, cbar", [(True, "% of the true label's tracks"),
                                              (False, "tracks")])
 def test_confusion_heatmap(normalize, cbar):
     cm = np.array([[3, 1], [0, 0]])
@@ -90,7 +90,7 @@ def test_confusion_heatmap(normalize, cbar):
     assert colorbar_label(ax) == cbar
     values = ax.collections[0].get_array().reshape(2, 2)
     if normalize:
-        np.testing.assert_allclose(values[0], [0.75, 0.25])
+        np.testing.assert_allclose(values[0], [75.0, 25.0])  # percent
         assert np.isnan(values[1]).all() or np.ma.is_masked(values[1])  # no true-b tracks
     else:
         np.testing.assert_allclose(values[0], [3, 1])

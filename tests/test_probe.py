@@ -243,3 +243,22 @@ def test_nothing_is_chosen_on_test_data():
     assert after == before
     assert test_after != test_before  # the test labels did change what was measured
     assert before[2][("a", "linear")] == 2
+
+
+def test_the_marble_protocol_chooses_layer_and_learning_rate_on_validation():
+    rng = np.random.default_rng(5)
+    n = 240  # MARBLE takes 64-file batches: enough files for several steps per epoch
+    tracks = make_tracks(n_tracks=n, n_classes=3, per_group=1)
+    tracks["split"] = np.repeat(["train", "valid", "test"], n // 3)
+    y = tracks["label"].str[1].astype(int).to_numpy()
+    feats = rng.standard_normal((2 * n, 3, 5)).astype(np.float32)  # two chunks per file
+    index = np.repeat(np.arange(n), 2)
+    feats[:, 2, 0] += 3.0 * y[index]  # the signal lives in layer 2
+    result = evaluate_probe(feats, index, tracks, protocol="marble", seed=0, n_boot=50)
+    fold = result.folds.iloc[0]
+    assert fold["layer"] in (2, "weighted sum 1..L") and fold["param"] == "lr"
+    assert fold["value"] in (5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2)
+    assert result.n_tracks == 80 and result.metric() > 0.9  # 80 test files
+    assert set(result.layer_scores["layer"]) == {0, 1, 2, "weighted sum 1..L"}
+    with pytest.raises(ValueError, match="predefined train/valid/test split"):
+        evaluate_probe(feats, index, tracks.drop(columns="split"), protocol="marble")

@@ -318,6 +318,7 @@ def evaluate_probe(
     per_layer_test: bool = False,
     n_threads: int | None = 1,
     progress: bool = False,
+    protocol: str = "default",
 ) -> ProbeResult:
     """Probe segment embeddings and report track-level, out-of-sample predictions and metrics.
 
@@ -343,7 +344,17 @@ def evaluate_probe(
         accuracy to ``layer_scores`` -- descriptive only, nothing is chosen from it. The
         validation ``accuracy`` column is the best over the hyperparameter grid, hence
         optimistic by a few points on noise; the test columns are not.
+    protocol : ``"default"`` (this module) or ``"marble"``: MARBLE's constrained-track MLP
+        probe on a predefined split (:func:`mtbc.analysis.marble.evaluate_marble`; ``probe``,
+        ``layer``, ``selection``, ``Cs`` and the fold options do not apply).
     """
+    if protocol == "marble":
+        from mtbc.analysis.marble import evaluate_marble
+
+        return evaluate_marble(features, track_index, tracks, seed=seed, n_boot=n_boot,
+                               fingerprint=fingerprint, name=name, n_threads=n_threads)
+    if protocol != "default":
+        raise ValueError(f"protocol must be 'default' or 'marble', not {protocol!r}")
     selection = resolve_selection(probe, selection)
     data = prepare_data(features, track_index, tracks)
     folds, split_desc = splits.outer_folds(tracks, n_splits=n_splits, seed=seed)

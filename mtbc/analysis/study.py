@@ -211,10 +211,11 @@ class Classification:
 
 
 def classify_models(study: Study, *, probes: list[str], seed: int = 0, n_splits: int = 5,
-                    n_boot: int = 1000) -> Classification:
+                    n_boot: int = 1000, protocol: str = "default") -> Classification:
     """Evaluate every probe on every model (same folds for all); pick each model's
     representative probe by validation accuracy. Multi-layer models also get each layer's
-    held-out test accuracy, for display only."""
+    held-out test accuracy, for display only. ``protocol="marble"`` runs MARBLE's MLP probe
+    (predefined split only) in place of ``probes``."""
     plan = plan_classification(study.tracks, n_splits=n_splits)
     out = Classification(plan)
     if plan.why_not:
@@ -223,12 +224,14 @@ def classify_models(study: Study, *, probes: list[str], seed: int = 0, n_splits:
         sub, (feats, index) = load_embeddings(plan.tracks, study.store, ext.fingerprint,
                                               reduce=None)
         out.segments[label] = (sub, feats, index)
-        for probe in probes:
+        names = ["marble"] if protocol == "marble" else probes
+        for probe in names:
             out.results[label, probe] = evaluate_probe(
-                feats, index, sub, probe=probe, seed=seed, n_splits=plan.n_folds,
-                n_boot=n_boot, fingerprint=ext.fingerprint, name=f"{label} · {probe}",
+                feats, index, sub, probe="mlp" if probe == "marble" else probe, seed=seed,
+                n_splits=plan.n_folds, n_boot=n_boot, fingerprint=ext.fingerprint,
+                name=f"{label} · {probe}", protocol=protocol,
                 per_layer_test=feats.shape[1] > 1 and probe == "linear")
-        chosen = choose_by_validation([out.results[label, p] for p in probes])
+        chosen = choose_by_validation([out.results[label, p] for p in names])
         if chosen is not None:
             out.representative[label] = chosen
     out.baseline = evaluate_majority(plan.tracks, seed=seed, n_splits=plan.n_folds,
@@ -299,9 +302,11 @@ class Comparison:
 
 
 def compare_systems(study: Study, *, ensembles: list[list[str]] | None = None, seed: int = 0,
-                    n_splits: int = 5, n_boot: int = 1000) -> Comparison:
-    """Every model alone (linear probe), concatenation and late fusion of each ensemble, on
-    the same tracks and folds; paired tests; the validation-chosen system; the answer."""
+                    n_splits: int = 5, n_boot: int = 1000,
+                    protocol: str = "default") -> Comparison:
+    """Every model alone (linear probe; MARBLE's MLP with ``protocol="marble"``),
+    concatenation (linear probe) and late fusion of each ensemble, on the same tracks and
+    folds; paired tests; the validation-chosen system; the answer."""
     plan = plan_classification(study.tracks, n_splits=n_splits)
     out = Comparison(plan, ensembles=ensembles if ensembles is not None
                      else default_ensembles(study.models))
@@ -313,7 +318,8 @@ def compare_systems(study: Study, *, ensembles: list[list[str]] | None = None, s
     out.tracks, out.n_left_out = common, len(plan.tracks) - len(common)
     singles = {label: evaluate_probe(*blocks[label], common, probe="linear", seed=seed,
                                      n_splits=plan.n_folds, n_boot=n_boot, name=label,
-                                     fingerprint=study.models[label].fingerprint)
+                                     fingerprint=study.models[label].fingerprint,
+                                     protocol=protocol)
                for label in study.models}
     out.systems = list(singles.values())
     for combo in out.ensembles:
@@ -386,8 +392,8 @@ def accuracy_difference_matrix(systems: list[ProbeResult]) -> pd.DataFrame:
     """Row system's test accuracy minus column system's, in percentage points."""
     acc = {r.name: r.metric() for r in systems}
     names = list(acc)
-    return pd.DataFrame([[100 * (acc[a] - acc[b]) for b in names] for a in names],
-                        index=pd.Index(names, name="system"), columns=names)
+    return pd.DataFrame([[100 * (acc[a] - acc[b]) if a != b else np.nan for b in names]
+                         for a in names], index=pd.Index(names, name="system"), columns=names)
 
 
 

@@ -326,8 +326,8 @@ def plot_confusion(
     if normalize:
         totals = cm.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
-            values = np.where(totals > 0, cm / totals, np.nan)
-        fmt, cbar, vmax = ".2f", "fraction of true class", 1.0
+            values = np.where(totals > 0, 100 * cm / totals, np.nan)
+        fmt, cbar, vmax = ".0f", "% of the true label's tracks", 100.0
     else:
         values, fmt, cbar, vmax = cm, ".0f", "tracks", None
     side = min(12.0, 3.0 + 0.55 * k)

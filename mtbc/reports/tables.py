@@ -64,11 +64,13 @@ def _with_ci(value: float, low: float, high: float) -> str:
 
 
 def results_table(results, *, chosen=()) -> pd.DataFrame:
-    """A readable comparison of probe results: metrics in % with bootstrap 95% CIs and n.
+    """A readable comparison of probe results: accuracy and macro F1 in % with group-bootstrap
+    95% CIs, and n tracks (groups). Precision and recall are in the run's ``results.csv``.
 
     ``validation %`` is the accuracy on validation tracks that drove each result's choices
-    (blank for late fusion, which chooses nothing); ``chosen`` names the results that were
-    picked on validation data (marked in the ``chosen on validation`` column).
+    (blank for late fusion, which chooses nothing); ``chosen`` marks the results picked on
+    validation data; ``fold range %`` the lowest and highest outer-fold accuracy;
+    ``warnings`` the solver's convergence warnings.
     """
     from mtbc.analysis.study import validation_accuracy
 
@@ -78,26 +80,20 @@ def results_table(results, *, chosen=()) -> pd.DataFrame:
         m = r.metrics.set_index("metric")
         row = {"system": r.name}
         for metric, title in [("accuracy", "accuracy % [95% CI]"),
-                              ("f1_macro", "macro F1 % [95% CI]"),
-                              ("precision_macro", "macro precision %"),
-                              ("recall_macro", "macro recall %")]:
+                              ("f1_macro", "macro F1 % [95% CI]")]:
             if metric in m.index:
-                if "CI" in title:
-                    row[title] = _with_ci(m.loc[metric, "value"], m.loc[metric, "ci_low"],
-                                          m.loc[metric, "ci_high"])
-                else:
-                    row[title] = round(100 * m.loc[metric, "value"], 1)
+                row[title] = _with_ci(m.loc[metric, "value"], m.loc[metric, "ci_low"],
+                                      m.loc[metric, "ci_high"])
         val = validation_accuracy(r)
         row["validation %"] = round(100 * val, 1) if np.isfinite(val) else ""
         if chosen:
-            row["chosen on validation"] = "yes" if r.name in chosen else ""
+            row["chosen"] = "yes" if r.name in chosen else ""
         row["layer(s) chosen"] = r.chosen_layers()
-        row["fold accuracy % (min-max)"] = fold_spread(r)
+        row["fold range %"] = fold_spread(r)
         if "convergence_warnings" in r.folds:
-            row["convergence warnings"] = int(r.folds["convergence_warnings"].sum())
-        row["n tracks"] = r.n_tracks
-        if "n_groups" in m.columns:
-            row["n groups"] = int(m.loc["accuracy", "n_groups"])
+            row["warnings"] = int(r.folds["convergence_warnings"].sum())
+        groups = int(m.loc["accuracy", "n_groups"]) if "n_groups" in m.columns else None
+        row["n tracks (groups)"] = f"{r.n_tracks} ({groups})" if groups else str(r.n_tracks)
         rows.append(row)
     return pd.DataFrame(rows).set_index("system")
 
