@@ -4,7 +4,8 @@ The subpackages follow the data flow:
 
     mtbc.data        audio decoding, collections and dataset loaders, splits, demo corpus
     mtbc.extractors  one module per model behind one base class
-    mtbc.cache       file hashing, atomic writes, the embedding store, the extraction runner
+    mtbc.cache       the embedding store and the extraction runner
+    mtbc.files       file hashing and atomic writes (the bottom: every stage uses it)
     mtbc.analysis    statistics, probes, the evaluation protocol, metrics, ensembles, prediction
     mtbc.reports     params schema, notebook execution, HTML and index, plots, tables
     mtbc.pipeline    the main job (``mtbc run``), and mtbc.cli, the command line

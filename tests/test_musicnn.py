@@ -491,3 +491,15 @@ def test_fingerprint_tracks_the_preprocessing_version(monkeypatch):
     before = MusicnnExtractor().fingerprint
     monkeypatch.setattr(mod, "PREPROCESSING_VERSION", mod.PREPROCESSING_VERSION + 1)
     assert MusicnnExtractor().fingerprint != before
+
+
+def test_layer_tags_caches_the_models_own_tag_probabilities():
+    from mtbc.extractors import get_extractor
+
+    rng = np.random.default_rng(0)
+    wave = (0.1 * rng.standard_normal(16000 * 7)).astype(np.float32)
+    tagger = get_extractor("musicnn", model="MTT_musicnn", layer="tags", device="cpu")
+    emb = tagger.embed(wave)
+    assert emb.shape == (2, 1, 50) and ((emb >= 0) & (emb <= 1)).all()
+    np.testing.assert_allclose(emb[:, 0], tagger.tags(wave), rtol=1e-6)
+    assert tagger.fingerprint != get_extractor("musicnn", device="cpu").fingerprint

@@ -9,10 +9,10 @@ import pytest
 import soundfile as sf
 
 from mtbc.analysis.predict import load_bundle, predict_files, train_final_probe
-from mtbc.cache.files import content_hash
 from mtbc.cache.store import EmbeddingStore
 from mtbc.data.audio import chunk_wave
 from mtbc.extractors import Extractor, make_fingerprint
+from mtbc.files import content_hash
 
 
 class ToneExtractor(Extractor):

@@ -8,7 +8,8 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from mtbc.analysis.probes import LayerSelector, LinearProbe, MLPProbe
-from mtbc.analysis.protocol import evaluate_probe, limit_threads
+from mtbc.analysis.protocol import evaluate_probe
+from mtbc.analysis.selection import limit_threads
 from mtbc.data.splits import LeakageError, check_disjoint, outer_folds, track_groups
 
 

@@ -32,16 +32,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mtbc.analysis import evaluation
 from mtbc.analysis.probes import DEFAULT_CS, safe_std
-from mtbc.analysis.protocol import (
-    FoldPlan,
-    Provenance,
-    build_result,
-    evaluate_probe,
-    limit_threads,
-    prepare_data,
-    run_folds,
-)
-from mtbc.analysis.results import ProbeResult
+from mtbc.analysis.protocol import FoldPlan, evaluate_probe, run_folds
+from mtbc.analysis.results import ProbeResult, Provenance, build_result
 from mtbc.analysis.selection import (
     Design,
     ProbeSpec,
@@ -49,7 +41,10 @@ from mtbc.analysis.selection import (
     choose,
     layer_scorer,
     layer_view,
+    limit_threads,
+    prepare_data,
     resolve_selection,
+    track_means,
 )
 from mtbc.data import splits
 
@@ -84,24 +79,6 @@ class BlockStandardizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return ((X - self.mean_) / self.scale_).astype(X.dtype, copy=False)
-
-
-def track_means(features: np.ndarray, track_index: np.ndarray, n_tracks: int) -> np.ndarray:
-    """Mean of each track's segments: ``(N_seg, L, D) -> (n_tracks, L, D)``; NaN where none."""
-    features = np.asarray(features)
-    if features.ndim == 2:
-        features = features[:, None, :]
-    track_index = np.asarray(track_index, dtype=np.int64)
-    if np.any(np.diff(track_index) < 0):  # load_many gives sorted segments; sort otherwise
-        order = np.argsort(track_index, kind="stable")
-        features, track_index = features[order], track_index[order]
-    out = np.full((n_tracks,) + features.shape[1:], np.nan, dtype=np.float32)
-    if len(track_index) == 0:
-        return out
-    present, starts, counts = np.unique(track_index, return_index=True, return_counts=True)
-    sums = np.add.reduceat(features, starts, axis=0, dtype=np.float64)
-    out[present] = sums / counts[:, None, None]
-    return out
 
 
 def _blocks_views(blocks: Mapping[str, tuple[np.ndarray, np.ndarray]], tracks: pd.DataFrame):

@@ -18,15 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mtbc.analysis.ensemble import track_means
-from mtbc.analysis.protocol import (
-    FoldOutcome,
-    Provenance,
-    build_result,
-    limit_threads,
-    prepare_data,
-)
-from mtbc.analysis.results import ProbeResult
+from mtbc.analysis.results import FoldOutcome, ProbeResult, Provenance, build_result
+from mtbc.analysis.selection import limit_threads, prepare_data, track_means
 from mtbc.data import splits
 
 #: Adam learning rates MARBLE searches.

@@ -29,7 +29,6 @@ from tqdm import tqdm
 
 from mtbc import __version__
 from mtbc.analysis.probes import DEFAULT_CS, LayerSelector
-from mtbc.analysis.protocol import limit_threads, prepare_data
 from mtbc.analysis.selection import (
     Design,
     ProbeSpec,
@@ -37,13 +36,15 @@ from mtbc.analysis.selection import (
     fit_fold,
     layer_scorer,
     layer_view,
+    limit_threads,
+    prepare_data,
     resolve_selection,
 )
-from mtbc.cache.files import atomic_write, content_hash
 from mtbc.cache.store import EmbeddingStore
 from mtbc.data import splits
 from mtbc.data.audio import load_audio
 from mtbc.extractors import Extractor, get_extractor
+from mtbc.files import atomic_write, content_hash
 
 FORMAT = "mtbc-probe-bundle/1"
 

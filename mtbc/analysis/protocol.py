@@ -28,126 +28,41 @@ Small solves are many and fast single-threaded: the protocol limits BLAS/OpenMP 
 threads to ``n_threads`` (default 1) while it runs; oversubscribed BLAS threads made the same
 fits up to 50x slower on a loaded machine.
 
-Building blocks, public because :mod:`mtbc.analysis.ensemble` and :mod:`mtbc.analysis.predict`
-run the same protocol: :func:`prepare_data` (-> :class:`ProbeData`), :class:`Design`,
-:class:`ProbeSpec`, :func:`choose` / :func:`fit_fold`, :func:`run_folds` (a :class:`FoldPlan`
-in, a :class:`FoldOutcome` out) and :func:`build_result`.
+Building blocks, public because :mod:`mtbc.analysis.ensemble`, :mod:`mtbc.analysis.marble`
+and :mod:`mtbc.analysis.predict` run the same protocol: :mod:`mtbc.analysis.selection`
+(:func:`~mtbc.analysis.selection.prepare_data` -> ``ProbeData``, ``Design``, ``ProbeSpec``,
+``choose`` / ``fit_fold``), this module's :func:`run_folds` (a :class:`FoldPlan` in, a
+``FoldOutcome`` out) and :func:`mtbc.analysis.results.build_result`.
 """
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from mtbc.analysis import evaluation
 from mtbc.analysis.probes import DEFAULT_CS
-from mtbc.analysis.results import ProbeResult, layer_score_table
+from mtbc.analysis.results import FoldOutcome, ProbeResult, Provenance, build_result
 from mtbc.analysis.selection import (
     Design,
+    ProbeData,
     ProbeSpec,
     View,
     candidate_layers,
     fit_fold,
     layer_scorer,
     layer_view,
+    limit_threads,
     predict_tracks,
+    prepare_data,
     resolve_selection,
 )
 from mtbc.data import splits
-
-
-@contextmanager
-def limit_threads(n: int | None, *, torch_too: bool = False):
-    """Limit BLAS/OpenMP (and torch's intra-op) threads to ``n`` inside the block (None: as is)."""
-    if n is None:
-        yield
-        return
-    torch = None
-    if torch_too or "torch" in sys.modules:
-        import torch
-    old = torch.get_num_threads() if torch is not None else None
-    try:
-        if torch is not None:
-            torch.set_num_threads(n)
-        with threadpool_limits(limits=n):
-            yield
-    finally:
-        if torch is not None:
-            torch.set_num_threads(old)
-
-
-@dataclass(frozen=True)
-class ProbeData:
-    """Validated probe inputs: segment ``features`` ``(N, L, D)``, their ``track_index`` into the
-    tracks table, the sorted ``classes`` and ``y``, the class code per track row (-1:
-    unlabelled)."""
-
-    features: np.ndarray
-    track_index: np.ndarray
-    classes: list
-    y: np.ndarray
-
-    @property
-    def n_layers(self) -> int:
-        return self.features.shape[1]
-
-    @property
-    def dim(self) -> int:
-        return self.features.shape[2]
-
-
-def prepare_data(features, track_index, tracks: pd.DataFrame) -> ProbeData:
-    """Validate segment features against the tracks table (raises ``ValueError`` saying what
-    is wrong)."""
-    features = np.asarray(features)
-    if features.ndim == 2:
-        features = features[:, None, :]
-    if features.ndim != 3:
-        raise ValueError(f"features must be (n_segments, n_layers, dim), got {features.shape}")
-    if features.dtype not in (np.float32, np.float64):
-        features = features.astype(np.float32)
-    track_index = np.asarray(track_index)
-    if track_index.shape != (len(features),):
-        raise ValueError(f"track_index must have one entry per segment ({len(features)}), "
-                         f"got shape {track_index.shape}")
-    if len(track_index) and (track_index.min() < 0 or track_index.max() >= len(tracks)):
-        raise ValueError("track_index holds positions outside the tracks table")
-    if "label" not in tracks.columns:
-        raise ValueError("the tracks table needs a label column")
-    labels = tracks["label"]
-    labelled = labels.notna().to_numpy()
-    classes = sorted(pd.unique(labels[labelled].astype(str)))
-    if len(classes) < 2:
-        raise ValueError(f"probing needs at least 2 labelled classes, found {classes}")
-    y = np.full(len(tracks), -1)
-    y[labelled] = pd.Categorical(labels[labelled].astype(str), categories=classes).codes
-    counts = np.bincount(track_index.astype(np.int64), minlength=len(tracks))
-    missing = np.flatnonzero(labelled & (counts == 0))
-    if len(missing):
-        ids = track_ids(tracks)[missing[:3]]
-        raise ValueError(f"{len(missing)} labelled track(s) have no segments in features "
-                         f"(e.g. {', '.join(map(str, ids))}); extract them or drop them "
-                         f"from the tracks table")
-    ids = track_ids(tracks)
-    if pd.Index(ids[labelled]).has_duplicates:
-        raise ValueError("track_id values must be unique among labelled tracks")
-    return ProbeData(features, track_index, classes, y)
-
-
-def track_ids(tracks: pd.DataFrame) -> np.ndarray:
-    if "track_id" in tracks.columns:
-        return tracks["track_id"].astype(str).to_numpy()
-    return tracks.index.astype(str).to_numpy()
 
 
 def _inner_for(tracks, fold: splits.Fold, n_inner: int, seed: int, k: int):
@@ -191,65 +106,6 @@ class FoldPlan:
     per_layer_test: bool = False
     progress: bool = False
     desc: str = "probe"
-
-
-@dataclass
-class FoldOutcome:
-    """What :func:`run_folds` returns: the test ``rows`` (track positions) with their
-    ``proba`` (track probabilities) and ``fold_names``; one ``fold_rows`` entry per outer fold
-    (choice, counts, convergence warnings); the validation (``layer_records``) and test
-    (``test_records``) correctness per candidate, for the layer curve."""
-
-    rows: np.ndarray
-    proba: np.ndarray
-    fold_names: list
-    fold_rows: list
-    layer_records: dict
-    test_records: dict
-
-
-@dataclass
-class Provenance:
-    """How a result was made, as :class:`~mtbc.analysis.results.ProbeResult` records it."""
-
-    name: str
-    probe: str
-    layer: Any
-    selection: str
-    scorer: str
-    split: str
-    seed: int = 0
-    n_boot: int = 1000
-    fingerprint: Any = None
-    params: dict = field(default_factory=dict)
-
-
-def build_result(tracks: pd.DataFrame, data: ProbeData, outcome: FoldOutcome,
-                 how: Provenance) -> ProbeResult:
-    """Track predictions, probabilities, metrics with CIs and the layer curve of one system."""
-    ids = track_ids(tracks)[outcome.rows]
-    cls = np.asarray(data.classes, dtype=object)
-    truth = cls[data.y[outcome.rows]]
-    predicted = cls[outcome.proba.argmax(axis=1)]
-    index = pd.Index(ids, name="track_id")
-    all_groups = splits.track_groups(tracks)
-    groups = all_groups[outcome.rows]
-    predictions = pd.DataFrame({"label": truth, "predicted": predicted,
-                                "correct": truth == predicted, "fold": outcome.fold_names,
-                                "group": groups}, index=index)
-    probabilities = pd.DataFrame(outcome.proba, index=index,
-                                 columns=pd.Index(data.classes, name="class"))
-    return ProbeResult(
-        name=how.name, predictions=predictions, probabilities=probabilities,
-        folds=pd.DataFrame(outcome.fold_rows),
-        layer_scores=layer_score_table(outcome.layer_records, outcome.test_records,
-                                       how.n_boot, how.seed, how.scorer, groups=all_groups),
-        metrics=evaluation.metrics_table(truth, predicted, groups=groups, n_boot=how.n_boot,
-                                         seed=how.seed),
-        confusion=evaluation.confusion_frame(truth, predicted, labels=list(data.classes)),
-        classes=list(data.classes), seed=how.seed, probe=how.probe, layer=how.layer,
-        selection=how.selection, split=how.split, n_tracks=len(outcome.rows),
-        n_boot=how.n_boot, fingerprint=how.fingerprint, params=how.params)
 
 
 def run_folds(plan: FoldPlan) -> FoldOutcome:

@@ -1,4 +1,5 @@
-"""What the evaluation protocol returns: :class:`ProbeResult`, comparison tables, layer curves."""
+"""What the evaluation protocol returns: :class:`ProbeResult` (built by :func:`build_result` from a
+:class:`FoldOutcome` and its :class:`Provenance`), comparison tables, layer curves."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 import pandas as pd
 
 from mtbc.analysis import evaluation
+from mtbc.analysis.selection import ProbeData, track_ids
+from mtbc.data import splits
 
 
 def layer_text(layer: Any) -> str:
@@ -141,3 +144,62 @@ def layer_score_table(records: dict, test_records: dict, n_boot: int, seed: int,
         return pd.DataFrame(columns=columns)
     lead = (["model"] if "model" in table.columns else []) + columns
     return table[lead + [c for c in table.columns if c not in lead]]
+
+
+@dataclass
+class FoldOutcome:
+    """What :func:`run_folds` returns: the test ``rows`` (track positions) with their
+    ``proba`` (track probabilities) and ``fold_names``; one ``fold_rows`` entry per outer fold
+    (choice, counts, convergence warnings); the validation (``layer_records``) and test
+    (``test_records``) correctness per candidate, for the layer curve."""
+
+    rows: np.ndarray
+    proba: np.ndarray
+    fold_names: list
+    fold_rows: list
+    layer_records: dict
+    test_records: dict
+
+
+@dataclass
+class Provenance:
+    """How a result was made, as :class:`~mtbc.analysis.results.ProbeResult` records it."""
+
+    name: str
+    probe: str
+    layer: Any
+    selection: str
+    scorer: str
+    split: str
+    seed: int = 0
+    n_boot: int = 1000
+    fingerprint: Any = None
+    params: dict = field(default_factory=dict)
+
+
+def build_result(tracks: pd.DataFrame, data: ProbeData, outcome: FoldOutcome,
+                 how: Provenance) -> ProbeResult:
+    """Track predictions, probabilities, metrics with CIs and the layer curve of one system."""
+    ids = track_ids(tracks)[outcome.rows]
+    cls = np.asarray(data.classes, dtype=object)
+    truth = cls[data.y[outcome.rows]]
+    predicted = cls[outcome.proba.argmax(axis=1)]
+    index = pd.Index(ids, name="track_id")
+    all_groups = splits.track_groups(tracks)
+    groups = all_groups[outcome.rows]
+    predictions = pd.DataFrame({"label": truth, "predicted": predicted,
+                                "correct": truth == predicted, "fold": outcome.fold_names,
+                                "group": groups}, index=index)
+    probabilities = pd.DataFrame(outcome.proba, index=index,
+                                 columns=pd.Index(data.classes, name="class"))
+    return ProbeResult(
+        name=how.name, predictions=predictions, probabilities=probabilities,
+        folds=pd.DataFrame(outcome.fold_rows),
+        layer_scores=layer_score_table(outcome.layer_records, outcome.test_records,
+                                       how.n_boot, how.seed, how.scorer, groups=all_groups),
+        metrics=evaluation.metrics_table(truth, predicted, groups=groups, n_boot=how.n_boot,
+                                         seed=how.seed),
+        confusion=evaluation.confusion_frame(truth, predicted, labels=list(data.classes)),
+        classes=list(data.classes), seed=how.seed, probe=how.probe, layer=how.layer,
+        selection=how.selection, split=how.split, n_tracks=len(outcome.rows),
+        n_boot=how.n_boot, fingerprint=how.fingerprint, params=how.params)

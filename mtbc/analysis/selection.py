@@ -9,12 +9,16 @@ candidate: lower layer, smaller ``C``, fewer epochs.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from mtbc.analysis.probes import (
     DEFAULT_CS,
@@ -245,3 +249,105 @@ def layer_scorer(spec: ProbeSpec, selection: str, params: dict) -> ProbeSpec:
         keep = {k: v for k, v in params.items() if k in ("scaler", "max_iter", "tol")}
         return ProbeSpec("linear", spec.n_classes, spec.seed, keep, spec.Cs)
     return ProbeSpec("ridge", spec.n_classes, spec.seed)
+
+
+@contextmanager
+def limit_threads(n: int | None, *, torch_too: bool = False):
+    """Limit BLAS/OpenMP (and torch's intra-op) threads to ``n`` inside the block (None: as is)."""
+    if n is None:
+        yield
+        return
+    torch = None
+    if torch_too or "torch" in sys.modules:
+        import torch
+    old = torch.get_num_threads() if torch is not None else None
+    try:
+        if torch is not None:
+            torch.set_num_threads(n)
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(old)
+
+
+@dataclass(frozen=True)
+class ProbeData:
+    """Validated probe inputs: segment ``features`` ``(N, L, D)``, their ``track_index`` into the
+    tracks table, the sorted ``classes`` and ``y``, the class code per track row (-1:
+    unlabelled)."""
+
+    features: np.ndarray
+    track_index: np.ndarray
+    classes: list
+    y: np.ndarray
+
+    @property
+    def n_layers(self) -> int:
+        return self.features.shape[1]
+
+    @property
+    def dim(self) -> int:
+        return self.features.shape[2]
+
+
+def prepare_data(features, track_index, tracks: pd.DataFrame) -> ProbeData:
+    """Validate segment features against the tracks table (raises ``ValueError`` saying what
+    is wrong)."""
+    features = np.asarray(features)
+    if features.ndim == 2:
+        features = features[:, None, :]
+    if features.ndim != 3:
+        raise ValueError(f"features must be (n_segments, n_layers, dim), got {features.shape}")
+    if features.dtype not in (np.float32, np.float64):
+        features = features.astype(np.float32)
+    track_index = np.asarray(track_index)
+    if track_index.shape != (len(features),):
+        raise ValueError(f"track_index must have one entry per segment ({len(features)}), "
+                         f"got shape {track_index.shape}")
+    if len(track_index) and (track_index.min() < 0 or track_index.max() >= len(tracks)):
+        raise ValueError("track_index holds positions outside the tracks table")
+    if "label" not in tracks.columns:
+        raise ValueError("the tracks table needs a label column")
+    labels = tracks["label"]
+    labelled = labels.notna().to_numpy()
+    classes = sorted(pd.unique(labels[labelled].astype(str)))
+    if len(classes) < 2:
+        raise ValueError(f"probing needs at least 2 labelled classes, found {classes}")
+    y = np.full(len(tracks), -1)
+    y[labelled] = pd.Categorical(labels[labelled].astype(str), categories=classes).codes
+    counts = np.bincount(track_index.astype(np.int64), minlength=len(tracks))
+    missing = np.flatnonzero(labelled & (counts == 0))
+    if len(missing):
+        ids = track_ids(tracks)[missing[:3]]
+        raise ValueError(f"{len(missing)} labelled track(s) have no segments in features "
+                         f"(e.g. {', '.join(map(str, ids))}); extract them or drop them "
+                         f"from the tracks table")
+    ids = track_ids(tracks)
+    if pd.Index(ids[labelled]).has_duplicates:
+        raise ValueError("track_id values must be unique among labelled tracks")
+    return ProbeData(features, track_index, classes, y)
+
+
+def track_ids(tracks: pd.DataFrame) -> np.ndarray:
+    if "track_id" in tracks.columns:
+        return tracks["track_id"].astype(str).to_numpy()
+    return tracks.index.astype(str).to_numpy()
+
+
+def track_means(features: np.ndarray, track_index: np.ndarray, n_tracks: int) -> np.ndarray:
+    """Mean of each track's segments: ``(N_seg, L, D) -> (n_tracks, L, D)``; NaN where none."""
+    features = np.asarray(features)
+    if features.ndim == 2:
+        features = features[:, None, :]
+    track_index = np.asarray(track_index, dtype=np.int64)
+    if np.any(np.diff(track_index) < 0):  # load_many gives sorted segments; sort otherwise
+        order = np.argsort(track_index, kind="stable")
+        features, track_index = features[order], track_index[order]
+    out = np.full((n_tracks,) + features.shape[1:], np.nan, dtype=np.float32)
+    if len(track_index) == 0:
+        return out
+    present, starts, counts = np.unique(track_index, return_index=True, return_counts=True)
+    sums = np.add.reduceat(features, starts, axis=0, dtype=np.float64)
+    out[present] = sums / counts[:, None, None]
+    return out

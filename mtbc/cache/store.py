@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mtbc import __version__, config
-from mtbc.cache.files import atomic_write
+from mtbc.files import atomic_write
 
 
 class EmbeddingStore:

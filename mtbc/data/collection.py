@@ -36,8 +36,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from mtbc import config
-from mtbc.cache.files import atomic_write, content_hash
 from mtbc.data.audio import AUDIO_EXTENSIONS, AudioError, read_audio
+from mtbc.files import atomic_write, content_hash
 
 TRACK_COLUMNS = ["track_id", "path", "label", "artist", "split", "group"]
 SCAN_COLUMNS = ["content_hash", "duration", "sample_rate", "channels"]

@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from mtbc import __version__
-from mtbc.cache.files import atomic_write, content_hash
 from mtbc.config import demo_dir
+from mtbc.files import atomic_write, content_hash
 
 LICENSE_NOTE = (
     "The demo corpus is rendered on your machine from the scores that ship with music21 and "

@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.out / info['file']}  sha256 {info['sha256']}  "
                   f"{info['n_parameters']} parameters")
         return 0
-    from mtbc.audio import load_audio
+    from mtbc.data.audio import load_audio
 
     ext = MusicnnExtractor(model=args.model, device=args.device)
     wave = load_audio(args.audio, SAMPLE_RATE, res_type=ext.res_type)

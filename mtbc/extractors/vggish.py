@@ -52,7 +52,6 @@ from torch import nn
 from torchvggish import vggish_input, vggish_params
 from torchvggish.torchvggish import VGG, make_layers
 
-from mtbc.cache.files import content_hash
 from mtbc.data.audio import AudioWarning
 from mtbc.extractors.base import (
     Extractor,
@@ -61,6 +60,7 @@ from mtbc.extractors.base import (
     resolve_device,
     weights_kind,
 )
+from mtbc.files import content_hash
 
 #: harritaylor/torchvggish v0.1 release files (the weights ported from TF VGGish).
 WEIGHTS_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"

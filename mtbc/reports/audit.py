@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtbc.cache.files import atomic_write
+from mtbc.files import atomic_write
 
 PREDICTIONS = "predictions.csv"
 RESULTS = "results.csv"
