@@ -253,7 +253,7 @@ def save_final_models(study: Study, classification: Classification, *, out_dir: 
                                    seed=seed, n_splits=classification.plan.n_folds)
         path = save_bundle(bundle, out_dir / f"{label}.joblib")
         rows.append({"model": label, "layer": bundle.layer, "classes": len(bundle.classes),
-                     "classify new songs with": f"mtbc predict {path} SONG.mp3 ..."})
+                     "classify new songs with": f"mtbc predict {path} song1.mp3 song2.wav"})
     return pd.DataFrame(rows, columns=["model", "layer", "classes",
                                        "classify new songs with"]).set_index("model")
 
