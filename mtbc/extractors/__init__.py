@@ -12,12 +12,13 @@ from typing import Any
 from mtbc.extractors.base import (
     FIXTURE_MARKER,
     Extractor,
+    ModelLoadError,
     WeightsUnavailableError,
     make_fingerprint,
     weights_kind,
 )
 
-__all__ = ["FIXTURE_MARKER", "Extractor", "WeightsUnavailableError", "available_extractors",
+__all__ = ["FIXTURE_MARKER", "Extractor", "ModelLoadError", "WeightsUnavailableError", "available_extractors",
            "get_extractor", "make_fingerprint", "weights_kind"]
 
 #: name -> "module:Class", imported lazily so that importing mtbc stays cheap.

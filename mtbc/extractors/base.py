@@ -32,6 +32,10 @@ class WeightsUnavailableError(RuntimeError):
     """Model weights are not on this machine and cannot be fetched; the message says how to fix it."""
 
 
+class ModelLoadError(RuntimeError):
+    """Model files exist but cannot be loaded; the message names the file and the fix."""
+
+
 def make_fingerprint(name: str, **fields: Any) -> str:
     """Stable 16-hex-digit hash of an extractor name and the fields that change its output."""
     payload = json.dumps({"extractor": name, **fields}, sort_keys=True, default=str)
@@ -45,6 +49,12 @@ class Extractor(abc.ABC):
     sample_rate: int
     #: Shortest input (in samples) ``embed`` accepts; shorter input is the caller's to refuse.
     min_samples: int = 1
+    #: Long files are embedded block by block when set: a wave may be cut at any multiple of
+    #: ``stream_unit`` samples and the parts' outputs concatenated give the whole wave's
+    #: (``None``: always embed the whole wave).
+    stream_unit: int | None = None
+    #: Samples past a cut that the segments before it still read (e.g. an STFT window).
+    stream_overlap: int = 0
 
     @property
     @abc.abstractmethod

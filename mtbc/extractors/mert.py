@@ -231,14 +231,19 @@ def load_state_dict(paths: Sequence[Path]) -> dict[str, Any]:
 
     state: dict[str, Any] = {}
     for path in paths:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            part = load_file(str(path))
-        else:
-            try:
-                part = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError:  # legacy (non-zip) checkpoints cannot be memory-mapped
-                part = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+                part = load_file(str(path))
+            else:
+                try:
+                    part = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                except RuntimeError:  # legacy (non-zip) checkpoints cannot be memory-mapped
+                    part = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - garbage files raise anything
+            raise ValueError(f"{path}: not a loadable MERT checkpoint ({type(exc).__name__}: "
+                             f"{exc}); re-download the model or point model= at a good "
+                             f"snapshot") from exc
         if not isinstance(part, dict) or not all(torch.is_tensor(v) for v in part.values()):
             raise ValueError(f"{path}: not a flat mapping of names to tensors")
         state.update(part)
@@ -476,6 +481,11 @@ class MertExtractor(Extractor):
         return torch.stack(means, dim=1).cpu().numpy().astype(np.float32, copy=False)
 
     # --------------------------------------------------------------------------- interface
+
+    @property
+    def stream_unit(self) -> int:
+        """Chunks are embedded (and normalised) independently: cut at chunk boundaries."""
+        return self.chunk_samples
 
     def chunks(self, wave: np.ndarray) -> list[np.ndarray]:
         """The chunks ``embed`` runs, in order (views of ``wave``; policy in the module doc)."""

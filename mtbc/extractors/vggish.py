@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import sys
 import urllib.parse
 import warnings
@@ -154,9 +153,10 @@ def load_vggish_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - garbage files raise anything (IndexError, ...)
         raise WeightsFormatError(f"{path}: not a loadable torch state dict "
-                                 f"(read with weights_only=True): {exc}") from exc
+                                 f"(read with weights_only=True: {type(exc).__name__}: {exc}); "
+                                 f"pass the torchvggish weights file as weights=") from exc
     if not isinstance(state, dict):
         raise WeightsFormatError(f"{path}: expected a state dict, found {type(state).__name__}")
     missing = sorted(set(STATE_DICT_SHAPES) - set(state))
@@ -199,9 +199,10 @@ def load_pca_params(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         else:
             with torch.serialization.safe_globals(_numpy_safe_globals()):
                 params = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - garbage files raise anything
         raise WeightsFormatError(f"{path}: not a loadable VGGish PCA file (only numpy arrays "
-                                 f"and tensors are accepted): {exc}") from exc
+                                 f"and tensors are accepted: {type(exc).__name__}: {exc}); "
+                                 f"pass the torchvggish PCA file as pca_params=") from exc
     if not isinstance(params, dict) or any(k not in params for k in names):
         found = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise WeightsFormatError(f"{path}: expected a dict with keys {list(names)}, "
@@ -301,6 +302,9 @@ class VGGishExtractor(Extractor):
     res_type = "kaiser_best"
     #: Anything non-empty is accepted; shorter than one example is zero-padded (see module doc).
     min_samples = 1
+    #: Examples are independent; one starts every 15,360 samples and reads 15,600.
+    stream_unit = EXAMPLE_HOP_SAMPLES
+    stream_overlap = EXAMPLE_SAMPLES - EXAMPLE_HOP_SAMPLES
 
     def __init__(self, *, weights: str | os.PathLike = WEIGHTS_URL,
                  pca_params: str | os.PathLike = PCA_PARAMS_URL, postprocess: str = "none",
@@ -349,7 +353,8 @@ class VGGishExtractor(Extractor):
             postprocess=self.postprocess, final_relu=self.final_relu, res_type=self.res_type,
             example_seconds=vggish_params.EXAMPLE_WINDOW_SECONDS,
             hop_seconds=vggish_params.EXAMPLE_HOP_SECONDS, short_clip_policy=SHORT_CLIP_POLICY,
-            output_version=OUTPUT_VERSION, device=str(self.device))
+            output_version=OUTPUT_VERSION, device=str(self.device), n_layers=1,
+            dim=EMBEDDING_SIZE)
         return meta
 
     def layer_names(self, n_layers: int) -> list[str]:
