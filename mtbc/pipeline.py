@@ -18,9 +18,14 @@ from mtbc import config
 from mtbc.cache.extract import extract_collection
 from mtbc.cache.store import EmbeddingStore
 from mtbc.data.collection import Collection, load_collection
-from mtbc.extractors import Extractor, WeightsUnavailableError, get_extractor
+from mtbc.extractors import (
+    Extractor,
+    ExtractorConfigError,
+    WeightsUnavailableError,
+    get_extractor,
+)
 from mtbc.reports.execute import run_reports
-from mtbc.reports.params import load_params, validate_params
+from mtbc.reports.params import ParamsError, find_notebooks, load_params, validate_params
 from mtbc.reports.tables import describe_weights
 
 
@@ -41,8 +46,31 @@ def build_extractor(options: Mapping[str, Any]) -> Extractor:
     return get_extractor(opts.pop("name"), **opts)
 
 
-def prepare(params: Mapping[str, Any], *, progress: bool = True) -> dict[str, Any]:
+def build_run_extractors(params: Mapping[str, Any]) -> dict[str, Extractor]:
+    """Every extractor of a run, built before any work so that a bad option or missing
+    weights stop the run at once (every missing file named together)."""
+    extractors, missing = {}, []
+    for label, options in params["extractors"].items():
+        try:
+            extractors[label] = build_extractor(options)
+        except WeightsUnavailableError as exc:
+            missing.append(f"[{label}] {exc}")
+        except ExtractorConfigError as exc:
+            raise ParamsError(f"extractors.{label}: {exc}") from None
+    if missing:
+        raise WeightsUnavailableError(
+            "model weights are missing, so no embeddings can be extracted:\n"
+            + "\n".join(missing) + "\nIn a params file, set `model:` (MERT) or `weights:` / "
+            "`pca_params:` (VGGish) to local files. To see the whole pipeline without real "
+            "weights, `make run-fixtures` runs it on random-weight test models (not results).")
+    return extractors
+
+
+def prepare(params: Mapping[str, Any], *, progress: bool = True,
+            extractors: Mapping[str, Extractor] | None = None) -> dict[str, Any]:
     """Steps 1-3: corpus, scan, embeddings. Returns run info for the index page."""
+    if extractors is None:
+        extractors = build_run_extractors(params)
     if params["collection"].partition(":")[0] == "demo":
         from mtbc.data.demo import build_demo
 
@@ -56,18 +84,6 @@ def prepare(params: Mapping[str, Any], *, progress: bool = True) -> dict[str, An
     store = EmbeddingStore(cache_root(params["cache_dir"]))
     info: dict[str, Any] = {"collection": coll.source, "tracks": len(coll),
                             "skipped": len(coll.skipped), "seed": params["seed"]}
-    extractors, missing = {}, []
-    for label, options in params["extractors"].items():  # every missing file named at once
-        try:
-            extractors[label] = build_extractor(options)
-        except WeightsUnavailableError as exc:
-            missing.append(f"[{label}] {exc}")
-    if missing:
-        raise WeightsUnavailableError(
-            "model weights are missing, so no embeddings can be extracted:\n"
-            + "\n".join(missing) + "\nIn a params file, set `model:` (MERT) or `weights:` / "
-            "`pca_params:` (VGGish) to local files. To see the whole pipeline without real "
-            "weights, `make run-fixtures` runs it on random-weight test models (not results).")
     fixtures = {}
     for label, extractor in extractors.items():
         report = extract_collection(coll.tracks, extractor, store, progress=progress)
@@ -92,7 +108,14 @@ def run(params_path: str | os.PathLike | Mapping[str, Any], *,
     demo_dir = (params.get("demo") or {}).get("out_dir")
     if params["collection"] == "demo" and demo_dir:  # notebooks must find the same corpus
         params = {**params, "collection": f"demo:{Path(demo_dir).resolve()}"}
-    info = prepare(params, progress=progress)
+    # everything a user can get wrong is checked before any scanning or extraction
+    notebooks = find_notebooks(notebooks_dir, params["notebooks"])
+    unknown = sorted(set(params["notebook_params"]) - {p.stem for p in notebooks})
+    if unknown:
+        raise ParamsError(f"notebook_params names {', '.join(unknown)}, which is not among "
+                          f"the notebooks of this run ({', '.join(p.stem for p in notebooks)})")
+    extractors = build_run_extractors(params)
+    info = prepare(params, progress=progress, extractors=extractors)
     if not isinstance(params_path, Mapping):
         info["params_file"] = str(params_path)
     return run_reports(params,

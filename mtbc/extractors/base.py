@@ -32,6 +32,10 @@ class WeightsUnavailableError(RuntimeError):
     """Model weights are not on this machine and cannot be fetched; the message says how to fix it."""
 
 
+class ExtractorConfigError(ValueError):
+    """An unknown extractor or a bad option value; the message says which and how to fix it."""
+
+
 class ModelLoadError(RuntimeError):
     """Model files exist but cannot be loaded; the message names the file and the fix."""
 

@@ -331,7 +331,13 @@ def _resolve_device(device: str) -> str:
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    torch.device(device)  # raises on a malformed name
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device; use auto, cpu, cuda or "
+                         f"cuda:N") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available here; use device=cpu or auto")
     return device
 
 
@@ -348,6 +354,10 @@ def _resolve_dtype(dtype: str, device: str) -> str:
 
 
 def _check_options(chunk_seconds: float, batch_size: int | None) -> None:
+    if isinstance(chunk_seconds, bool) or not isinstance(chunk_seconds, int | float):
+        raise ValueError(f"chunk_seconds must be a number of seconds, not {chunk_seconds!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)):
+        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
     if not chunk_seconds > 0:
         raise ValueError(f"chunk_seconds must be positive, not {chunk_seconds}")
     if batch_size is not None and batch_size < 1:
@@ -381,6 +391,7 @@ class MertExtractor(Extractor):
                  device: str = "auto", dtype: str = "auto", chunk_seconds: float = 30.0,
                  batch_size: int | None = None):
         _check_options(chunk_seconds, batch_size)  # before any download
+        _resolve_dtype(dtype, _resolve_device(device))
         self._configure(resolve_snapshot(model, revision=revision), device=device, dtype=dtype,
                         chunk_seconds=chunk_seconds, batch_size=batch_size)
 

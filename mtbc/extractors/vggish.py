@@ -53,7 +53,13 @@ from torchvggish.torchvggish import VGG, make_layers
 
 from mtbc.cache.files import content_hash
 from mtbc.data.audio import AudioWarning
-from mtbc.extractors.base import Extractor, WeightsUnavailableError, make_fingerprint, weights_kind
+from mtbc.extractors.base import (
+    Extractor,
+    ModelLoadError,
+    WeightsUnavailableError,
+    make_fingerprint,
+    weights_kind,
+)
 
 #: harritaylor/torchvggish v0.1 release files (the weights ported from TF VGGish).
 WEIGHTS_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
@@ -87,7 +93,7 @@ STATE_DICT_SHAPES: dict[str, tuple[int, ...]] = {
 FINAL_RELU_INDEX = 5
 
 
-class WeightsFormatError(ValueError):
+class WeightsFormatError(ModelLoadError, ValueError):
     """A weights or PCA file exists but does not hold what VGGish needs."""
 
 
@@ -155,7 +161,8 @@ def load_vggish_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - garbage files raise anything (IndexError, ...)
         raise WeightsFormatError(f"{path}: not a loadable torch state dict "
-                                 f"(read with weights_only=True: {type(exc).__name__}: {exc}); "
+                                 f"(read with weights_only=True: {type(exc).__name__}: "
+                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
                                  f"pass the torchvggish weights file as weights=") from exc
     if not isinstance(state, dict):
         raise WeightsFormatError(f"{path}: expected a state dict, found {type(state).__name__}")
@@ -201,7 +208,8 @@ def load_pca_params(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
                 params = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - garbage files raise anything
         raise WeightsFormatError(f"{path}: not a loadable VGGish PCA file (only numpy arrays "
-                                 f"and tensors are accepted: {type(exc).__name__}: {exc}); "
+                                 f"and tensors are accepted: {type(exc).__name__}: "
+                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
                                  f"pass the torchvggish PCA file as pca_params=") from exc
     if not isinstance(params, dict) or any(k not in params for k in names):
         found = sorted(params) if isinstance(params, dict) else type(params).__name__
@@ -271,7 +279,14 @@ def postprocess_embeddings(raw: torch.Tensor, eigen_vectors: torch.Tensor,
 def _auto_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device; use auto, cpu, cuda or "
+                         f"cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available here; use device=cpu or auto")
+    return dev
 
 
 # ----------------------------------------------------------------------------- extractor
