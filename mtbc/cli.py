@@ -103,7 +103,7 @@ def _extractors(names: list[str], options: dict) -> list:
 def _print_table(df, title: str | None = None) -> None:
     if title:
         print(f"\n{title}")
-    print(df.to_string(index=False) if len(df) else "(none)")
+    print(df.to_string(index=False, max_colwidth=None) if len(df) else "(none)")
 
 
 def cmd_demo(args) -> int:

@@ -239,3 +239,20 @@ def test_predict_resamples_with_the_extractors_own_resampler(trained, tmp_path, 
     np.testing.assert_array_equal(EmbeddingStore(tmp_path / "c1").get(content_hash(song),
                                                                        ex.fingerprint),
                                   store2.get(content_hash(song), ex.fingerprint))
+
+
+def test_predict_lists_hostile_files_and_labels_the_good_one(trained, tmp_path):
+    from tests.hostile import write_hostile
+
+    _, model, store, _, _ = trained
+    cases = write_hostile(tmp_path / "bad")
+    good = write_tone(tmp_path / "good.wav", 220, 0.6, 0.5)
+    paths = [good, *[tmp_path / "bad" / n for n in cases]]
+    out = predict_files(model, paths, store=store, extractor_factory=factory, progress=False)
+    assert out["label"].iloc[0] == "low" and pd.isna(out["error"].iloc[0])
+    errors = dict(zip(out["path"].map(lambda p: p.rsplit("/", 1)[-1]), out["error"],
+                      strict=True))
+    for name, phrase in cases.items():
+        if name != "one_sample.wav":
+            assert errors[name] and phrase in errors[name], (name, errors[name])
+            assert name in errors[name]  # the reason names the file

@@ -383,8 +383,9 @@ def predict_files(
     bundle = load_bundle(model_path)
     if extractor is None:
         if not bundle.extractor:
-            raise ValueError(f"{model_path}: the model records no extractor name; pass "
-                             f"extractor= the one it was trained with")
+            raise ValueError(f"{model_path}: the model records no extractor name, so the "
+                             f"songs cannot be embedded like its training data; re-train it "
+                             f"with notebook 04")
         options = {**bundle.extractor_options, **(extractor_options or {})}
         options.pop("name", None)  # a run's extractor entry carries its name
         extractor = extractor_factory(bundle.extractor, **options)
