@@ -47,10 +47,10 @@ def write_hostile(folder: Path) -> dict[str, str]:
     cases["fifo.wav"] = "FIFO"
     os.symlink("/dev/urandom", folder / "urandom.wav")
     cases["urandom.wav"] = "character device"
-    sf.write(folder / "truncated.ogg", _tone(30.0, sr), sr, format="OGG", subtype="VORBIS")
+    sf.write(folder / "truncated.ogg", _tone(10.0, sr), sr, format="OGG", subtype="VORBIS")
     _truncate(folder / "truncated.ogg")
     cases["truncated.ogg"] = "truncated"
-    sf.write(folder / "truncated.mp3", _tone(6.0, sr), sr, format="MP3",
+    sf.write(folder / "truncated.mp3", _tone(3.0, sr), sr, format="MP3",
              subtype="MPEG_LAYER_III")
     _truncate(folder / "truncated.mp3")
     cases["truncated.mp3"] = "truncated"

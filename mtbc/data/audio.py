@@ -163,11 +163,11 @@ def _finish_checks(path: Path, info: AudioInfo, extra: str, decoded: int, size: 
     if decoded < info.frames:
         raise AudioError(path, f"truncated or corrupt: decoded {decoded} of "
                                f"{info.frames} frames the header announces")
-    if decoded == 0:
-        raise AudioError(path, "contains no samples (zero-length audio)")
     if info.format == "OGG" and not _ogg_complete(path, size):
         raise AudioError(path, f"truncated: the Ogg stream ends without its last page "
                                f"(decoded {decoded / info.sample_rate:.2f} s)")
+    if decoded == 0:
+        raise AudioError(path, "contains no samples (zero-length audio)")
 
 
 def _check_samples(path: Path, data: np.ndarray, what: str = "samples") -> None:
