@@ -4,9 +4,56 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 import yaml
+
+
+class UsageError(ValueError):
+    """A bad command-line value; the message names it and how to fix it."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (no usage dump), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
+
+
+def _seconds(minimum_exclusive: bool):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number of seconds")
+        if value < 0 or (minimum_exclusive and value == 0):
+            raise argparse.ArgumentTypeError(
+                f"{text} must be {'more than 0' if minimum_exclusive else '0 or more'} seconds")
+        return value
+    return parse
 
 
 def _options(pairs: list[str]) -> dict:
@@ -14,9 +61,13 @@ def _options(pairs: list[str]) -> dict:
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"mtbc: option {pair!r} is not KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value)
+        if not sep or not key.strip():
+            raise UsageError(f"option {pair!r} is not KEY=VALUE (e.g. -o chunk_seconds=10)")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UsageError(f"option {pair!r}: the value is not a YAML scalar; quote it") \
+                from None
     return out
 
 
@@ -26,14 +77,33 @@ def _shard(text: str | None) -> tuple[int, int] | None:
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise SystemExit(f"mtbc: --shard takes i/n (e.g. 0/4), not {text!r}") from None
+        raise UsageError(f"--shard takes i/n (e.g. 0/4), not {text!r}") from None
+    if not 0 <= i < n:
+        raise UsageError(f"--shard {text}: needs 0 <= i < n (e.g. 0/4 ... 3/4)")
     return i, n
+
+
+def _extractors(names: list[str], options: dict) -> list:
+    """Build (and load) every extractor, so bad names, options or model files stop the
+    command before any file is scanned."""
+    from mtbc.cache.extract import load_model
+    from mtbc.extractors import ExtractorConfigError, get_extractor
+
+    out = []
+    for name in names:
+        try:
+            out.append(get_extractor(name, **options))
+        except ExtractorConfigError as exc:
+            raise UsageError(str(exc)) from None
+    for extractor in out:
+        load_model(extractor)
+    return out
 
 
 def _print_table(df, title: str | None = None) -> None:
     if title:
         print(f"\n{title}")
-    print(df.to_string(index=False) if len(df) else "(none)")
+    print(df.to_string(index=False, max_colwidth=None) if len(df) else "(none)")
 
 
 def cmd_demo(args) -> int:
@@ -62,7 +132,8 @@ def cmd_fixtures(args) -> int:
 def cmd_scan(args) -> int:
     from mtbc.data.collection import load_collection
 
-    coll = load_collection(args.collection, kind=args.kind, min_duration=args.min_duration)
+    coll = load_collection(args.collection, kind=args.kind, min_duration=args.min_duration,
+                           max_duration=args.max_duration)
     print(f"{coll.name} ({coll.source}): {len(coll)} tracks, {len(coll.skipped)} skipped")
     _print_table(coll.summary().round(2).reset_index(), "per label (durations in s):")
     if coll.tracks["split"].notna().any():
@@ -78,16 +149,21 @@ def cmd_extract(args) -> int:
     from mtbc.cache.extract import extract_collection
     from mtbc.cache.store import EmbeddingStore
     from mtbc.data.collection import load_collection
-    from mtbc.extractors import get_extractor
 
-    coll = load_collection(args.collection, kind=args.kind)
+    shard = _shard(args.shard)  # every option is checked before any work
+    extractors = _extractors(args.extractor, _options(args.option))
+    coll = load_collection(args.collection, kind=args.kind, max_duration=args.max_duration)
     store = EmbeddingStore(args.cache)
     status = 0
-    for name in args.extractor:
-        extractor = get_extractor(name, **_options(args.option))
+    for extractor in extractors:
         report = extract_collection(coll.tracks, extractor, store, batch_tracks=args.batch,
-                                    shard=_shard(args.shard))
+                                    shard=shard, max_duration=args.max_duration)
         print(report)
+        if report.repaired:
+            import pandas as pd
+
+            _print_table(pd.DataFrame(report.repaired, columns=["track_id", "entry", "problem"])
+                         [["entry", "problem"]], "bad cache entries recomputed:")
         if len(report.failed):
             _print_table(report.failed[["path", "reason"]], "failed:")
             status = 1 if not report.extracted and not report.cached else status
@@ -100,6 +176,18 @@ def cmd_cache(args) -> int:
     from mtbc.cache.store import EmbeddingStore
 
     store = EmbeddingStore(args.cache)
+    if args.remove and not args.verify:
+        raise UsageError("--remove needs --verify (it removes the entries --verify lists)")
+    if args.verify:
+        bad = store.verify()
+        _print_table(bad[["path", "problem"]], f"{store.root}: {len(bad)} bad entries")
+        if args.remove:
+            for path in bad["path"]:
+                Path(path).unlink(missing_ok=True)
+            removed = store.remove_stale_temp()
+            print(f"removed {len(bad)} bad entries and {len(removed)} stale temp files; "
+                  f"`mtbc extract` recomputes them")
+        return 1 if len(bad) and not args.remove else 0
     listing = store.list()
     if not len(listing):
         print(f"{store.root}: empty")
@@ -117,16 +205,17 @@ def cmd_cache(args) -> int:
 def cmd_predict(args) -> int:
     from mtbc.analysis.predict import predict_files
     from mtbc.cache.store import EmbeddingStore
+    from mtbc.extractors import ExtractorConfigError
 
+    options = _options(args.option)
     paths = []
     for p in map(Path, args.files):
         paths += sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
     try:
         table = predict_files(args.model, paths, store=EmbeddingStore(args.cache),
-                              extractor_options=_options(args.option) or None)
-    except ValueError as exc:  # not a model file, or a model/extractor mismatch
-        print(f"mtbc predict: error: {exc}", file=sys.stderr)
-        return 2
+                              extractor_options=options or None)
+    except (ValueError, ExtractorConfigError) as exc:  # not a model file, or a mismatch
+        raise UsageError(str(exc)) from None
     shown = table.drop(columns=["content_hash"], errors="ignore").round(3)
     if "error" in shown:
         shown["error"] = shown["error"].fillna("")
@@ -137,28 +226,72 @@ def cmd_predict(args) -> int:
 def cmd_bench(args) -> int:
     from mtbc import bench
 
+    known = {"mert-95m", "mert-330m", "vggish", "probe", "store"}
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in models if m not in known]
+    if bad or not models:
+        raise UsageError(f"--models {args.models!r}: unknown {', '.join(bad) or '(empty)'}; "
+                         f"choose among {', '.join(sorted(known))}")
+    if args.device not in ("auto", "cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise UsageError(f"--device {args.device!r}: use cpu, cuda, cuda:N or auto")
     return bench.main(models=args.models, device=args.device, quick=args.quick)
 
 
 def cmd_run(args) -> int:
     from mtbc.pipeline import run
 
+    if not args.notebooks.is_dir():
+        raise UsageError(f"--notebooks {args.notebooks}: no such folder; give the folder of "
+                         f"numbered notebooks")
     index = run(args.params, notebooks_dir=args.notebooks, strict=args.strict or None)
     print(f"\nreports: {index}")
     return 0
 
 
+EXAMPLES = """\
+examples:
+  mtbc run --params params/demo.yaml       # the whole study: corpus, embeddings, reports
+  mtbc scan path/to/music                  # check a collection before extracting
+  mtbc predict data/models/demo/mfcc.npz song.mp3
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mtbc", description="Compare music embedding models on a music collection.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    parser = _Parser(
+        prog="mtbc", description="Compare music embedding models on a music collection.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command",
+                                parser_class=_Parser)
+    coll_help = "'demo', a CSV manifest, a GTZAN root or a folder of label folders"
+    kinds = ["auto", "demo", "csv", "gtzan", "folder"]
+    max_help = "refuse files longer than this, on their header (s; default 3 h)"
+
+    p = sub.add_parser("run", help="the whole study: corpus, embeddings, notebooks, HTML reports",
+                       description="Build the demo corpus if needed, extract with the configured "
+                                   "extractors, execute the notebooks and publish HTML reports. "
+                                   "Example: mtbc run --params params/demo.yaml",
+                       epilog="example: mtbc run --params params/demo.yaml")
+    p.add_argument("--params", type=Path, default=Path("params/demo.yaml"),
+                   help="parameter file (default params/demo.yaml)")
+    p.add_argument("--notebooks", type=Path, default=Path("notebooks"),
+                   help="folder of numbered notebooks")
+    p.add_argument("--strict", action="store_true",
+                   help="stop when any model's weights are missing (default: run the others "
+                        "and name the missing ones in every report)")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="render the demo corpus (offline, deterministic)",
-                       description="Render the demo corpus into data/demo/ (skipped when built).")
+                       description="Render the demo corpus into data/demo/ (skipped when built). "
+                                   "Writes only files it owns: a non-empty folder it did not "
+                                   "make is refused.")
     p.add_argument("--out", type=Path, default=None, help="output folder (default data/demo)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--per-class", type=int, default=12, help="clips per class (default 12)")
-    p.add_argument("--seconds", type=float, default=15.0, help="clip length in s (default 15)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--per-class", type=_positive_int, default=12,
+                   help="clips per class (default 12)")
+    p.add_argument("--seconds", type=_seconds(True), default=15.0,
+                   help="clip length in s (default 15)")
     p.add_argument("--force", action="store_true", help="rebuild even if already built")
     p.set_defaults(func=cmd_demo)
 
@@ -170,14 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default data/fixtures)")
     p.set_defaults(func=cmd_fixtures)
 
-    coll_help = "'demo', a CSV manifest, a GTZAN root or a folder of label folders"
-    kinds = ["auto", "demo", "csv", "gtzan", "folder"]
     p = sub.add_parser("scan", help="check a collection: labels, durations, skipped files",
                        description="Decode every file once; list per-label counts and durations "
                                    "and the files skipped with their reasons.")
     p.add_argument("collection", help=coll_help)
     p.add_argument("--kind", choices=kinds, default="auto", help="collection layout")
-    p.add_argument("--min-duration", type=float, default=0.0, help="skip shorter files (s)")
+    p.add_argument("--min-duration", type=_seconds(False), default=0.0,
+                   help="skip shorter files (s)")
+    p.add_argument("--max-duration", type=_seconds(True), default=None, help=max_help)
     p.add_argument("--out", type=Path, help="write the tracks table to this CSV")
     p.set_defaults(func=cmd_scan)
 
@@ -191,18 +324,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extractor option (value parsed as YAML)")
     p.add_argument("--kind", choices=kinds, default="auto", help="collection layout")
     p.add_argument("--cache", type=Path, default=None, help="cache folder (default data/cache)")
-    p.add_argument("--batch", type=int, default=8, help="tracks per model batch (default 8)")
+    p.add_argument("--batch", type=_positive_int, default=8,
+                   help="tracks per model batch (default 8)")
     p.add_argument("--shard", help="i/n: only shard i of n (split work across machines)")
+    p.add_argument("--max-duration", type=_seconds(True), default=None, help=max_help)
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("cache", help="list what the embedding cache holds")
+    p = sub.add_parser("cache", help="list (or verify) what the embedding cache holds",
+                       description="List the embedding cache by extractor fingerprint; "
+                                   "--verify lists damaged entries, --remove deletes them.")
     p.add_argument("--cache", type=Path, default=None, help="cache folder (default data/cache)")
+    p.add_argument("--verify", action="store_true",
+                   help="check every entry (shape, dtype, layers, finite); list the bad ones")
+    p.add_argument("--remove", action="store_true",
+                   help="with --verify: delete the bad entries and stale temp files")
     p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("predict", help="classify new songs with a trained model file",
                        description="Extract what is missing and print the label and class "
                                    "probabilities of each file.")
-    p.add_argument("model", type=Path, help="a model file saved by notebook 04 / mtbc.analysis.predict")
+    p.add_argument("model", type=Path, help="a model file (.npz) saved by notebook 04")
     p.add_argument("files", nargs="+", help="audio files or folders")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="override an extractor option recorded in the model (e.g. "
@@ -210,37 +351,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=None, help="cache folder (default data/cache)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("bench", help="throughput and TFLOP/s against the same-run matmul peak")
+    p = sub.add_parser("bench", help="throughput and TFLOP/s against the same-run matmul peak",
+                       description="Measure extractor and probe throughput and compare with "
+                                   "the matmul peak measured in the same run.")
     p.add_argument("--models", default="mert-95m,mert-330m,vggish,probe,store",
                    help="comma-separated: mert-95m, mert-330m, vggish, probe, store")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--quick", action="store_true", help="fewer batch sizes and repeats")
     p.set_defaults(func=cmd_bench)
-
-    p = sub.add_parser("run", help="the whole study: corpus, embeddings, notebooks, HTML reports",
-                       description="Build the demo corpus if needed, extract with the configured "
-                                   "extractors, execute the notebooks and publish HTML reports.")
-    p.add_argument("--params", type=Path, default=Path("params/demo.yaml"),
-                   help="parameter file (default params/demo.yaml)")
-    p.add_argument("--notebooks", type=Path, default=Path("notebooks"),
-                   help="folder of numbered notebooks")
-    p.add_argument("--strict", action="store_true",
-                   help="stop when any model's weights are missing (default: run the others)")
-    p.set_defaults(func=cmd_run)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _user_errors() -> tuple[type[BaseException], ...]:
     from mtbc.data.audio import AudioError
     from mtbc.data.collection import CollectionError
+    from mtbc.extractors import ExtractorConfigError, ModelLoadError, WeightsUnavailableError
+    from mtbc.reports.params import ParamsError
+
+    return (UsageError, CollectionError, AudioError, WeightsUnavailableError, ModelLoadError,
+            ExtractorConfigError, ParamsError, FileNotFoundError, NotADirectoryError,
+            PermissionError)
+
+
+def _one_line(exc: BaseException) -> str:
     from mtbc.extractors import WeightsUnavailableError
 
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, WeightsUnavailableError) and "\n[" in text:
+        return text  # one line per missing model file, all named at once
+    return " ".join(text.split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``mtbc`` command; returns the exit status (2 for a user error)."""
+    args = build_parser().parse_args(argv)
+    for key in ("max_duration",):
+        if getattr(args, key, 0) is None:
+            from mtbc.data.audio import DEFAULT_MAX_DURATION
+
+            setattr(args, key, DEFAULT_MAX_DURATION)
     try:
         return args.func(args)
-    except (CollectionError, AudioError, WeightsUnavailableError, FileNotFoundError) as exc:
-        print(f"mtbc {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"mtbc {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line, the traceback only with --debug
+        if args.debug:
+            traceback.print_exc()
+        from mtbc.reports.execute import NotebookFailed
+
+        if isinstance(exc, _user_errors()):
+            print(f"mtbc {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        if isinstance(exc, NotebookFailed):
+            print(f"mtbc {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        hint = "" if args.debug else " (run with --debug for the traceback)"
+        print(f"mtbc {args.command}: internal error: {type(exc).__name__}: "
+              f"{' '.join(str(exc).split())}{hint}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -22,10 +22,15 @@ from mtbc import config
 from mtbc.cache.extract import extract_collection
 from mtbc.cache.store import EmbeddingStore
 from mtbc.data.collection import open_collection
-from mtbc.extractors import WeightsUnavailableError, get_extractor
+from mtbc.extractors import (
+    Extractor,
+    ExtractorConfigError,
+    WeightsUnavailableError,
+    get_extractor,
+)
 from mtbc.reports.display import fixture_kinds
 from mtbc.reports.execute import run_reports
-from mtbc.reports.params import load_params, validate_params
+from mtbc.reports.params import ParamsError, find_notebooks, load_params, validate_params
 from mtbc.reports.record import ExtractionSummary, NotRun, RunRecord
 from mtbc.reports.tables import describe_weights
 
@@ -43,36 +48,51 @@ def render_demo(params: Mapping[str, Any], *, progress: bool = True) -> None:
     print(f"demo corpus: {manifest}")
 
 
-def prepare(params: Mapping[str, Any], *, strict: bool | None = None,
-            progress: bool = True) -> RunRecord:
-    """Steps 1-3: corpus, scan, embeddings. Returns the run record for notebooks and index.
-
-    ``strict`` (default: the params' ``strict``) turns missing weights into an error
-    (:class:`~mtbc.extractors.WeightsUnavailableError` naming every missing file at once).
-    """
-    strict = bool(params.get("strict")) if strict is None else strict
-    render_demo(params, progress=progress)
-    coll = open_collection(params["collection"], cache_dir=params["cache_dir"], progress=progress)
-    print(f"collection {coll.name}: {len(coll)} tracks, {len(coll.skipped)} skipped")
-    store = EmbeddingStore(config.cache_dir(params["cache_dir"]))
-    record = RunRecord(collection=coll.source, tracks=len(coll), skipped=len(coll.skipped),
-                       seed=params["seed"])
-    extractors = {}
-    for label, options in params["extractors"].items():  # every missing file named at once
+def build_run_extractors(params: Mapping[str, Any], *, strict: bool = False
+                         ) -> tuple[dict[str, Extractor], list[NotRun]]:
+    """Every extractor of a run, built before any work: a bad option stops the run at once
+    (:class:`~mtbc.reports.params.ParamsError`); a model whose weights are missing is *not
+    run* (returned with its reason and fix), or stops the run when ``strict`` or when no
+    model is left (:class:`~mtbc.extractors.WeightsUnavailableError` naming every missing
+    file at once)."""
+    extractors, not_run = {}, []
+    for label, options in params["extractors"].items():
         opts = dict(options)
         try:
             extractors[label] = get_extractor(opts.pop("name"), **opts)
         except WeightsUnavailableError as exc:
-            record.not_run.append(NotRun(label=label, extractor=options["name"],
-                                         reason=str(exc), fix=exc.fix or str(exc)))
-    if record.not_run and (strict or not extractors):
-        lines = "\n".join(f"[{n.label}] {n.reason}" for n in record.not_run)
+            not_run.append(NotRun(label=label, extractor=options["name"], reason=str(exc),
+                                  fix=exc.fix or str(exc)))
+        except ExtractorConfigError as exc:
+            raise ParamsError(f"extractors.{label}: {exc}") from None
+    if not_run and (strict or not extractors):
+        lines = "\n".join(f"[{n.label}] {n.reason}" for n in not_run)
         why = "strict: true" if strict else "no model of this run has weights here"
         raise WeightsUnavailableError(
             f"model weights are missing ({why}), so the run stops:\n{lines}\nIn a params file, "
             "set `model:` (MERT) or `weights:` / `pca_params:` (VGGish) to local files, or drop "
             "`strict`. To see the whole pipeline without real weights, `make run-fixtures` runs "
             "it on random-weight test models (not results).")
+    return extractors, not_run
+
+
+def prepare(params: Mapping[str, Any], *, strict: bool | None = None,
+            extractors: Mapping[str, Extractor] | None = None,
+            not_run: list[NotRun] | None = None, progress: bool = True) -> RunRecord:
+    """Steps 1-3: corpus, scan, embeddings. Returns the run record for notebooks and index.
+
+    ``extractors``/``not_run`` as :func:`build_run_extractors` returns them (built here when
+    not given; ``strict`` defaults to the params' ``strict``).
+    """
+    strict = bool(params.get("strict")) if strict is None else strict
+    if extractors is None:
+        extractors, not_run = build_run_extractors(params, strict=strict)
+    render_demo(params, progress=progress)
+    coll = open_collection(params["collection"], cache_dir=params["cache_dir"], progress=progress)
+    print(f"collection {coll.name}: {len(coll)} tracks, {len(coll.skipped)} skipped")
+    store = EmbeddingStore(config.cache_dir(params["cache_dir"]))
+    record = RunRecord(collection=coll.source, tracks=len(coll), skipped=len(coll.skipped),
+                       seed=params["seed"], not_run=list(not_run or []))
     for n in record.not_run:
         print(f"{n.label}: NOT RUN ({n.fix})")
     for label, extractor in extractors.items():
@@ -100,7 +120,16 @@ def run(params_path: str | os.PathLike | Mapping[str, Any], *,
     demo_dir = (params.get("demo") or {}).get("out_dir")
     if params["collection"] == "demo" and demo_dir:  # notebooks must find the same corpus
         params = {**params, "collection": f"demo:{Path(demo_dir).resolve()}"}
-    record = prepare(params, strict=strict, progress=progress)
+    # everything a user can get wrong is checked before any scanning or extraction
+    notebooks = find_notebooks(notebooks_dir, params["notebooks"])
+    unknown = sorted(set(params["notebook_params"]) - {p.stem for p in notebooks})
+    if unknown:
+        raise ParamsError(f"notebook_params names {', '.join(unknown)}, which is not among "
+                          f"the notebooks of this run ({', '.join(p.stem for p in notebooks)})")
+    strict = bool(params.get("strict")) if strict is None else strict
+    extractors, not_run = build_run_extractors(params, strict=strict)
+    record = prepare(params, strict=strict, extractors=extractors, not_run=not_run,
+                     progress=progress)
     if not isinstance(params_path, Mapping):
         record.params_file = str(params_path)
     ran = {n.label for n in record.not_run}

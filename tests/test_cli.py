@@ -48,12 +48,12 @@ def test_cache_listing_empty(tmp_path, capsys):
 
 
 def test_extract_option_parsing_types_values():
-    from mtbc.cli import _options, _shard
+    from mtbc.cli import UsageError, _options, _shard
 
     assert _options(["chunk_seconds=10", "model=m-a-p/MERT-v1-95M", "final_relu=true"]) == {
         "chunk_seconds": 10, "model": "m-a-p/MERT-v1-95M", "final_relu": True}
     assert _shard("1/4") == (1, 4)
-    with pytest.raises(SystemExit):
+    with pytest.raises(UsageError, match="i/n"):
         _shard("x")
 
 

@@ -44,7 +44,8 @@ def test_same_seed_gives_identical_bytes(tmp_path):
     a = _build(tmp_path / "a", seed=3)
     b = _build(tmp_path / "b", seed=3)
     ha, hb = _hashes(a.parent), _hashes(b.parent)
-    assert len(ha) == 5 + 2, f"expected 5 clips + manifest + build.json, got {sorted(ha)}"
+    assert len(ha) == 5 + 3, (f"expected 5 clips + manifest + build.json + ownership record, "
+                              f"got {sorted(ha)}")
     assert ha == hb, "two builds with the same seed differ"
     assert a.read_bytes() == b.read_bytes()
 
@@ -184,3 +185,37 @@ def test_candidates_are_cheap_numbered_tunes():
 def test_license_note_warns_non_commercial():
     assert "non-commercial" in demo.LICENSE_NOTE and "Essen" in demo.LICENSE_NOTE
     assert demo.soundfont_path().name == "TimGM6mb.sf2"
+
+
+def test_demo_refuses_a_folder_with_foreign_files_and_leaves_them_intact(tmp_path, capsys):
+    from mtbc.cli import main
+
+    out = tmp_path / "mine"
+    (out / "bach").mkdir(parents=True)
+    mine = {"notes.txt": b"my notes", "manifest.csv": b"path\nmy.wav\n",
+            "bach/bach_01.wav": b"my own recording", ".build.json.x.tmp": b"keep"}
+    for rel, data in mine.items():
+        (out / rel).write_bytes(data)
+    with pytest.raises(demo.DemoFolderError, match="not made by `mtbc demo`"):
+        _build(out)
+    assert main(["demo", "--out", str(out), "--per-class", "1", "--seconds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert {p.relative_to(out).as_posix(): p.read_bytes()
+            for p in out.rglob("*") if p.is_file()} == mine
+
+
+def test_rebuild_keeps_files_added_to_a_built_folder(tmp_path):
+    manifest = _build(tmp_path, seed=0)
+    (tmp_path / "bach" / "bach_99.wav").write_bytes(b"a clip I recorded myself")
+    (tmp_path / "README.txt").write_text("mine")
+    _build(tmp_path, seed=1, force=True)  # prunes its own old clips only
+    assert (tmp_path / "bach" / "bach_99.wav").read_bytes() == b"a clip I recorded myself"
+    assert (tmp_path / "README.txt").read_text() == "mine"
+    assert len(_rows(manifest)) == 5
+    # a clip we wrote but the user then changed is theirs: never overwritten
+    clip = tmp_path / _rows(manifest)[0]["path"]
+    clip.write_bytes(b"edited by the user")
+    with pytest.raises(demo.DemoFolderError, match="did not write"):
+        _build(tmp_path, seed=2, force=True)
+    assert clip.read_bytes() == b"edited by the user"

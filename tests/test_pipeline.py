@@ -126,7 +126,7 @@ def test_the_run_writes_an_audit_trail_linked_from_the_index(study):
 def test_saved_model_classifies_a_new_song(study, capsys):
     root, _ = study
     song = next((root / "demo").rglob("*.wav"))
-    assert main(["predict", str(root / "models" / "mfcc.joblib"), str(song),
+    assert main(["predict", str(root / "models" / "mfcc.npz"), str(song),
                  "--cache", str(root / "cache")]) == 0
     out = capsys.readouterr().out
     assert song.name in out or str(song) in out
@@ -135,10 +135,10 @@ def test_saved_model_classifies_a_new_song(study, capsys):
 def test_predict_refuses_a_model_whose_extractor_differs(study, capsys):
     root, _ = study
     song = next((root / "demo").rglob("*.wav"))
-    assert main(["predict", str(root / "models" / "mfcc.joblib"), str(song), "-o", "n_mfcc=13",
+    assert main(["predict", str(root / "models" / "mfcc.npz"), str(song), "-o", "n_mfcc=13",
                  "--cache", str(root / "cache")]) == 2
     err = capsys.readouterr().err
-    assert "fingerprint" in err and "mfcc.joblib" in err
+    assert "fingerprint" in err and "mfcc.npz" in err
 
 
 def test_offline_without_weights_stops_before_the_notebooks(tmp_path, monkeypatch, capsys):

@@ -71,7 +71,7 @@ def trained(tmp_path):
     features, ti = store.load_many(tracks["content_hash"], ex.fingerprint, reduce=None)
     bundle = train_final_probe(features, ti, tracks, extractor=ex,
                                extractor_options={"gain": 1.0}, n_splits=4, seed=5)
-    model = bundle.save(tmp_path / "models" / "model.joblib")
+    model = bundle.save(tmp_path / "models" / "model.npz")
     return bundle, model, store, features, ti
 
 
@@ -137,7 +137,122 @@ def test_a_different_extractor_fingerprint_is_refused(trained, tmp_path):
 
 def test_load_bundle_refuses_other_files(tmp_path):
     joblib.dump({"not": "a model"}, tmp_path / "other.joblib")
-    with pytest.raises(ValueError, match="not an mtbc probe model"):
+    with pytest.raises(ValueError, match="pickle/joblib file"):
         load_bundle(tmp_path / "other.joblib")
-    with pytest.raises(FileNotFoundError, match="train one"):
-        load_bundle(tmp_path / "absent.joblib")
+    np.savez(tmp_path / "arrays.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="not an mtbc probe model"):
+        load_bundle(tmp_path / "arrays.npz")
+    with pytest.raises(FileNotFoundError, match="notebook 04"):
+        load_bundle(tmp_path / "absent.npz")
+
+
+class _Payload:
+    """Unpickling this runs ``open(marker, 'w')``: a stand-in for an attacker's code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("writer", ["pickle", "joblib"])
+def test_a_crafted_pickle_model_is_refused_and_never_run(tmp_path, writer, capsys):
+    import pickle
+
+    from mtbc.cli import main
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.joblib"
+    if writer == "pickle":
+        evil.write_bytes(pickle.dumps(_Payload(marker)))
+    else:
+        joblib.dump(_Payload(marker), evil)
+    song = write_tone(tmp_path / "song.wav", 220, 0.5, 0.5)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main(["predict", str(evil), str(song), "--cache", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert "pickle" in err and "evil.joblib" in err and "Traceback" not in err
+    assert not marker.exists()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_a_tampered_model_cannot_name_other_classes(trained, tmp_path):
+    import json
+
+    _, model, _, _, _ = trained
+    with np.load(model, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(bytes(arrays["header"]).decode())
+    header["pipeline"]["steps"][0][1]["estimator"] = "os.system"
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "tampered.npz", **arrays)
+    with pytest.raises(ValueError, match="is not one of"):
+        load_bundle(tmp_path / "tampered.npz")
+
+
+def test_mlp_and_early_fusion_probes_round_trip(tmp_path, rng):
+    from sklearn.pipeline import Pipeline
+
+    from mtbc.analysis.ensemble import BlockStandardizer
+    from mtbc.analysis.predict import ProbeBundle, save_bundle
+    from mtbc.analysis.probes import LayerSelector, LinearProbe, MLPProbe
+
+    X = rng.standard_normal((60, 2, 6)).astype(np.float32)
+    y = np.repeat([0, 1, 2], 20)
+    X[:, 1, 0] += y
+    for probe in (MLPProbe(hidden=8, max_epochs=3, random_state=0),
+                  LinearProbe(C=0.5, scaler=BlockStandardizer(blocks=[2, 4]))):
+        pipe = Pipeline([("layer", LayerSelector(layer=1)), ("probe", probe)]).fit(X, y)
+        bundle = ProbeBundle(pipeline=pipe, classes=["a", "b", "c"], layer=1, probe="x",
+                             extractor="tone", extractor_options={}, fingerprint="f",
+                             extractor_metadata={}, seed=0)
+        loaded = load_bundle(save_bundle(bundle, tmp_path / f"{type(probe).__name__}.npz"))
+        assert np.array_equal(loaded.pipeline.predict_proba(X), pipe.predict_proba(X))
+
+
+def test_predict_resamples_with_the_extractors_own_resampler(trained, tmp_path, monkeypatch):
+    """A file at another rate is resampled with the extractor's ``res_type`` (as extract does),
+    and predict's embedding equals the one extract stores."""
+    import mtbc.data.audio as audio
+    from mtbc.cache.extract import extract_collection
+
+    class FastTone(ToneExtractor):
+        res_type = "kaiser_fast"
+
+    seen = []
+    real = audio.librosa.resample
+    monkeypatch.setattr(audio.librosa, "resample",
+                        lambda *a, **k: seen.append(k["res_type"]) or real(*a, **k))
+    _, model, _, _, _ = trained
+    t = np.arange(16000) / 16000
+    song = tmp_path / "at16k.wav"
+    sf.write(song, (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    ex = FastTone()
+    out = predict_files(model, [song], store=tmp_path / "c1", extractor=ex, progress=False)
+    assert out["error"].isna().all() and seen == ["kaiser_fast"]
+    tracks = pd.DataFrame({"track_id": ["s"], "path": [str(song)],
+                           "content_hash": [content_hash(song)], "duration": [1.0]})
+    store2 = EmbeddingStore(tmp_path / "c2")
+    extract_collection(tracks, ex, store2, progress=False)
+    assert seen == ["kaiser_fast", "kaiser_fast"]
+    np.testing.assert_array_equal(EmbeddingStore(tmp_path / "c1").get(content_hash(song),
+                                                                       ex.fingerprint),
+                                  store2.get(content_hash(song), ex.fingerprint))
+
+
+def test_predict_lists_hostile_files_and_labels_the_good_one(trained, tmp_path):
+    from tests.hostile import write_hostile
+
+    _, model, store, _, _ = trained
+    cases = write_hostile(tmp_path / "bad")
+    good = write_tone(tmp_path / "good.wav", 220, 0.6, 0.5)
+    paths = [good, *[tmp_path / "bad" / n for n in cases]]
+    out = predict_files(model, paths, store=store, extractor_factory=factory, progress=False)
+    assert out["label"].iloc[0] == "low" and pd.isna(out["error"].iloc[0])
+    errors = dict(zip(out["path"].map(lambda p: p.rsplit("/", 1)[-1]), out["error"],
+                      strict=True))
+    for name, phrase in cases.items():
+        if name != "one_sample.wav":
+            assert errors[name] and phrase in errors[name], (name, errors[name])
+            assert name in errors[name]  # the reason names the file

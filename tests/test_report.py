@@ -281,3 +281,44 @@ def test_declared_parameters_reads_union_annotations_and_help():
     assert params["cache_dir"].inferred_type_name == "str | None"
     assert params["cache_dir"].help == "where the cache is"
     assert params["probes"].default == '["linear", "mlp"]'
+
+
+def test_a_failed_rerun_leaves_no_mix_of_old_and_new_pages(tmp_path):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    make_notebook(nbdir / "01_ok.ipynb", "seed: int = 0  # seed", "print('fine')")
+    make_notebook(nbdir / "02_also.ipynb", "seed: int = 0  # seed", "print('also')")
+    out = tmp_path / "reports" / "mix"
+    run_reports({"run": "mix"}, notebooks_dir=nbdir, reports_root=tmp_path / "reports",
+                cwd=tmp_path, progress=False)
+    assert (out / "02_also.html").is_file()
+    make_notebook(nbdir / "01_ok.ipynb", "seed: int = 0  # seed", "1 / 0")
+    with pytest.raises(NotebookFailed) as info:
+        run_reports({"run": "mix"}, notebooks_dir=nbdir, reports_root=tmp_path / "reports",
+                    cwd=tmp_path, progress=False)
+    assert info.value.executed == out / "01_ok.ipynb" and info.value.executed.is_file()
+    assert not (out / "02_also.html").exists()  # the old page is gone, not shown as current
+    index = (out / "index.html").read_text()
+    assert "FAILED" in index and "all notebooks ran" not in index
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["mix"]  # no temp left
+
+
+def test_an_error_before_the_swap_keeps_the_previous_reports(tmp_path, monkeypatch):
+    import mtbc.reports.execute as ex
+
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    make_notebook(nbdir / "01_ok.ipynb", "seed: int = 0  # seed", "print('fine')")
+    run_reports({"run": "keep"}, notebooks_dir=nbdir, reports_root=tmp_path / "reports",
+                cwd=tmp_path, progress=False)
+    before = (tmp_path / "reports" / "keep" / "index.html").read_text()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ex, "execute_notebooks", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_reports({"run": "keep"}, notebooks_dir=nbdir, reports_root=tmp_path / "reports",
+                    cwd=tmp_path, progress=False)
+    assert (tmp_path / "reports" / "keep" / "index.html").read_text() == before
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["keep"]

@@ -1,9 +1,12 @@
 """Train a final probe, keep it in one file, and label new audio files with it.
 
-A model file is a joblib pickle of a :class:`ProbeBundle`: the fitted pipeline (layer choice,
-scaler, probe), the label set, the extractor's name, options and fingerprint, the seed and how
-it was trained. Loading a pickle runs code stored in it, so model files are trusted files:
-load only those you made or got from someone you trust.
+A model file holds a :class:`ProbeBundle` -- the fitted pipeline (layer choice, scaler,
+probe), the label set, the extractor's name, options and fingerprint, the seed and how it was
+trained -- as data only: a NumPy ``.npz`` archive of the learned arrays, read with
+``allow_pickle=False``, plus a JSON header (``header.json``, stored as bytes) describing the
+estimators by name and their parameters. Loading rebuilds only the estimators of
+:data:`ESTIMATORS` from those arrays and values, so a model file cannot run code. Pickle and
+joblib files are refused, never unpickled.
 
 :func:`predict_files` refuses a model whose extractor fingerprint differs from the extractor it
 is given (embeddings of another model, revision or option set would be silently wrong),
@@ -13,14 +16,17 @@ the ``error`` column and the others go on.
 
 from __future__ import annotations
 
+import io
+import json
+import re
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
@@ -40,13 +46,18 @@ from mtbc.analysis.selection import (
     prepare_data,
     resolve_selection,
 )
+from mtbc.cache.extract import embed_file, load_model
 from mtbc.cache.store import EmbeddingStore
 from mtbc.data import splits
-from mtbc.data.audio import load_audio
+from mtbc.data.audio import check_file
 from mtbc.extractors import Extractor, get_extractor
 from mtbc.files import atomic_write, content_hash
 
-FORMAT = "mtbc-probe-bundle/1"
+FORMAT = "mtbc-probe-bundle/2"
+_HEADER = "header.json"
+_NAME = re.compile(r"^[a-z][a-z0-9_]*_$", re.IGNORECASE)
+_PICKLE_MAGIC = (b"\x80", b"x\x9c", b"x\x01", b"x\xda", b"\x1f\x8b", b"BZh", b"\xfd7zXZ",
+                 b"ZF\x00")
 
 
 @dataclass
@@ -80,27 +91,193 @@ class ProbeBundle:
         return self.classes[int(np.argmax(self.predict_proba(embedding)))]
 
     def save(self, path: str | Path) -> Path:
-        """Write the bundle to ``path`` (joblib; temp file + rename)."""
+        """Write the bundle to ``path`` (``.npz`` + JSON header; temp file + rename)."""
         return save_bundle(self, path)
 
 
+def _estimators() -> dict[str, type]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from mtbc.analysis.ensemble import BlockStandardizer
+    from mtbc.analysis.probes import LinearProbe, MLPProbe
+
+    return {c.__name__: c for c in (Pipeline, LayerSelector, LinearProbe, MLPProbe,
+                                    StandardScaler, BlockStandardizer, LogisticRegression)}
+
+
+#: The only estimator classes a model file may name (rebuilt from arrays and values).
+ESTIMATORS = ("Pipeline", "LayerSelector", "LinearProbe", "MLPProbe", "StandardScaler",
+              "BlockStandardizer", "LogisticRegression")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy of ``value`` (numpy scalars to Python), or ``TypeError``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store a {type(value).__name__} in a model file")
+
+
+class _Writer:
+    def __init__(self):
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def array(self, arr: np.ndarray) -> dict:
+        arr = np.asarray(arr)
+        if arr.dtype == object:
+            arr = arr.astype(str)
+        key = f"a{len(self.arrays)}"
+        self.arrays[key] = arr
+        return {"array": key}
+
+    def value(self, v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            return self.array(v)
+        if hasattr(v, "get_params") and hasattr(v, "fit"):
+            return self.estimator(v)
+        if isinstance(v, list | tuple) and v and all(isinstance(x, np.ndarray) for x in v):
+            return {"arrays": [self.array(x) for x in v]}
+        return {"value": _plain(v)}
+
+    def estimator(self, est) -> dict:
+        name = type(est).__name__
+        if name not in ESTIMATORS:
+            raise TypeError(f"cannot store a {name} in a model file (allowed: "
+                            f"{', '.join(ESTIMATORS)})")
+        if isinstance(est, Pipeline):
+            return {"estimator": name, "steps": [[n, self.estimator(e)] for n, e in est.steps]}
+        params = {k: self.value(v) for k, v in est.get_params(deep=False).items()}
+        learned = {k: self.value(v) for k, v in vars(est).items()
+                   if _NAME.match(k) and k != "eval_proba_" and v is not None}
+        return {"estimator": name, "params": params, "learned": learned}
+
+
+class _Reader:
+    def __init__(self, path: Path, arrays):
+        self.path, self.arrays = path, arrays
+
+    def fail(self, what: str) -> ValueError:
+        return ValueError(f"{self.path}: corrupt model file ({what}); re-save it with "
+                          f"save_bundle")
+
+    def value(self, spec: Any) -> Any:
+        if not isinstance(spec, dict) or len(spec) != 1:
+            raise self.fail(f"bad value {str(spec)[:60]!r}")
+        (kind, v), = spec.items()
+        if kind == "value":
+            return v
+        if kind == "array":
+            if v not in self.arrays.files:
+                raise self.fail(f"missing array {v!r}")
+            return self.arrays[v]
+        if kind == "arrays":
+            return [self.value(x) for x in v]
+        if kind == "estimator":
+            return self.estimator(spec)
+        raise self.fail(f"unknown entry {kind!r}")
+
+    def estimator(self, spec: Any):
+        if not isinstance(spec, dict):
+            raise self.fail("estimator spec is not a mapping")
+        if "estimator" in spec and set(spec) - {"estimator", "params", "learned", "steps"}:
+            raise self.fail("unexpected keys in an estimator spec")
+        name = spec.get("estimator")
+        classes = _estimators()
+        if name not in ESTIMATORS or name not in classes:
+            raise self.fail(f"estimator {name!r} is not one of {', '.join(ESTIMATORS)}")
+        cls = classes[name]
+        if name == "Pipeline":
+            return Pipeline([(str(n), self.estimator(e)) for n, e in spec.get("steps", [])])
+        allowed = set(cls().get_params(deep=False))
+        params = spec.get("params", {})
+        if not set(params) <= allowed:
+            raise self.fail(f"{name} has no parameter(s) {sorted(set(params) - allowed)}")
+        est = cls(**{k: self.nested(v) for k, v in params.items()})
+        for key, v in spec.get("learned", {}).items():
+            if not _NAME.match(key):
+                raise self.fail(f"bad attribute name {key!r}")
+            setattr(est, key, self.nested(v))
+        return est
+
+    def nested(self, v: Any) -> Any:
+        if isinstance(v, dict) and "estimator" in v:
+            return self.estimator(v)
+        return self.value(v)
+
+
 def save_bundle(bundle: ProbeBundle, path: str | Path) -> Path:
-    """Write ``bundle`` to one joblib file atomically; returns the path."""
+    """Write ``bundle`` to one model file atomically (``.npz`` arrays + JSON header, no
+    pickle); returns the path."""
     path = Path(path)
-    atomic_write(path, lambda f: joblib.dump(bundle, f))
+    writer = _Writer()
+    header = {"format": FORMAT, "pipeline": writer.estimator(bundle.pipeline),
+              "classes": _plain(list(bundle.classes)), "layer": _plain(bundle.layer),
+              "probe": bundle.probe, "extractor": bundle.extractor,
+              "extractor_options": _plain(bundle.extractor_options),
+              "fingerprint": bundle.fingerprint,
+              "extractor_metadata": _plain(bundle.extractor_metadata), "seed": int(bundle.seed),
+              "training": _plain(bundle.training)}
+    text = json.dumps(header, allow_nan=True)
+    arrays = {**writer.arrays, _HEADER.removesuffix(".json"):
+              np.frombuffer(text.encode("utf-8"), dtype=np.uint8)}
+
+    def write(f):
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        f.write(buf.getvalue())
+
+    atomic_write(path, write)
     return path
 
 
 def load_bundle(path: str | Path) -> ProbeBundle:
-    """Load a model file written by :func:`save_bundle` (a trusted file: it is a pickle)."""
+    """Load a model file written by :func:`save_bundle`.
+
+    Only data is read (``np.load(allow_pickle=False)`` and JSON) and only the estimators of
+    :data:`ESTIMATORS` are rebuilt, so loading a model file cannot run code. A pickle or
+    joblib file (the old format, or anything else) is refused with ``ValueError``.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file; train one with train_final_probe")
-    obj = joblib.load(path)
-    if not isinstance(obj, ProbeBundle) or getattr(obj, "format", None) != FORMAT:
-        raise ValueError(f"{path}: not an mtbc probe model ({FORMAT}); "
-                         f"got {type(obj).__name__}")
-    return obj
+        raise FileNotFoundError(f"{path}: no such model file; train one with notebook 04 "
+                                f"(models are saved under data/models/<run>/)")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if not magic.startswith(b"PK"):
+        kind = ("a pickle/joblib file" if magic.startswith(_PICKLE_MAGIC)
+                else "not an mtbc model file")
+        raise ValueError(f"{path}: {kind}; mtbc never unpickles model files (unpickling runs "
+                         f"code); re-train with notebook 04 to get a {FORMAT} model file")
+    try:
+        arrays = np.load(path, allow_pickle=False)
+        header = json.loads(bytes(arrays[_HEADER.removesuffix(".json")]).decode("utf-8"))
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not an mtbc probe model ({FORMAT}): {exc}") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        got = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise ValueError(f"{path}: not an mtbc probe model ({FORMAT}); got {got!r}")
+    reader = _Reader(path, arrays)
+    pipeline = reader.estimator(header.get("pipeline"))
+    if not isinstance(pipeline, Pipeline):
+        raise reader.fail("the model is not a pipeline")
+    try:
+        return ProbeBundle(
+            pipeline=pipeline, classes=list(header["classes"]), layer=header["layer"],
+            probe=header["probe"], extractor=header["extractor"],
+            extractor_options=dict(header["extractor_options"] or {}),
+            fingerprint=header["fingerprint"],
+            extractor_metadata=dict(header["extractor_metadata"] or {}), seed=header["seed"],
+            training=dict(header.get("training") or {}))
+    except (KeyError, TypeError) as exc:
+        raise reader.fail(f"header lacks {exc}") from None
 
 
 def train_final_probe(
@@ -196,7 +373,8 @@ def predict_files(
     the options recorded in the model updated by ``extractor_options`` (e.g. a device). Its
     fingerprint must equal the model's. Embeddings missing from ``store`` (an
     :class:`EmbeddingStore`, a folder, or ``None`` for the default cache) are computed from
-    ``load_audio(path, extractor.sample_rate)`` and stored under the file's content hash.
+    the file exactly as ``mtbc extract`` does (:func:`mtbc.cache.extract.embed_file`: the
+    extractor's own resampler, long files streamed) and stored under the file's content hash.
 
     Columns: ``path, content_hash, label, confidence, n_segments, error`` and ``p_<class>``
     per class. A file that fails has ``label`` missing and its reason in ``error``.
@@ -204,8 +382,9 @@ def predict_files(
     bundle = load_bundle(model_path)
     if extractor is None:
         if not bundle.extractor:
-            raise ValueError(f"{model_path}: the model records no extractor name; pass "
-                             f"extractor= the one it was trained with")
+            raise ValueError(f"{model_path}: the model records no extractor name, so the "
+                             f"songs cannot be embedded like its training data; re-train it "
+                             f"with notebook 04")
         options = {**bundle.extractor_options, **(extractor_options or {})}
         options.pop("name", None)  # a run's extractor entry carries its name
         extractor = extractor_factory(bundle.extractor, **options)
@@ -217,22 +396,22 @@ def predict_files(
             f"(recorded: {bundle.extractor_options}, metadata: {bundle.extractor_metadata})")
     if not isinstance(store, EmbeddingStore):
         store = EmbeddingStore(store)
+    load_model(extractor)
     fp = extractor.fingerprint
     if not store.read_info(fp):
         store.write_info(fp, extractor.metadata())
     hasher = content_hash
-    min_duration = extractor.min_samples / extractor.sample_rate
     prob_cols = [f"p_{c}" for c in bundle.classes]
     rows = []
     for path in tqdm(list(paths), desc="predict", unit="file", disable=not progress):
         row: dict[str, Any] = {"path": str(path), "content_hash": None, "label": None,
                                "confidence": np.nan, "n_segments": 0, "error": None}
         try:
+            check_file(path)  # a FIFO or device is refused before hashing (never blocks)
             row["content_hash"] = h = hasher(path)
             emb = store.get(h, fp)
             if emb is None:
-                wave = load_audio(path, extractor.sample_rate, min_duration=min_duration)
-                emb = np.asarray(extractor.embed(wave), dtype=np.float32)
+                emb, _ = embed_file(extractor, path)
                 store.put(h, fp, emb)
             proba = bundle.predict_proba(emb)
             row.update({"label": bundle.classes[int(np.argmax(proba))],

@@ -251,7 +251,7 @@ def save_final_models(study: Study, classification: Classification, *, out_dir: 
         bundle = train_final_probe(feats, index, sub, extractor=study.models[label],
                                    extractor_options=extractors[label], probe="linear",
                                    seed=seed, n_splits=classification.plan.n_folds)
-        path = save_bundle(bundle, out_dir / f"{label}.joblib")
+        path = save_bundle(bundle, out_dir / f"{label}.npz")
         rows.append({"model": label, "layer": bundle.layer, "classes": len(bundle.classes),
                      "classify new songs with": f"mtbc predict {path} song1.mp3 song2.wav"})
     return pd.DataFrame(rows, columns=["model", "layer", "classes",

@@ -5,22 +5,37 @@ stopped. Audio is decoded in background threads while the model works on the pre
 A track that fails (undecodable, too short for the model, model error) is listed in
 ``failed`` and never stops the others. ``shard=(i, n)`` takes every n-th track by content
 hash, so several processes or machines can split one collection and share one cache.
+
+Memory is bounded whatever the collection: decoding runs at most :data:`AHEAD_SECONDS` of
+audio ahead of the model (not a number of tracks), and a file longer than
+:data:`STREAM_SECONDS` is read, resampled and embedded block by block
+(:func:`embed_streamed`). A cached entry counts only when it verifies
+(:meth:`EmbeddingStore.problem`); a bad one is recomputed and reported.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
 from tqdm import tqdm
 
 from mtbc.cache.store import EmbeddingStore
-from mtbc.data.audio import AudioError, load_audio
-from mtbc.extractors import Extractor
+from mtbc.data.audio import (
+    DEFAULT_MAX_DURATION,
+    AudioError,
+    check_file,
+    load_audio,
+    stream_audio,
+)
+from mtbc.extractors import Extractor, ModelLoadError, WeightsUnavailableError
 
 FAILED_COLUMNS = ["track_id", "path", "reason"]
 
@@ -32,6 +47,8 @@ class ExtractionReport:
     fingerprint: str
     extracted: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
+    #: (track_id, cache entry, what was wrong) for each bad entry recomputed.
+    repaired: list[tuple[str, str, str]] = field(default_factory=list)
     failed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FAILED_COLUMNS))
     seconds: float = 0.0
     audio_seconds: float = 0.0
@@ -39,6 +56,8 @@ class ExtractionReport:
     def __str__(self) -> str:
         text = (f"{self.fingerprint}: {len(self.extracted)} extracted, {len(self.cached)} "
                 f"cached, {len(self.failed)} failed")
+        if self.repaired:
+            text += f", {len(self.repaired)} bad cache entries recomputed"
         if self.extracted and self.seconds:
             text += (f"; {self.audio_seconds:.0f} s of audio in {self.seconds:.1f} s "
                      f"({self.audio_seconds / self.seconds:.1f} audio-s/s)")
@@ -56,9 +75,19 @@ def select_shard(tracks: pd.DataFrame, shard: tuple[int, int] | None) -> pd.Data
     return tracks.loc[keep]
 
 
-def _load_for(extractor: Extractor, path: str) -> np.ndarray:
-    wave = load_audio(path, extractor.sample_rate,
-                      res_type=extractor.res_type)
+#: Files longer than this (audio seconds) are decoded and embedded block by block.
+STREAM_SECONDS = 600.0
+#: Audio seconds of each block when streaming a long file.
+STREAM_BLOCK_SECONDS = 60.0
+#: Audio seconds decoded ahead of the model, whatever the number of tracks (bounds memory).
+AHEAD_SECONDS = 1200.0
+
+
+def load_for(extractor: Extractor, path: str | Path, *,
+             max_duration: float = DEFAULT_MAX_DURATION) -> np.ndarray:
+    """The mono wave ``extractor`` embeds: its rate and resampler, long enough for it."""
+    wave = load_audio(path, extractor.sample_rate, res_type=extractor.res_type,
+                      max_duration=max_duration)
     if len(wave) < extractor.min_samples:
         need = extractor.min_samples / extractor.sample_rate
         raise AudioError(path, f"too short for {extractor.name}: "
@@ -66,22 +95,124 @@ def _load_for(extractor: Extractor, path: str) -> np.ndarray:
     return wave
 
 
-def _decoded(extractor: Extractor, rows: list[dict], workers: int, lookahead: int
-             ) -> Iterator[tuple[dict, np.ndarray | Exception]]:
-    """Yield (row, wave or the exception) in order, decoding ahead in threads."""
+def _header_seconds(path: str | Path) -> float:
+    """Duration the header announces (0 when unknown; validation happens when decoding)."""
+    check_file(path)
+    try:
+        return float(sf.info(str(path)).duration)
+    except Exception:  # noqa: BLE001 - the decoder will say what is wrong
+        return 0.0
+
+
+def _checked(extractor: Extractor, out, path) -> np.ndarray:
+    arr = np.asarray(out, dtype=np.float32)
+    if arr.ndim != 3 or 0 in arr.shape:
+        raise ValueError(f"{extractor.name} returned shape {arr.shape} for {path}, expected "
+                         f"(n_segments, n_layers, dim)")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{extractor.name} returned non-finite values for {path}")
+    return arr
+
+
+def streams(extractor: Extractor, seconds: float | None) -> bool:
+    """Whether a file of ``seconds`` is embedded block by block by ``extractor``."""
+    return bool(getattr(extractor, "stream_unit", None)) and (seconds or 0.0) > STREAM_SECONDS
+
+
+def embed_streamed(extractor: Extractor, path: str | Path, *,
+                   max_duration: float = DEFAULT_MAX_DURATION) -> tuple[np.ndarray, int]:
+    """Embed a long file block by block: ``(embedding, n_samples)``.
+
+    The file is read in blocks, resampled per block (:func:`mtbc.data.audio.stream_audio`)
+    and cut at multiples of ``extractor.stream_unit``, so memory stays bounded by the block
+    size and the result equals embedding the whole wave (to resampler rounding).
+    """
+    sr, unit = extractor.sample_rate, int(extractor.stream_unit)
+    overlap = int(getattr(extractor, "stream_overlap", 0))
+    block = unit * max(1, math.ceil(STREAM_BLOCK_SECONDS * sr / unit))
+    parts, buf, n = [], np.zeros(0, np.float32), 0
+    for piece in stream_audio(path, sr, res_type=extractor.res_type,
+                              block_seconds=STREAM_BLOCK_SECONDS, max_duration=max_duration):
+        buf = np.concatenate([buf, piece]) if len(buf) else piece
+        n += len(piece)
+        while len(buf) >= 2 * block + overlap:
+            parts.append(_checked(extractor, extractor.embed(buf[:block + overlap]), path))
+            buf = buf[block:]
+    if len(buf) < extractor.min_samples and not parts:
+        raise AudioError(path, f"too short for {extractor.name}")
+    if len(buf):
+        parts.append(_checked(extractor, extractor.embed(buf), path))
+    return np.concatenate(parts), n
+
+
+def embed_file(extractor: Extractor, path: str | Path, *, seconds: float | None = None,
+               max_duration: float = DEFAULT_MAX_DURATION) -> tuple[np.ndarray, int]:
+    """Embed one file as ``extract`` does: ``(embedding, n_samples at the model rate)``.
+
+    Uses the extractor's own resampler (``res_type``); files longer than
+    :data:`STREAM_SECONDS` are streamed (:func:`embed_streamed`). ``seconds``: the known
+    duration (else read from the header). Raises :class:`AudioError` or the model's error.
+    """
+    if seconds is None:
+        seconds = _header_seconds(path)
+    if streams(extractor, seconds):
+        return embed_streamed(extractor, path, max_duration=max_duration)
+    wave = load_for(extractor, path, max_duration=max_duration)
+    return _checked(extractor, extractor.embed(wave), path), len(wave)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, AudioError):
+        return exc.reason
+    if isinstance(exc, OSError):
+        return f"cannot read ({exc.strerror or exc})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _decoded(extractor: Extractor, rows: list[dict], workers: int, ahead_seconds: float,
+             max_duration: float = DEFAULT_MAX_DURATION
+             ) -> Iterator[tuple[dict, np.ndarray | Exception | None]]:
+    """Yield (row, wave or the exception, or ``None`` for a file to stream) in order,
+    decoding ahead in threads at most ``ahead_seconds`` of audio (at least one file)."""
     def load(row):
         try:
-            return _load_for(extractor, row["path"])
-        except (AudioError, OSError) as exc:
+            return load_for(extractor, row["path"], max_duration=max_duration)
+        except Exception as exc:  # noqa: BLE001 - any failure is this file's
             return exc
 
+    def seconds(row):
+        return float(row.get("duration") or 0.0)
+
     with ThreadPoolExecutor(workers) as pool:
-        pending = [pool.submit(load, r) for r in rows[:lookahead]]
+        pending: dict[int, object] = {}
+        nxt, ahead = 0, 0.0
         for i, row in enumerate(rows):
-            if i + lookahead < len(rows):
-                pending.append(pool.submit(load, rows[i + lookahead]))
-            yield row, pending[i].result()
-            pending[i] = None  # free the wave
+            while nxt < len(rows) and (nxt <= i or ahead + seconds(rows[nxt]) <= ahead_seconds):
+                if not streams(extractor, seconds(rows[nxt])):
+                    pending[nxt] = pool.submit(load, rows[nxt])
+                    ahead += seconds(rows[nxt])
+                nxt += 1
+            future = pending.pop(i, None)
+            if future is None:
+                yield row, None
+                continue
+            ahead -= seconds(row)
+            yield row, future.result()
+            del future  # free the wave
+
+
+def load_model(extractor: Extractor) -> None:
+    """Load the model now (when it loads lazily), so broken model files stop the run once
+    with a message naming them, instead of failing every track."""
+    load = getattr(extractor, "load", None)
+    if not callable(load):
+        return
+    try:
+        load()
+    except (WeightsUnavailableError, ModelLoadError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported once, naming the files
+        raise ModelLoadError(f"{extractor.name}: cannot load the model ({exc})") from exc
 
 
 def extract_collection(
@@ -93,30 +224,59 @@ def extract_collection(
     shard: tuple[int, int] | None = None,
     decode_workers: int = 2,
     progress: bool = True,
+    max_duration: float = DEFAULT_MAX_DURATION,
 ) -> ExtractionReport:
-    """Embed every track of ``tracks`` not yet cached for ``extractor`` and store it.
+    """Embed every track of ``tracks`` not yet validly cached for ``extractor`` and store it.
 
     ``tracks`` needs ``track_id``, ``path`` and ``content_hash`` (a scanned collection).
     The progress bar counts audio seconds, so its rate reads as audio-seconds per second.
+    A cache entry that does not verify (truncated, wrong shape, dtype or layer count,
+    non-finite) is recomputed and listed in ``repaired``. Any failure of one file (decoding,
+    validation, resampling, the model, its output) makes it a ``failed`` row; the run goes on.
+    A model whose files cannot be loaded raises :class:`ModelLoadError` before any track.
     """
+    if not isinstance(batch_tracks, int) or batch_tracks < 1:
+        raise ValueError(f"batch_tracks must be a positive integer, not {batch_tracks!r}")
+    run_start = time.time()
+    load_model(extractor)
     fp = extractor.fingerprint
     report = ExtractionReport(fingerprint=fp)
     store.write_info(fp, extractor.metadata())
+    store.remove_stale_temp(fp, older_than=run_start)
     tracks = select_shard(tracks, shard)
     todo, failed = [], []
     for row in tracks.to_dict("records"):
-        (report.cached if store.has(row["content_hash"], fp) else todo).append(row)
+        problem = store.problem(row["content_hash"], fp)
+        if problem is None:
+            report.cached.append(row["track_id"])
+            continue
+        if problem != "absent":
+            report.repaired.append((row["track_id"], str(store.path_for(row["content_hash"], fp)),
+                                    problem))
+        todo.append(row)
     total = float(sum(r.get("duration") or 0.0 for r in todo))
     start = time.perf_counter()
     bar = tqdm(total=round(total, 1), unit="s", unit_scale=True, disable=not progress,
                desc=f"extract {extractor.name}", dynamic_ncols=True)
+
+    def fail(row, reason):
+        failed.append((row["track_id"], row["path"], reason))
+
+    def done(row, out, n_samples):
+        try:
+            store.put(row["content_hash"], fp, _checked(extractor, out, row["path"]))
+        except Exception as exc:  # noqa: BLE001 - a bad output is this track's
+            fail(row, f"{extractor.name} failed: {_reason(exc)}")
+        else:
+            report.extracted.append(row["track_id"])
+            report.audio_seconds += n_samples / extractor.sample_rate
 
     def flush(batch):
         if not batch:
             return
         try:
             outs = extractor.embed_many([w for _, w in batch])
-        except Exception:  # isolate the failing track: embed one by one
+        except Exception:  # noqa: BLE001 - isolate the failing track: embed one by one
             outs = []
             for _, wave in batch:
                 try:
@@ -125,25 +285,36 @@ def extract_collection(
                     outs.append(exc)
         for (row, wave), out in zip(batch, outs, strict=True):
             if isinstance(out, Exception):
-                failed.append((row["track_id"], row["path"],
-                               f"{extractor.name} failed: {type(out).__name__}: {out}"))
+                fail(row, f"{extractor.name} failed: {_reason(out)}")
             else:
-                store.put(row["content_hash"], fp, out)
-                report.extracted.append(row["track_id"])
-                report.audio_seconds += len(wave) / extractor.sample_rate
+                done(row, out, len(wave))
             bar.update(round(row.get("duration") or 0.0, 1))
         batch.clear()
 
     batch: list[tuple[dict, np.ndarray]] = []
-    for row, wave in _decoded(extractor, todo, decode_workers, lookahead=2 * batch_tracks):
+    batch_seconds = 0.0
+    for row, wave in _decoded(extractor, todo, decode_workers, AHEAD_SECONDS, max_duration):
         if isinstance(wave, Exception):
-            reason = wave.reason if isinstance(wave, AudioError) else str(wave)
-            failed.append((row["track_id"], row["path"], reason))
+            fail(row, _reason(wave))
+            bar.update(round(row.get("duration") or 0.0, 1))
+            continue
+        if wave is None:  # a long file: embedded block by block, on its own
+            flush(batch)
+            batch_seconds = 0.0
+            try:
+                out, n = embed_streamed(extractor, row["path"], max_duration=max_duration)
+            except Exception as exc:  # noqa: BLE001 - any failure is this file's
+                fail(row, _reason(exc) if isinstance(exc, AudioError | OSError)
+                     else f"{extractor.name} failed: {_reason(exc)}")
+            else:
+                done(row, out, n)
             bar.update(round(row.get("duration") or 0.0, 1))
             continue
         batch.append((row, wave))
-        if len(batch) >= batch_tracks:
+        batch_seconds += len(wave) / extractor.sample_rate
+        if len(batch) >= batch_tracks or batch_seconds >= AHEAD_SECONDS:
             flush(batch)
+            batch_seconds = 0.0
     flush(batch)
     bar.close()
     report.seconds = time.perf_counter() - start

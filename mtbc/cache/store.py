@@ -13,6 +13,7 @@ layers asked for, so loading 1,000 tracks x 25 layers x 1024 for analysis takes 
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ class EmbeddingStore:
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else config.cache_dir()
+        self._expected: dict[str, dict[str, int]] = {}
 
     def __repr__(self) -> str:
         return f"EmbeddingStore({str(self.root)!r})"
@@ -42,7 +44,77 @@ class EmbeddingStore:
         return self.root / fingerprint / content_hash[:2] / f"{content_hash}.npy"
 
     def has(self, content_hash: str, fingerprint: str) -> bool:
-        return self.path_for(content_hash, fingerprint).is_file()
+        """Whether a *valid* entry exists (see :meth:`problem`)."""
+        return self.problem(content_hash, fingerprint) is None
+
+    def expected(self, fingerprint: str) -> dict[str, int]:
+        """``n_layers`` and ``dim`` the fingerprint's ``info.json`` promises (those known)."""
+        if fingerprint not in self._expected:
+            info = self.read_info(fingerprint)
+            out = {}
+            for key, names in (("n_layers", ("n_layers",)),
+                               ("dim", ("dim", "hidden_size", "embedding_size"))):
+                value = next((info[n] for n in names if isinstance(info.get(n), int)), None)
+                if value is not None:
+                    out[key] = value
+            self._expected[fingerprint] = out
+        return self._expected[fingerprint]
+
+    def problem(self, content_hash: str, fingerprint: str) -> str | None:
+        """``None`` for a valid entry, ``"absent"``, or what is wrong with the stored one.
+
+        Valid: loads as a float32 ``(n_segments, n_layers, dim)`` array with at least one
+        segment, with the layer count and dimension its fingerprint's info promises, and
+        finite everywhere.
+        """
+        path = self.path_for(content_hash, fingerprint)
+        if not path.is_file():
+            return "absent"
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - truncated, garbage, pickled: all unreadable
+            return f"unreadable ({type(exc).__name__}: {exc})"
+        if arr.dtype != np.float32:
+            return f"dtype {arr.dtype}, expected float32"
+        if arr.ndim != 3 or 0 in arr.shape:
+            return f"shape {arr.shape}, expected (n_segments, n_layers, dim)"
+        want = self.expected(fingerprint)
+        for axis, key in ((1, "n_layers"), (2, "dim")):
+            if key in want and arr.shape[axis] != want[key]:
+                return f"{arr.shape[axis]} {key.replace('n_', '')}, expected {want[key]}"
+        try:
+            finite = all(np.isfinite(arr[i:i + 256]).all() for i in range(0, len(arr), 256))
+        except Exception as exc:  # noqa: BLE001 - a file cut short under the mmap
+            return f"unreadable ({type(exc).__name__}: {exc})"
+        return None if finite else "holds NaN or infinite values"
+
+    def verify(self, fingerprint: str | None = None) -> pd.DataFrame:
+        """Every bad entry: ``fingerprint, content_hash, path, problem``."""
+        rows = []
+        for fp in [fingerprint] if fingerprint else self.fingerprints():
+            for path in sorted((self.root / fp).glob("??/*.npy")):
+                why = self.problem(path.stem, fp)
+                if why is not None:
+                    rows.append({"fingerprint": fp, "content_hash": path.stem,
+                                 "path": str(path), "problem": why})
+        return pd.DataFrame(rows, columns=["fingerprint", "content_hash", "path", "problem"])
+
+    def remove_stale_temp(self, fingerprint: str | None = None, *,
+                          older_than: float | None = None) -> list[Path]:
+        """Delete temp files left by killed writers (``.*.tmp``) older than ``older_than``
+        (a ``time.time()``; default: an hour ago, so a concurrent writer's file is kept)."""
+        cutoff = time.time() - 3600 if older_than is None else older_than
+        removed = []
+        for fp in [fingerprint] if fingerprint else self.fingerprints():
+            folder = self.root / fp
+            for tmp in [*folder.glob(".*.tmp"), *folder.glob("??/.*.tmp")]:
+                try:
+                    if tmp.stat().st_mtime < cutoff:
+                        tmp.unlink()
+                        removed.append(tmp)
+                except OSError:
+                    pass
+        return removed
 
     def put(self, content_hash: str, fingerprint: str, embedding: np.ndarray) -> Path:
         """Store one ``(n_segments, n_layers, dim)`` array atomically."""
@@ -56,25 +128,24 @@ class EmbeddingStore:
         return path
 
     def get(self, content_hash: str, fingerprint: str, *, mmap: bool = False) -> np.ndarray | None:
-        """The stored array, or ``None`` when absent or unreadable (never a partial one)."""
+        """The stored array, or ``None`` when absent or invalid (never a partial one; an
+        invalid entry warns, naming the file and what is wrong)."""
         path = self.path_for(content_hash, fingerprint)
-        if not path.is_file():
+        why = self.problem(content_hash, fingerprint)
+        if why == "absent":
             return None
-        try:
-            arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            warnings.warn(f"{path}: unreadable cache entry ignored ({exc})", stacklevel=2)
+        if why is not None:
+            warnings.warn(f"{path}: bad cache entry ignored ({why}); `mtbc extract` "
+                          f"recomputes it", stacklevel=2)
             return None
-        if arr.ndim != 3:
-            warnings.warn(f"{path}: cache entry has shape {arr.shape}, ignored", stacklevel=2)
-            return None
-        return arr
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
 
     # -- per-fingerprint info -------------------------------------------------------
     def write_info(self, fingerprint: str, info: dict[str, Any]) -> None:
         """Record what produced the entries of ``fingerprint`` (atomic JSON), with the mtbc
         version that wrote them."""
         info = {"mtbc_version": __version__, **info}
+        self._expected.pop(fingerprint, None)
         text = json.dumps(info, indent=2, sort_keys=True, default=str).encode()
         atomic_write(self.root / fingerprint / "info.json", lambda f: f.write(text))
 
@@ -127,10 +198,14 @@ class EmbeddingStore:
         layer_index = [layers] if isinstance(layers, int | np.integer) else layers
         parts, index = [], []
         for i, h in enumerate(content_hashes):
-            arr = self.get(h, fingerprint, mmap=True)
-            if arr is None:
+            why = self.problem(h, fingerprint)
+            if why == "absent":
                 raise KeyError(f"no cached embedding for track {h} with extractor {fingerprint}; "
                                f"run `mtbc extract` first")
+            if why is not None:
+                raise KeyError(f"{self.path_for(h, fingerprint)}: bad cache entry ({why}); "
+                               f"run `mtbc extract` to recompute it")
+            arr = np.load(self.path_for(h, fingerprint), mmap_mode="r", allow_pickle=False)
             if layer_index is not None:
                 arr = arr[:, layer_index]
             if reduce == "mean":

@@ -10,7 +10,9 @@ muted) and every model gives a defined output for it, so by default it only rais
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,45 +60,212 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
-def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(path, "file not found" + (" (broken symlink)" if path.is_symlink() else ""))
-    if path.is_dir():
-        raise AudioError(path, "is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "file is empty (0 bytes)")
+#: Longest audio a file may claim by default (seconds): 3 hours. Checked on the header,
+#: before any sample is decoded, so a lying header never allocates memory.
+DEFAULT_MAX_DURATION = 3 * 3600.0
+#: Largest sample magnitude accepted; float files hold ~[-1, 1], so beyond this is garbage.
+MAX_ABS_SAMPLE = 1e6
+#: Frames decoded per block while streaming or validating a file.
+BLOCK_FRAMES = 1 << 18
+#: Containers whose samples are stored uncompressed (size bounds the frame count).
+_UNCOMPRESSED_FORMATS = {"WAV", "WAVEX", "AIFF", "AU", "W64", "RF64", "CAF", "NIST", "IRCAM",
+                         "RAW"}
+_SUBTYPE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4,
+                  "DOUBLE": 8, "ULAW": 1, "ALAW": 1}
+#: Even silence does not compress below this many frames per byte (FLAC constant blocks).
+_MAX_FRAMES_PER_BYTE = 1 << 14
+_LIBSNDFILE_PIPE = "File does not exist or is not a regular file (possibly a pipe?)."
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, AudioInfo]:
-    """Decode a whole file at its native rate: ``(frames, channels)`` float32 and its info.
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
-    Raises :class:`AudioError` for a missing, empty, undecodable, truncated or zero-length
-    file, or one holding NaN or infinite samples.
+
+def check_file(path: str | Path) -> int:
+    """Refuse what is not a non-empty regular file (before opening it); return its size.
+
+    A FIFO, device (e.g. a link to ``/dev/urandom``) or socket is refused by kind: opening
+    one could block forever or never end.
     """
     path = Path(path)
-    _check_path(path)
     try:
-        with sf.SoundFile(path) as f:
-            info = AudioInfo(str(path), int(f.samplerate), int(f.channels), int(f.frames),
-                             f.format, f.subtype)
-            extra = f.extra_info
-            data = f.read(dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        reason = str(exc).replace(f"Error opening {str(path)!r}: ", "").strip()
-        raise AudioError(path, f"cannot decode as audio ({reason})") from exc
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise AudioError(path, "file not found"
+                         + (" (broken symlink)" if path.is_symlink() else "")) from None
+    except OSError as exc:
+        raise AudioError(path, f"cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise AudioError(path, "is a directory, not an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        via = f" (symlink to {os.path.realpath(path)})" if path.is_symlink() else ""
+        raise AudioError(path, f"is {_file_kind(st.st_mode)}{via}, not a regular file; "
+                               f"give a regular audio file")
+    if st.st_size == 0:
+        raise AudioError(path, "file is empty (0 bytes)")
+    return st.st_size
+
+
+_check_path = check_file  # the old private name
+
+
+def _decode_error(path: Path, exc: BaseException) -> AudioError:
+    reason = str(exc).replace(f"Error opening {str(path)!r}: ", "").strip()
+    if _LIBSNDFILE_PIPE in reason:
+        reason = "libsndfile does not recognise this file's format or encoding variant"
+    return AudioError(path, f"cannot decode as audio ({reason or type(exc).__name__})")
+
+
+def _check_header(path: Path, f: sf.SoundFile, size: int, max_duration: float) -> AudioInfo:
+    info = AudioInfo(str(path), int(f.samplerate), int(f.channels), int(f.frames), f.format,
+                     f.subtype)
+    if info.sample_rate <= 0 or info.channels <= 0:
+        raise AudioError(path, f"header is corrupt ({info.sample_rate} Hz, "
+                               f"{info.channels} channels)")
+    if info.frames < 0 or info.frames >= 2**62:
+        raise AudioError(path, "header gives no usable length (corrupt or a stream)")
+    if info.duration > max_duration:
+        raise AudioError(path, f"header claims {info.duration / 3600:.2f} h of audio, more "
+                               f"than max_duration={max_duration:g} s; raise max_duration if "
+                               f"the file is really that long")
+    width = _SUBTYPE_BYTES.get(info.subtype) if info.format in _UNCOMPRESSED_FORMATS else None
+    bound = size // (width * info.channels) if width else size * _MAX_FRAMES_PER_BYTE
+    if info.frames > bound:
+        raise AudioError(path, f"header claims {info.frames} frames, more than a file of "
+                               f"{size} bytes can hold: truncated or corrupt")
+    return info
+
+
+def _ogg_complete(path: Path, size: int) -> bool:
+    """Whether the last Ogg page is whole and marks the end of the stream (EOS flag)."""
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - 70000))
+        tail = fh.read()
+    start = tail.rfind(b"OggS")
+    if start < 0 or len(tail) - start < 27:
+        return False
+    n_seg = tail[start + 26]
+    if len(tail) - start < 27 + n_seg:
+        return False
+    body = sum(tail[start + 27:start + 27 + n_seg])
+    return bool(tail[start + 5] & 0x04) and start + 27 + n_seg + body == len(tail)
+
+
+def _finish_checks(path: Path, info: AudioInfo, extra: str, decoded: int, size: int) -> None:
     match = _WAV_TRUNCATED.search(extra or "")
     if match and int(match.group(2)) < int(match.group(1)):
         raise AudioError(path, f"truncated or corrupt: the header announces {match.group(1)} "
                                f"bytes of audio but only {match.group(2)} are present")
-    if len(data) < info.frames:
-        raise AudioError(path, f"truncated or corrupt: decoded {len(data)} of "
-                               f"{info.frames} frames")
-    if len(data) == 0:
+    if decoded < info.frames:
+        raise AudioError(path, f"truncated or corrupt: decoded {decoded} of "
+                               f"{info.frames} frames the header announces")
+    if info.format == "OGG" and not _ogg_complete(path, size):
+        raise AudioError(path, f"truncated: the Ogg stream ends without its last page "
+                               f"(decoded {decoded / info.sample_rate:.2f} s)")
+    if decoded == 0:
         raise AudioError(path, "contains no samples (zero-length audio)")
+
+
+def _check_samples(path: Path, data: np.ndarray, what: str = "samples") -> None:
     if not np.isfinite(data).all():
-        raise AudioError(path, "contains non-finite samples (NaN or inf)")
-    return data, AudioInfo(str(path), info.sample_rate, info.channels, len(data),
+        raise AudioError(path, f"contains non-finite {what} (NaN or inf)")
+    peak = float(np.abs(data).max()) if data.size else 0.0
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioError(path, f"sample values reach {peak:.3g}, far outside [-1, 1]: "
+                               f"not usable audio (corrupt float data)")
+
+
+def _mono(path: Path, data: np.ndarray) -> np.ndarray:
+    _check_samples(path, data)
+    if data.shape[1] == 1:
+        return data[:, 0]
+    wave = data.mean(axis=1, dtype=np.float64).astype(np.float32)
+    _check_samples(path, wave, "samples after the downmix to mono")
+    return wave
+
+
+def iter_blocks(path: str | Path, *, max_duration: float = DEFAULT_MAX_DURATION,
+                block_frames: int = BLOCK_FRAMES):
+    """Decode a file block by block: yields its :class:`AudioInfo`, then
+    ``(frames, channels)`` float32 blocks; validates header, samples and length.
+
+    Raises :class:`AudioError` (naming the file) for every problem, including a truncated
+    file, which is detected only after its last block.
+    """
+    path = Path(path)
+    size = check_file(path)
+    decoded = 0
+    try:
+        with sf.SoundFile(path) as f:
+            info = _check_header(path, f, size, max_duration)
+            extra = f.extra_info
+            yield info
+            while True:
+                block = f.read(block_frames, dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                _check_samples(path, block)
+                decoded += len(block)
+                if decoded > max_duration * info.sample_rate:
+                    raise AudioError(path, f"decodes to more than max_duration="
+                                           f"{max_duration:g} s")
+                yield block
+    except AudioError:
+        raise
+    except MemoryError as exc:
+        raise AudioError(path, "too large to decode in memory") from exc
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's
+        raise _decode_error(path, exc) from exc
+    _finish_checks(path, info, extra, decoded, size)
+
+
+def probe_audio(path: str | Path, *, max_duration: float = DEFAULT_MAX_DURATION) -> AudioInfo:
+    """Validate a whole file by decoding it block by block (little memory); its info."""
+    blocks = iter_blocks(path, max_duration=max_duration)
+    info = next(blocks)
+    frames = sum(len(b) for b in blocks)
+    return AudioInfo(info.path, info.sample_rate, info.channels, frames, info.format,
+                     info.subtype)
+
+
+def read_audio(path: str | Path, *, max_duration: float = DEFAULT_MAX_DURATION
+               ) -> tuple[np.ndarray, AudioInfo]:
+    """Decode a whole file at its native rate: ``(frames, channels)`` float32 and its info.
+
+    Raises :class:`AudioError` for what is not a regular file, a missing, empty,
+    undecodable, truncated or zero-length file, a header claiming more than
+    ``max_duration`` seconds or more samples than the file can hold, and samples that are
+    NaN, infinite or absurdly large.
+    """
+    blocks = iter_blocks(path, max_duration=max_duration)
+    info = next(blocks)
+    data = np.concatenate(list(blocks))
+    return data, AudioInfo(info.path, info.sample_rate, info.channels, len(data),
                            info.format, info.subtype)
+
+
+def _resample(path: Path, wave: np.ndarray, sr_in: int, sr: int, res_type: str) -> np.ndarray:
+    try:
+        out = librosa.resample(wave, orig_sr=sr_in, target_sr=sr, res_type=res_type)
+    except MemoryError as exc:
+        raise AudioError(path, "too large to resample in memory") from exc
+    except Exception as exc:  # noqa: BLE001 - e.g. a 1-sample signal
+        raise AudioError(path, f"cannot resample {len(wave)} samples from {sr_in} to {sr} Hz "
+                               f"({exc})") from exc
+    _check_samples(path, out, "samples after resampling")
+    return out
+
+
+def _check_silence(path, wave: np.ndarray, on_silence: str) -> None:
+    if not np.any(wave):
+        if on_silence == "error":
+            raise AudioError(path, "all samples are zero (silent)")
+        if on_silence == "warn":
+            warnings.warn(f"{path}: all samples are zero (silent)", AudioWarning, stacklevel=3)
 
 
 def load_audio(
@@ -106,6 +275,7 @@ def load_audio(
     min_duration: float = 0.0,
     on_silence: str = "warn",
     res_type: str = DEFAULT_RES_TYPE,
+    max_duration: float = DEFAULT_MAX_DURATION,
 ) -> np.ndarray:
     """Load a file as mono float32 at ``sr`` Hz (``None`` keeps the native rate).
 
@@ -116,26 +286,79 @@ def load_audio(
     min_duration : shortest acceptable length in seconds; shorter raises ``AudioError``.
     on_silence : ``"warn"`` (default), ``"error"`` or ``"ignore"`` for all-zero audio.
     res_type : librosa resampler (``"soxr_hq"`` default; ``"kaiser_best"`` is resampy's).
+    max_duration : longest acceptable length in seconds (checked on the header first).
 
     Returns
     -------
     np.ndarray, shape ``(n_samples,)``, float32.
+
+    Raises
+    ------
+    AudioError
+        Naming the file, for anything that makes it unusable (see :func:`read_audio`),
+        including a resampler failure.
     """
-    data, info = read_audio(path)
+    if on_silence not in ("warn", "error", "ignore"):
+        raise ValueError(f"on_silence must be 'warn', 'error' or 'ignore', not {on_silence!r}")
+    path = Path(path)
+    data, info = read_audio(path, max_duration=max_duration)
     if info.duration < min_duration:
         raise AudioError(path, f"too short: {info.duration:.3f} s, the minimum is "
                                f"{min_duration:.3f} s")
-    if on_silence not in ("warn", "error", "ignore"):
-        raise ValueError(f"on_silence must be 'warn', 'error' or 'ignore', not {on_silence!r}")
-    if not np.any(data):
-        if on_silence == "error":
-            raise AudioError(path, "all samples are zero (silent)")
-        if on_silence == "warn":
-            warnings.warn(f"{path}: all samples are zero (silent)", AudioWarning, stacklevel=2)
-    wave = data.mean(axis=1, dtype=np.float32) if info.channels > 1 else data[:, 0]
+    _check_silence(path, data, on_silence)
+    wave = _mono(path, data)
+    del data
     if sr is not None and sr != info.sample_rate:
-        wave = librosa.resample(wave, orig_sr=info.sample_rate, target_sr=sr, res_type=res_type)
+        wave = _resample(path, wave, info.sample_rate, sr, res_type)
     return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def stream_audio(path: str | Path, sr: int | None, *, res_type: str = DEFAULT_RES_TYPE,
+                 block_seconds: float = 60.0, max_duration: float = DEFAULT_MAX_DURATION):
+    """Mono float32 pieces at ``sr`` Hz whose concatenation is (to resampler rounding at the
+    block edges) :func:`load_audio`'s wave, holding only about ``block_seconds`` at a time.
+
+    Each block is resampled with one second of input context on both sides, then trimmed,
+    so the resampler's edge effects never reach the kept samples. Raises :class:`AudioError`
+    like :func:`load_audio`; a truncated file raises after its last piece.
+    """
+    path = Path(path)
+    blocks = iter_blocks(path, max_duration=max_duration)
+    info = next(blocks)
+    sr_in = info.sample_rate
+    if sr is None or sr == sr_in:
+        for block in blocks:
+            yield _mono(path, block)
+        return
+    step = max(1, int(block_seconds)) * sr_in  # block edges on whole seconds: integer outputs
+    ctx = sr_in
+    buf = np.zeros(0, np.float32)
+    buf_start = 0  # input index of buf[0] (a multiple of sr_in)
+    out_start = 0  # input index where the next output starts (a multiple of sr_in)
+    pending = []
+    eof = False
+    while not eof:
+        try:
+            block = next(blocks)
+            pending.append(_mono(path, block))
+            if sum(len(p) for p in pending) < step + ctx:
+                continue
+        except StopIteration:
+            eof = True
+        buf = np.concatenate([buf, *pending])
+        pending = []
+        avail = buf_start + len(buf)
+        end = avail if eof else ((avail - ctx) // sr_in) * sr_in
+        if end <= out_start:
+            continue
+        seg_lo = max(buf_start, out_start - ctx)
+        seg_hi = avail if eof else min(end + ctx, avail)
+        y = _resample(path, buf[seg_lo - buf_start:seg_hi - buf_start], sr_in, sr, res_type)
+        off = (out_start - seg_lo) * sr // sr_in
+        yield y[off:] if eof else y[off:off + (end - out_start) * sr // sr_in]
+        out_start = end
+        keep = max(buf_start, out_start - ctx)
+        buf, buf_start = buf[keep - buf_start:], keep
 
 
 def chunk_wave(wave: np.ndarray, chunk_samples: int, *, min_last: int = 1) -> list[np.ndarray]:

@@ -36,7 +36,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from mtbc import config
-from mtbc.data.audio import AUDIO_EXTENSIONS, AudioError, read_audio
+from mtbc.data.audio import AUDIO_EXTENSIONS, DEFAULT_MAX_DURATION, AudioError, probe_audio
 from mtbc.files import atomic_write, content_hash
 
 TRACK_COLUMNS = ["track_id", "path", "label", "artist", "split", "group"]
@@ -212,17 +212,22 @@ def from_demo(root: str | Path | None = None) -> pd.DataFrame:
 
 
 # -- scanning ------------------------------------------------------------------------------
-def _probe(path: str) -> dict:
+def _probe(path: str, max_duration: float = DEFAULT_MAX_DURATION) -> dict:
     p = Path(path)
-    _, info = read_audio(p)  # validates: raises AudioError naming the file and reason
+    # validates block by block (bounded memory): raises AudioError naming the file and reason
+    info = probe_audio(p, max_duration=max_duration)
     return {"content_hash": content_hash(p), "duration": info.duration,
             "sample_rate": info.sample_rate, "channels": info.channels}
 
 
 def scan(table: pd.DataFrame, *, name: str = "collection", source: str = "",
-         min_duration: float = 0.0, progress: bool = True, workers: int | None = None
-         ) -> Collection:
+         min_duration: float = 0.0, progress: bool = True, workers: int | None = None,
+         max_duration: float = DEFAULT_MAX_DURATION) -> Collection:
     """Decode and hash every file; bad ones go to ``skipped`` with the reason.
+
+    Any failure while reading or validating one file (not only :class:`AudioError`) makes
+    that file a skipped row; the scan goes on. ``max_duration`` (s) refuses longer files
+    on their header, before decoding.
 
     Exact duplicates (same content hash) are kept once (first in split order, then table
     order); the others are skipped as duplicates.
@@ -233,11 +238,13 @@ def scan(table: pd.DataFrame, *, name: str = "collection", source: str = "",
     def work(i_path):
         i, path = i_path
         try:
-            results[i] = _probe(path)
+            results[i] = _probe(path, max_duration)
         except AudioError as exc:
             results[i] = exc.reason
         except OSError as exc:  # permission denied and the like
             results[i] = f"cannot read ({exc.strerror or exc})"
+        except Exception as exc:  # noqa: BLE001 - one bad file never stops the scan
+            results[i] = f"cannot read ({type(exc).__name__}: {exc})"
 
     paths = list(enumerate(table["path"]))
     with ThreadPoolExecutor(workers) as pool:
@@ -278,7 +285,12 @@ def scan(table: pd.DataFrame, *, name: str = "collection", source: str = "",
 KINDS = ("demo", "csv", "gtzan", "folder")
 
 
-def _scan_key(table: pd.DataFrame, *, kind: str, spec: str, min_duration: float) -> str:
+#: Bumped when validation changes, so that cached scans made by older rules are redone.
+SCAN_VERSION = 2
+
+
+def _scan_key(table: pd.DataFrame, *, kind: str, spec: str, min_duration: float,
+              max_duration: float = DEFAULT_MAX_DURATION) -> str:
     """Changes when the table or any file's size or modification time changes."""
     stats = []
     for p in table["path"]:
@@ -287,13 +299,14 @@ def _scan_key(table: pd.DataFrame, *, kind: str, spec: str, min_duration: float)
             stats.append((st.st_size, st.st_mtime_ns))
         except OSError:
             stats.append(None)
-    payload = json.dumps([kind, spec, min_duration, table.to_json(), stats], default=str)
+    payload = json.dumps([SCAN_VERSION, kind, spec, min_duration, max_duration,
+                          table.to_json(), stats], default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
 def load_collection(spec: str | Path, *, kind: str = "auto", progress: bool = True,
-                    min_duration: float = 0.0, scan_cache: str | Path | None = None
-                    ) -> Collection:
+                    min_duration: float = 0.0, scan_cache: str | Path | None = None,
+                    max_duration: float = DEFAULT_MAX_DURATION) -> Collection:
     """Build and scan a collection from ``spec``.
 
     ``spec``: ``"demo"``, a CSV manifest, a GTZAN root or a folder of label folders; a
@@ -301,6 +314,7 @@ def load_collection(spec: str | Path, *, kind: str = "auto", progress: bool = Tr
     (``"auto"`` default, ``"demo"``, ``"csv"``, ``"gtzan"`` or ``"folder"``).
     ``scan_cache``: a folder where the scan result is kept and reused while no file changed
     size or modification time (saves decoding every file again in each notebook).
+    ``max_duration``: longest file accepted (s), checked on its header before decoding.
     """
     spec_str = str(spec)
     prefix, sep, rest = spec_str.partition(":")
@@ -328,11 +342,16 @@ def load_collection(spec: str | Path, *, kind: str = "auto", progress: bool = Tr
     source = f"{kind}:{spec_str}"
     cached = None
     if scan_cache is not None:
-        key = _scan_key(table, kind=kind, spec=spec_str, min_duration=min_duration)
+        key = _scan_key(table, kind=kind, spec=spec_str, min_duration=min_duration,
+                        max_duration=max_duration)
         cached = Path(scan_cache) / "scans" / f"{name}-{key}.json"
         if cached.is_file():
-            return Collection.from_json(cached.read_text(encoding="utf-8"))
-    coll = scan(table, name=name, source=source, progress=progress, min_duration=min_duration)
+            try:
+                return Collection.from_json(cached.read_text(encoding="utf-8"))
+            except (ValueError, KeyError, TypeError, OSError):
+                pass  # a damaged scan cache is redone
+    coll = scan(table, name=name, source=source, progress=progress, min_duration=min_duration,
+                max_duration=max_duration)
     if cached is not None:
         text = coll.to_json().encode()
         atomic_write(cached, lambda f: f.write(text))

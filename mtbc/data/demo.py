@@ -26,6 +26,7 @@ Licensing: see :data:`LICENSE_NOTE`. The corpus is rendered locally and never re
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.metadata
 import io
 import json
@@ -43,6 +44,7 @@ import numpy as np
 
 from mtbc import __version__
 from mtbc.config import demo_dir
+from mtbc.data.collection import CollectionError
 from mtbc.files import atomic_write, content_hash
 
 LICENSE_NOTE = (
@@ -383,17 +385,114 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
-def _write_wav(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
+def _wav_bytes(pcm: np.ndarray, sample_rate: int) -> bytes:
     import soundfile as sf
 
     buf = io.BytesIO()
     sf.write(buf, pcm, sample_rate, format="WAV", subtype="PCM_16")
-    _atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def _read_manifest(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+#: The record of every file a build wrote (relative path -> sha256), kept in the folder.
+OWNED_RECORD = ".mtbc-demo-owned.json"
+
+
+class DemoFolderError(CollectionError):
+    """The output folder holds files the demo build did not write; nothing was touched."""
+
+
+def _owned(out_dir: Path) -> dict[str, str]:
+    """Relative path -> sha256 of the files earlier builds wrote into ``out_dir``."""
+    record = out_dir / OWNED_RECORD
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            return data
+    except (OSError, ValueError):
+        pass
+    # a build made before the record existed: its build.json, manifest and listed clips
+    try:
+        json.loads((out_dir / "build.json").read_text(encoding="utf-8"))["params"]
+        rows = _read_manifest(out_dir / "manifest.csv")
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    names = ["build.json", "manifest.csv",
+             *(r["path"] for r in rows if _CLIP_PATH.match(r.get("path") or ""))]
+    return {n: content_hash(out_dir / n) for n in names if (out_dir / n).is_file()}
+
+
+def _is_ours(out_dir: Path, rel: str, owned: dict[str, str]) -> bool:
+    path = out_dir / rel
+    if rel not in owned or not path.is_file() or path.is_symlink():
+        return False
+    known = owned[rel] if isinstance(owned[rel], list) else [owned[rel]]
+    return content_hash(path) in known
+
+
+def _foreign(out_dir: Path, owned: dict[str, str]) -> list[str]:
+    """Files (relative paths) under ``out_dir`` that no build of ours wrote."""
+    out = []
+    for p in sorted(out_dir.rglob("*")):
+        rel = p.relative_to(out_dir).as_posix()
+        if p.is_dir() and not p.is_symlink():
+            continue
+        if rel == OWNED_RECORD or _OUR_TEMP.match(p.name) or _is_ours(out_dir, rel, owned):
+            continue
+        out.append(rel)
+    return out
+
+
+class _Owner:
+    """Writes files into the demo folder, refusing to replace any file it did not write,
+    and keeps the record of what it owns up to date."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        self.owned = _owned(out_dir) if out_dir.is_dir() else {}
+        if out_dir.exists() and not out_dir.is_dir():
+            raise DemoFolderError(f"{out_dir}: exists and is not a folder; choose another "
+                                  f"--out / demo.out_dir")
+        foreign = _foreign(out_dir, self.owned) if out_dir.is_dir() else []
+        if foreign and not self.owned:
+            raise DemoFolderError(
+                f"{out_dir}: the folder is not empty and was not made by `mtbc demo` (it "
+                f"holds {foreign[0]!r}{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}"
+                f"); nothing was changed; choose an empty or new folder for --out / "
+                f"demo.out_dir")
+        self.foreign = set(foreign)
+
+    def _save(self) -> None:
+        text = json.dumps(self.owned, indent=1, sort_keys=True).encode("utf-8")
+        atomic_write(self.out_dir / OWNED_RECORD, lambda f: f.write(text))
+
+    def check(self, rel: str) -> None:
+        path = self.out_dir / rel
+        if (path.exists() or path.is_symlink()) and not _is_ours(self.out_dir, rel, self.owned):
+            raise DemoFolderError(f"{path}: a file mtbc did not write is in the way; nothing "
+                                  f"of it was changed; move it or choose another --out")
+
+    def write(self, rel: str, data: bytes) -> None:
+        self.check(rel)
+        new = hashlib.sha256(data).hexdigest()
+        old = self.owned.get(rel)
+        # both contents are ours while the file is replaced: a build killed in between
+        # still owns whichever one is on disk
+        self.owned[rel] = [*(old if isinstance(old, list) else [old] if old else []), new]
+        self._save()
+        _atomic_write_bytes(self.out_dir / rel, data)
+        self.owned[rel] = new
+        self._save()
+
+    def remove(self, rel: str) -> None:
+        if _is_ours(self.out_dir, rel, self.owned):
+            (self.out_dir / rel).unlink()
+        self.owned.pop(rel, None)
+        self._save()
 
 
 def _is_built(out_dir: Path, params: dict) -> bool:
@@ -458,10 +557,13 @@ def build_demo(out_dir: str | Path | None = None, *, seed: int = 0, n_per_class:
 
     import pretty_midi
 
+    owner = _Owner(out_dir)  # refuses a foreign folder before anything is written
+    for rel in ("build.json", "manifest.csv"):
+        owner.check(rel)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Invalidate first: a build killed from here on leaves no build.json, so it is redone.
-    (out_dir / "build.json").unlink(missing_ok=True)
-    manifest_path.unlink(missing_ok=True)
+    owner.remove("build.json")
+    owner.remove("manifest.csv")
     soundfont = sf2_path.read_bytes()
     width = max(2, len(str(n_per_class)))
     rows: list[dict] = []
@@ -492,7 +594,7 @@ def build_demo(out_dir: str | Path | None = None, *, seed: int = 0, n_per_class:
                                        f"usable among {len(pool)} candidates; lower n_per_class")
                 track_id = f"{label}_{i + 1:0{width}d}"
                 rel = f"{label}/{track_id}.wav"
-                _write_wav(out_dir / rel, pcm, int(sample_rate))
+                owner.write(rel, _wav_bytes(pcm, int(sample_rate)))
                 rows.append({"path": rel, "label": label, "track_id": track_id, **info,
                              "program": choice.program,
                              "instrument": pretty_midi.program_to_instrument_name(choice.program),
@@ -506,29 +608,28 @@ def build_demo(out_dir: str | Path | None = None, *, seed: int = 0, n_per_class:
     writer = csv.DictWriter(buf, fieldnames=list(MANIFEST_COLUMNS), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write_bytes(manifest_path, buf.getvalue().encode("utf-8"))
+    owner.write("manifest.csv", buf.getvalue().encode("utf-8"))
     record = {"params": params, "n_clips": len(rows),
               "counts": {lb: sum(r["label"] == lb for r in rows) for lb in labels},
               "refused": refused, "license": LICENSE_NOTE}
-    _atomic_write_bytes(out_dir / "build.json",
-                        (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-    _prune(out_dir, {r["path"] for r in rows})
+    owner.write("build.json",
+                (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    _prune(out_dir, {r["path"] for r in rows}, owner)
     return manifest_path
 
 
-_CLIP_NAME = re.compile(r"^(?P<label>[a-z]+)_\d+\.wav$")
+_CLIP_PATH = re.compile(r"^(?P<label>[a-z]+)/(?P=label)_\d+\.wav$")
+#: Temp files of our own atomic writes (``.<name>.<random>.tmp``).
+_OUR_TEMP = re.compile(r"^\.(?:[a-z]+_\d+\.wav|manifest\.csv|build\.json|"
+                       + re.escape(OWNED_RECORD) + r")\.[^/]+\.tmp$")
 
 
-def _prune(out_dir: Path, keep: set[str]) -> None:
-    """Remove clips of earlier builds (our naming only) and temp files left by killed builds."""
-    for label in CLASSES:
-        folder = out_dir / label
-        if not folder.is_dir():
-            continue
-        for f in folder.iterdir():
-            m = _CLIP_NAME.match(f.name)
-            stale = m is not None and m["label"] == label and f"{label}/{f.name}" not in keep
-            if stale or (f.name.startswith(".") and f.name.endswith(".tmp")):
-                f.unlink(missing_ok=True)
-    for f in out_dir.glob(".*.tmp"):
-        f.unlink(missing_ok=True)
+def _prune(out_dir: Path, keep: set[str], owner: _Owner) -> None:
+    """Remove clips of earlier builds that this folder's record says we wrote (unchanged
+    since), and temp files of our own killed writes; never any other file."""
+    for rel in sorted(owner.owned):
+        if _CLIP_PATH.match(rel) and rel not in keep:
+            owner.remove(rel)
+    for f in [*out_dir.glob(".*.tmp"), *out_dir.glob("*/.*.tmp")]:
+        if _OUR_TEMP.match(f.name) and f.is_file() and not f.is_symlink():
+            f.unlink(missing_ok=True)

@@ -171,10 +171,28 @@ def outer_folds(tracks: pd.DataFrame, *, n_splits: int = 5, seed: int = 0
 
 def inner_splits(tracks: pd.DataFrame, rows: np.ndarray, *, n_splits: int = 3, seed: int = 0
                  ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Grouped, stratified inner CV over ``rows`` (positions into ``tracks``), checked disjoint."""
+    """Grouped, stratified inner CV over ``rows`` (positions into ``tracks``), checked disjoint.
+
+    Small collections: when the smallest label (or the number of groups) among ``rows`` is
+    below ``n_splits``, fewer folds are used (at least 2) with a :class:`UserWarning` saying
+    so; with fewer than 2 tracks in every label a ``ValueError`` says what to add.
+    """
     rows = np.asarray(rows)
     groups = track_groups(tracks)[rows]
     y = tracks["label"].to_numpy()[rows].astype(str)
+    _, counts = np.unique(y, return_counts=True)
+    usable = min(n_splits, int(counts.max()) if len(counts) else 0, len(np.unique(groups)))
+    if usable < 2:
+        raise ValueError(f"inner cross-validation needs at least 2 tracks (from 2 groups) in "
+                         f"some label of the training part, found {counts.tolist()} per label; "
+                         f"add tracks or lower n_splits")
+    if usable < n_splits or counts.min() < n_splits:
+        usable = max(2, min(usable, int(counts.min())))
+        if usable < n_splits:
+            warnings.warn(f"inner cross-validation: {usable} folds instead of {n_splits} "
+                          f"(the smallest label has {int(counts.min())} tracks in this "
+                          f"training part)", UserWarning, stacklevel=2)
+        n_splits = usable
     out = []
     for tr, va in _stratified_group_folds(y, groups, n_splits, seed, "inner cross-validation"):
         check_disjoint(tracks, rows[tr], rows[va], names=("inner train", "inner validation"))

@@ -13,13 +13,16 @@ from typing import Any
 from mtbc.extractors.base import (
     FIXTURE_MARKER,
     Extractor,
+    ExtractorConfigError,
+    ModelLoadError,
     WeightsUnavailableError,
     make_fingerprint,
     weights_kind,
 )
 
-__all__ = ["FIXTURE_MARKER", "Extractor", "WeightsUnavailableError", "available_extractors",
-           "build_extractors", "get_extractor", "make_fingerprint", "weights_kind"]
+__all__ = ["FIXTURE_MARKER", "Extractor", "ExtractorConfigError", "ModelLoadError",
+           "WeightsUnavailableError", "available_extractors", "build_extractors",
+           "get_extractor", "make_fingerprint", "weights_kind"]
 
 #: name -> "module:Class", imported lazily so that importing mtbc stays cheap.
 _REGISTRY: dict[str, str] = {
@@ -36,16 +39,37 @@ def available_extractors() -> list[str]:
 
 
 def get_extractor(name: str, **options: Any) -> Extractor:
-    """Build the extractor called ``name`` with its keyword ``options``."""
+    """Build the extractor called ``name`` with its keyword ``options``.
+
+    Raises
+    ------
+    ExtractorConfigError
+        Unknown extractor, unknown option or a bad option value (one line naming it).
+    WeightsUnavailableError
+        Model files missing (the message says how to get them).
+    """
+    import inspect
+
     try:
         target = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
+    except (KeyError, TypeError):
+        raise ExtractorConfigError(
             f"unknown extractor {name!r}; choose one of {', '.join(available_extractors())}"
         ) from None
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(**options)
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ExtractorConfigError(f"extractor {name}: unknown option(s) {', '.join(unknown)}; "
+                                   f"its options are {', '.join(accepted)}")
+    try:
+        return cls(**options)
+    except (WeightsUnavailableError, ModelLoadError):
+        raise
+    except (ValueError, TypeError, RuntimeError) as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise ExtractorConfigError(f"extractor {name}: {text}") from exc
 
 
 def build_extractors(extractors: Mapping[str, Mapping[str, Any]]) -> dict[str, Extractor]:

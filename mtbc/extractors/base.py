@@ -39,10 +39,13 @@ def resolve_device(device: Any = "auto"):
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"device {device!r} is not a torch device; use 'auto', 'cpu', "
                          f"'cuda', 'cuda:N' or 'mps'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available here; use device=cpu or auto")
+    return dev
 
 
 def resolve_dtype(dtype: str, device) -> str:
@@ -76,6 +79,14 @@ class WeightsUnavailableError(RuntimeError):
         self.fix = fix
 
 
+class ExtractorConfigError(ValueError):
+    """An unknown extractor or a bad option value; the message says which and how to fix it."""
+
+
+class ModelLoadError(RuntimeError):
+    """Model files exist but cannot be loaded; the message names the file and the fix."""
+
+
 def make_fingerprint(name: str, **fields: Any) -> str:
     """Stable 16-hex-digit hash of an extractor name and the fields that change its output."""
     payload = json.dumps({"extractor": name, **fields}, sort_keys=True, default=str)
@@ -91,6 +102,12 @@ class Extractor(abc.ABC):
     min_samples: int = 1
     #: Resampler ``mtbc.data.audio.load_audio`` uses to bring a file to ``sample_rate``.
     res_type: str = DEFAULT_RES_TYPE
+    #: Long files are embedded block by block when set: a wave may be cut at any multiple of
+    #: ``stream_unit`` samples and the parts' outputs concatenated give the whole wave's
+    #: (``None``: always embed the whole wave).
+    stream_unit: int | None = None
+    #: Samples past a cut that the segments before it still read (e.g. an STFT window).
+    stream_overlap: int = 0
 
     @property
     @abc.abstractmethod

@@ -281,14 +281,19 @@ def load_state_dict(paths: Sequence[Path]) -> dict[str, Any]:
 
     state: dict[str, Any] = {}
     for path in paths:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            part = load_file(str(path))
-        else:
-            try:
-                part = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError:  # legacy (non-zip) checkpoints cannot be memory-mapped
-                part = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+                part = load_file(str(path))
+            else:
+                try:
+                    part = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                except RuntimeError:  # legacy (non-zip) checkpoints cannot be memory-mapped
+                    part = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - garbage files raise anything
+            raise ValueError(f"{path}: not a loadable MERT checkpoint ({type(exc).__name__}: "
+                             f"{exc}); re-download the model or point model= at a good "
+                             f"snapshot") from exc
         if not isinstance(part, dict) or not all(torch.is_tensor(v) for v in part.values()):
             raise ValueError(f"{path}: not a flat mapping of names to tensors")
         state.update(part)
@@ -372,6 +377,10 @@ def zero_mean_unit_var(x):
 
 
 def _check_options(chunk_seconds: float, batch_size: int | None) -> None:
+    if isinstance(chunk_seconds, bool) or not isinstance(chunk_seconds, int | float):
+        raise ValueError(f"chunk_seconds must be a number of seconds, not {chunk_seconds!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)):
+        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
     if not chunk_seconds > 0:
         raise ValueError(f"chunk_seconds must be positive, not {chunk_seconds}")
     if batch_size is not None and batch_size < 1:
@@ -405,6 +414,7 @@ class MertExtractor(Extractor):
                  device: str = "auto", dtype: str = "auto", chunk_seconds: float = 30.0,
                  batch_size: int | None = None):
         _check_options(chunk_seconds, batch_size)  # before any download
+        resolve_dtype(dtype, resolve_device(device))
         self._configure(resolve_snapshot(model, revision=revision), device=device, dtype=dtype,
                         chunk_seconds=chunk_seconds, batch_size=batch_size)
 
@@ -505,6 +515,11 @@ class MertExtractor(Extractor):
         return torch.stack(means, dim=1).cpu().numpy().astype(np.float32, copy=False)
 
     # --------------------------------------------------------------------------- interface
+
+    @property
+    def stream_unit(self) -> int:
+        """Chunks are embedded (and normalised) independently: cut at chunk boundaries."""
+        return self.chunk_samples
 
     def chunks(self, wave: np.ndarray) -> list[np.ndarray]:
         """The chunks ``embed`` runs, in order (views of ``wave``; policy in the module doc)."""

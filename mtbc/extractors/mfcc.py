@@ -100,6 +100,11 @@ class MfccExtractor(Extractor):
         return max(1, round(self.segment_seconds * self.sample_rate))
 
     @property
+    def stream_unit(self) -> int:
+        """Segments are independent: a wave may be cut at any segment boundary."""
+        return self.segment_samples
+
+    @property
     def dim(self) -> int:
         return 2 * (3 * self.n_mfcc + _N_CHROMA + self.n_bands + 1)
 

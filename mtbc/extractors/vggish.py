@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import sys
 import urllib.parse
 import warnings
@@ -55,6 +54,7 @@ from torchvggish.torchvggish import VGG, make_layers
 from mtbc.data.audio import AudioWarning
 from mtbc.extractors.base import (
     Extractor,
+    ModelLoadError,
     WeightsUnavailableError,
     make_fingerprint,
     resolve_device,
@@ -94,7 +94,7 @@ STATE_DICT_SHAPES: dict[str, tuple[int, ...]] = {
 FINAL_RELU_INDEX = 5
 
 
-class WeightsFormatError(ValueError):
+class WeightsFormatError(ModelLoadError, ValueError):
     """A weights or PCA file exists but does not hold what VGGish needs."""
 
 
@@ -161,9 +161,11 @@ def load_vggish_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - garbage files raise anything (IndexError, ...)
         raise WeightsFormatError(f"{path}: not a loadable torch state dict "
-                                 f"(read with weights_only=True): {exc}") from exc
+                                 f"(read with weights_only=True: {type(exc).__name__}: "
+                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                                 f"pass the torchvggish weights file as weights=") from exc
     if not isinstance(state, dict):
         raise WeightsFormatError(f"{path}: expected a state dict, found {type(state).__name__}")
     missing = sorted(set(STATE_DICT_SHAPES) - set(state))
@@ -206,9 +208,11 @@ def load_pca_params(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         else:
             with torch.serialization.safe_globals(_numpy_safe_globals()):
                 params = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - garbage files raise anything
         raise WeightsFormatError(f"{path}: not a loadable VGGish PCA file (only numpy arrays "
-                                 f"and tensors are accepted): {exc}") from exc
+                                 f"and tensors are accepted: {type(exc).__name__}: "
+                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                                 f"pass the torchvggish PCA file as pca_params=") from exc
     if not isinstance(params, dict) or any(k not in params for k in names):
         found = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise WeightsFormatError(f"{path}: expected a dict with keys {list(names)}, "
@@ -302,6 +306,9 @@ class VGGishExtractor(Extractor):
     res_type = "kaiser_best"
     #: Anything non-empty is accepted; shorter than one example is zero-padded (see module doc).
     min_samples = 1
+    #: Examples are independent; one starts every 15,360 samples and reads 15,600.
+    stream_unit = EXAMPLE_HOP_SAMPLES
+    stream_overlap = EXAMPLE_SAMPLES - EXAMPLE_HOP_SAMPLES
 
     def __init__(self, *, weights: str | os.PathLike = WEIGHTS_URL,
                  pca_params: str | os.PathLike = PCA_PARAMS_URL, postprocess: str = "none",
@@ -350,7 +357,8 @@ class VGGishExtractor(Extractor):
             postprocess=self.postprocess, final_relu=self.final_relu, res_type=self.res_type,
             example_seconds=vggish_params.EXAMPLE_WINDOW_SECONDS,
             hop_seconds=vggish_params.EXAMPLE_HOP_SECONDS, short_clip_policy=SHORT_CLIP_POLICY,
-            output_version=OUTPUT_VERSION, device=str(self.device))
+            output_version=OUTPUT_VERSION, device=str(self.device), n_layers=1,
+            dim=EMBEDDING_SIZE)
         return meta
 
     def layer_names(self, n_layers: int) -> list[str]:

@@ -14,6 +14,7 @@ import dataclasses
 import html
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,16 @@ WEIGHTS_KINDS = ("pretrained", "fixture", "random", "none")  # "none": no weight
 #: Shown whenever fixture or random weights produced the numbers on a page.
 FIXTURE_TEXT = ("These numbers come from test-fixture/random weights: "
                 "they are not model results.")
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]()#|!~{}])")
+
+
+def md_text(value: Any) -> str:
+    """``value`` as literal text inside Markdown: HTML-escaped (so ``<img onerror=...>`` in a
+    label or file name shows as text and never becomes an element) and with Markdown's
+    special characters backslash-escaped. Use for every user string put into ``Markdown``."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(str(value), quote=False)).replace("\n", " ")
 
 
 def record_summary(text: str) -> None:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mtbc import __version__, config
+from mtbc.files import current_umask
 from mtbc.reports.audit import PREDICTIONS, RESULTS
 from mtbc.reports.display import read_back
 from mtbc.reports.html import IndexPage, ReportInfo, notebook_to_html, write_index
@@ -238,21 +241,71 @@ def run_reports(params: str | os.PathLike | Mapping[str, Any], *,
     ``<run>/params.yaml`` (the validated parameters). On a failing notebook the index is
     still written (marking the failure) before :class:`NotebookFailed` propagates.
 
+    Everything is written into a fresh hidden folder beside ``<run>/`` and swapped in when
+    the run ends: after a failing notebook the folder holds this run's pages only, the
+    failure marked on the index; after any other error (or a kill) the previous run's
+    folder is left untouched and the partial one removed (at the latest by the next run).
+
     Returns the path of ``index.html``.
     """
-    import yaml
-
     start = time.perf_counter() if started is None else started
     if isinstance(params, Mapping):
         p, params_file = validate_params(params, source="<params dict>"), "(given as a dict)"
     else:
         p, params_file = load_params(params), str(params)
-    out_dir = Path(reports_root if reports_root is not None else config.reports_dir()) / p["run"]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    final_dir = Path(reports_root if reports_root is not None else config.reports_dir()) / p["run"]
+    notebooks = find_notebooks(notebooks_dir, p["notebooks"])
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(final_dir)
+    # Everything is written into a fresh folder, swapped in when the run ends: a failed or
+    # killed run never leaves old pages beside new ones.
+    out_dir = Path(tempfile.mkdtemp(prefix=f".{p['run']}.new-", dir=final_dir.parent))
+    os.chmod(out_dir, 0o777 & ~current_umask())
+    try:
+        return _run_into(p, params_file, notebooks, notebooks_dir, out_dir, final_dir,
+                         kernel_name=kernel_name, include_input=include_input, cwd=cwd,
+                         timeout=timeout, run_info=run_info, progress=progress,
+                         record=record if record is not None else RunRecord(), start=start)
+    finally:
+        if out_dir.exists():
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _remove_stale(final_dir: Path) -> None:
+    """Folders left by killed runs (``.<run>.new-*``, ``.<run>.old-*``)."""
+    for pattern in (f".{final_dir.name}.new-*", f".{final_dir.name}.old-*"):
+        for stale in final_dir.parent.glob(pattern):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _swap_in(out_dir: Path, final_dir: Path) -> None:
+    """Replace ``final_dir`` by ``out_dir`` (two renames; the old folder is then deleted)."""
+    old = None
+    if final_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.old-", dir=final_dir.parent))
+        os.rmdir(old)
+        os.replace(final_dir, old)
+    os.replace(out_dir, final_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _moved(path: Path | None, out_dir: Path, final_dir: Path) -> Path | None:
+    if path is None:
+        return None
+    try:
+        return final_dir / Path(path).relative_to(out_dir)
+    except ValueError:
+        return path
+
+
+def _run_into(p, params_file, notebooks, notebooks_dir, out_dir: Path, final_dir: Path, *,
+              kernel_name, include_input, cwd, timeout, run_info, progress,
+              record: RunRecord, start: float) -> Path:
+    import yaml
+
     (out_dir / "params.yaml").write_text(
         yaml.safe_dump(p, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    notebooks = find_notebooks(notebooks_dir, p["notebooks"])
-    record = record if record is not None else RunRecord()
     if record.params_file:
         params_file = record.params_file
     p_run = {**p, "run_record": str(write_record(record, out_dir).resolve())}
@@ -281,12 +334,23 @@ def run_reports(params: str | os.PathLike | Mapping[str, Any], *,
                                     cwd=cwd, timeout=timeout, progress=progress)
     except NotebookFailed as exc:
         info["seconds"] = f"{time.perf_counter() - start:.1f}"
+        info["status"] = f"FAILED: {exc.notebook.stem} ({exc.where()})"
         page.links = audit_links(out_dir)
         write_index(out_dir, [*exc.completed, exc.report], page=page)
+        _swap_in(out_dir, final_dir)  # this run's pages only, the failure marked
+        exc.executed = _moved(exc.executed, out_dir, final_dir)
+        exc.html = _moved(exc.html, out_dir, final_dir)
+        for r in [*exc.completed, exc.report]:
+            if r is not None:
+                r.executed = _moved(r.executed, out_dir, final_dir)
+                r.html = _moved(r.html, out_dir, final_dir)
         raise
     info["seconds"] = f"{time.perf_counter() - start:.1f}"
+    info["status"] = "all notebooks ran"
     page.links = audit_links(out_dir)
-    return write_index(out_dir, reports, page=page)
+    write_index(out_dir, reports, page=page)
+    _swap_in(out_dir, final_dir)
+    return final_dir / "index.html"
 
 
 def audit_links(out_dir: Path) -> dict[str, str]:

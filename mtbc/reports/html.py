@@ -81,6 +81,18 @@ _REPORT_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 """
 
 
+def _inert_markdown_outputs(nb) -> None:
+    """Make raw HTML in Markdown *outputs* inert: Markdown passes HTML through, and outputs
+    carry user strings (labels, file names). ``<`` and ``>`` become entities (shown as is)."""
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "text/markdown" in data:
+                text = data["text/markdown"]
+                text = "".join(text) if isinstance(text, list) else str(text)
+                data["text/markdown"] = text.replace("<", "&lt;").replace(">", "&gt;")
+
+
 def notebook_to_html(notebook: str | os.PathLike, html_path: str | os.PathLike, *,
                      include_input: bool = False, title: str | None = None,
                      nav: str | None = None) -> Path:
@@ -95,6 +107,7 @@ def notebook_to_html(notebook: str | os.PathLike, html_path: str | os.PathLike, 
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(notebook, as_version=4)
+    _inert_markdown_outputs(nb)
     exporter = HTMLExporter(
         template_name="lab", template_file="mtbc_report.html.j2",
         extra_loaders=[jinja2.DictLoader({"mtbc_report.html.j2": _REPORT_TEMPLATE})],

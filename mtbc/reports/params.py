@@ -23,6 +23,14 @@ _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 PARAMETERS_TAG = "parameters"
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v
+
+
 class ParamsError(ValueError):
     """A parameter file (or dict) that does not follow the schema in this module's docstring."""
 
@@ -38,9 +46,20 @@ def load_params(path: str | os.PathLike) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ParamsError(f"{path}: parameter file not found") from None
+        raise ParamsError(f"{path}: parameter file not found; give an existing YAML file "
+                          f"(e.g. params/demo.yaml)") from None
+    except IsADirectoryError:
+        raise ParamsError(f"{path}: is a folder; give a YAML parameter file") from None
+    except UnicodeDecodeError:
+        raise ParamsError(f"{path}: not a text file (not UTF-8); give a YAML parameter "
+                          f"file") from None
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParamsError(f"{path}: not valid YAML{at}: {problem}; fix the syntax") from None
     return validate_params(raw, source=str(path))
 
 
@@ -79,6 +98,13 @@ def validate_params(raw: Any, *, source: str = "<params>") -> dict[str, Any]:
     if not isinstance(demo, Mapping) or any(k not in demo_keys for k in demo):
         raise fail(f"'demo' must be a mapping with keys among {', '.join(demo_keys)} "
                    f"(the size of the rendered demo corpus), got {demo!r}")
+    for key, ok, what in (
+            ("seed", lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+            ("n_per_class", lambda v: _is_int(v) and v >= 1, "a positive integer"),
+            ("clip_seconds", lambda v: _is_number(v) and v > 0, "a positive number of seconds"),
+            ("out_dir", lambda v: isinstance(v, str) and v, "a folder path")):
+        if key in demo and not ok(demo[key]):
+            raise fail(f"demo.{key} must be {what}, got {demo[key]!r}")
     out["demo"] = dict(demo)
 
     extractors = raw.get("extractors", {})
@@ -88,6 +114,9 @@ def validate_params(raw: Any, *, source: str = "<params>") -> dict[str, Any]:
         raise fail("'extractors' must map a label to options, e.g. {mert: {model: ...}}")
     out["extractors"] = {}
     for label, options in extractors.items():
+        if not isinstance(label, str) or not _RUN_NAME.match(label):
+            raise fail(f"extractor label {label!r} must be a name of letters, digits, '.', '_' "
+                       f"or '-' (it names files such as data/models/<run>/<label>.npz)")
         options = {} if options is None else options
         if not isinstance(options, Mapping):
             raise fail(f"extractors.{label} must be a mapping of options, got {options!r}")
@@ -109,7 +138,7 @@ def validate_params(raw: Any, *, source: str = "<params>") -> dict[str, Any]:
         raise fail(f"'seed' must be an integer, got {seed!r}")
     out["seed"] = seed
     cache_dir = raw.get("cache_dir")
-    if cache_dir is not None and not isinstance(cache_dir, str):
+    if cache_dir is not None and (not isinstance(cache_dir, str) or not cache_dir):
         raise fail(f"'cache_dir' must be a path string or null, got {cache_dir!r}")
     out["cache_dir"] = cache_dir
 
@@ -117,6 +146,10 @@ def validate_params(raw: Any, *, source: str = "<params>") -> dict[str, Any]:
     if notebooks is not None:
         if not (isinstance(notebooks, list) and all(isinstance(n, str) for n in notebooks)):
             raise fail(f"'notebooks' must be a list of notebook names, got {notebooks!r}")
+        bad = [n for n in notebooks if not _RUN_NAME.match(n.removesuffix(".ipynb"))]
+        if bad:
+            raise fail(f"notebook name {bad[0]!r} must be a file name in the notebooks folder "
+                       f"(like 01_load_data), not a path")
         notebooks = [n.removesuffix(".ipynb") for n in notebooks]
     out["notebooks"] = notebooks
 
