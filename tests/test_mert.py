@@ -12,19 +12,12 @@ import pytest
 import torch
 from huggingface_hub.errors import LocalEntryNotFoundError
 
-import mtbc.extractors.mert as mert_module
+import mtbc.extractors.mert_hub as mert_module
 from mtbc.extractors import get_extractor
+from mtbc.extractors.base import WeightsUnavailableError
 from mtbc.extractors.fixtures import DECOY_MARKER, make_mert_model, make_mert_snapshot, mert_config
-from mtbc.extractors.mert import (
-    ALLOW_PATTERNS,
-    DEFAULT_REVISIONS,
-    DOWNLOAD_STEPS,
-    MODEL_95M,
-    MertExtractor,
-    WeightsUnavailableError,
-    build_model,
-    hubert_config,
-)
+from mtbc.extractors.mert import MertExtractor, build_model, hubert_config
+from mtbc.extractors.mert_hub import ALLOW_PATTERNS, DEFAULT_REVISIONS, DOWNLOAD_STEPS, MODEL_95M
 
 SR = 24000
 

@@ -231,14 +231,15 @@ def test_vggish_stream_units_cut_between_examples(tmp_path, fixture_models, monk
 def test_small_collections_use_fewer_inner_folds_not_a_crash():
     import warnings
 
-    from mtbc.analysis.probes import evaluate_probe
-    from mtbc.reports.tables import classification_plan
+    from mtbc.analysis.protocol import evaluate_probe
+    from mtbc.analysis.study import plan_classification
 
     tracks = pd.DataFrame({"track_id": [f"t{i}" for i in range(9)],
                            "label": [["x", "y", "z"][i % 3] for i in range(9)],
                            "group": [f"g{i}" for i in range(9)], "split": None})
-    _, folds, why = classification_plan(tracks, n_splits=5)
-    assert folds == 3 and why is None
+    plan = plan_classification(tracks, n_splits=5)
+    folds = plan.n_folds
+    assert folds == 3 and plan.why_not is None
     X = np.random.default_rng(0).standard_normal((18, 2, 4)).astype(np.float32)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -1,0 +1,205 @@
+"""Finding MERT-v1 weights: the Hugging Face hub at a pinned revision, its local cache, or a
+local folder laid out like a hub snapshot (``docs/models/mert.md``).
+
+Only ``config.json``, ``preprocessor_config.json`` and the weights are ever fetched, never
+``*.py`` (the remote code is never run). The cache is read first with no network; when the
+files are not cached and the hub cannot be reached, :class:`WeightsUnavailableError` says so
+at once (with a one-line ``fix``) instead of waiting for the client's retries.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtbc.extractors.base import WeightsUnavailableError
+
+MODEL_95M = "m-a-p/MERT-v1-95M"
+MODEL_330M = "m-a-p/MERT-v1-330M"
+
+#: Pinned default revision per official repository: the commits that independent public
+#: projects pin and cache for these repositories (95M: seen as a hub-cache snapshot folder
+#: name; 330M: pinned, with a hash of the weights it served, by several projects). We could
+#: not reach huggingface.co from here to confirm them ourselves; pass ``revision="main"`` (or
+#: another commit) to override. The resolved commit is part of the fingerprint and metadata.
+DEFAULT_REVISIONS: dict[str, str] = {
+    MODEL_95M: "12af15fef9d0ac838c3f475bfbbf26d2060dd4f5",
+    MODEL_330M: "5240c2708a5acaee1007f43fb9735c7dcd0b78c9",
+}
+
+#: Files fetched from the hub: never ``*.py`` (the remote code is never run).
+ALLOW_PATTERNS = ["config.json", "preprocessor_config.json", "*.safetensors", "pytorch_model.bin"]
+#: Downloaded in this order: safetensors first; the .bin only when a revision has no safetensors,
+#: so a repository holding both formats is not fetched twice (1.3 GB each for 330M).
+DOWNLOAD_STEPS = (["config.json", "preprocessor_config.json", "*.safetensors"],
+                  ["config.json", "preprocessor_config.json", "pytorch_model.bin"])
+
+#: Version of mtbc's output convention (time-mean per chunk, layer 0 and last as documented).
+
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass
+class MertSnapshot:
+    """A resolved model folder: where it is, what it is, and the files we read from it."""
+
+    folder: Path
+    model_id: str
+    revision: str | None
+    commit: str
+    config: dict[str, Any]
+    preprocessor: dict[str, Any]
+    weights: list[Path] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- resolving files
+
+def _weight_files(folder: Path) -> list[Path]:
+    safetensors = sorted(folder.glob("*.safetensors"))
+    if safetensors:
+        return safetensors
+    if (folder / "pytorch_model.bin").is_file():
+        return [folder / "pytorch_model.bin"]
+    return []
+
+
+def _missing_files(folder: Path) -> list[str]:
+    missing = [n for n in ("config.json", "preprocessor_config.json") if not (folder / n).is_file()]
+    if not _weight_files(folder):
+        missing.append("model.safetensors or pytorch_model.bin")
+    return missing
+
+
+def _fix_hint(model: str) -> str:
+    return (
+        "Fix it in one of two ways: (1) connect to the internet once so that the files download "
+        "into the Hugging Face cache (or set HF_HOME / HF_HUB_CACHE to a cache that already "
+        f"holds {model}), or (2) pass model=<folder> pointing at a local folder that holds "
+        "config.json, preprocessor_config.json and model.safetensors or pytorch_model.bin."
+    )
+
+
+def _one_line_fix(model_id: str) -> str:
+    return (f"connect to the internet once (mtbc downloads {model_id} into the Hugging Face "
+            f"cache), or set `model:` to a local folder laid out like a hub snapshot")
+
+
+@functools.cache
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint accepts a TCP connection (asked once per process).
+
+    Without it the hub client retries for about 25 s before it gives up; this answers in
+    milliseconds on an offline machine, so the offline path never waits.
+    """
+    import socket
+    import urllib.parse
+
+    import huggingface_hub
+
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        return False
+    url = urllib.parse.urlparse(huggingface_hub.constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _download(model_id: str, revision: str) -> Path:
+    """The snapshot folder of ``model_id`` at ``revision``: from the cache when it holds the
+    files (no network at all), else downloaded (only ``DOWNLOAD_STEPS`` patterns)."""
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    def fetch(local_only: bool) -> Path:
+        for patterns in DOWNLOAD_STEPS:
+            folder = Path(huggingface_hub.snapshot_download(
+                model_id, revision=revision, allow_patterns=list(patterns),
+                local_files_only=local_only))
+            if _weight_files(folder):
+                break
+        return folder
+
+    try:
+        folder = fetch(local_only=True)
+        if not _missing_files(folder):
+            return folder
+    except errors.LocalEntryNotFoundError:
+        pass
+    unavailable = WeightsUnavailableError(
+        f"MERT weights for {model_id!r} (revision {revision!r}) are not in the Hugging Face "
+        f"cache ({huggingface_hub.constants.HF_HUB_CACHE}) and the hub cannot be reached "
+        f"(offline). {_fix_hint(model_id)}", fix=_one_line_fix(model_id))
+    if not hub_reachable():
+        raise unavailable
+    try:
+        return fetch(local_only=False)
+    except errors.LocalEntryNotFoundError as exc:
+        raise unavailable from exc
+    except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as exc:
+        raise WeightsUnavailableError(
+            f"{model_id!r} at revision {revision!r} was not found on the Hugging Face Hub "
+            f"({exc.__class__.__name__}); use {MODEL_95M!r} or {MODEL_330M!r}, or a local folder.",
+            fix=f"set `model:` to {MODEL_95M!r}, {MODEL_330M!r} or a local folder"
+        ) from exc
+
+
+def _local_commit(folder: Path, weights: Sequence[Path]) -> str:
+    """Commit of a local folder: the snapshot's name if it is a hub snapshot, else a content hash."""
+    if folder.parent.name == "snapshots" and _COMMIT_RE.match(folder.name):
+        return folder.name
+    digest = hashlib.sha256()
+    for path in [folder / "config.json", folder / "preprocessor_config.json", *weights]:
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return "sha256-" + digest.hexdigest()[:40]
+
+
+def _local_model_id(folder: Path) -> str:
+    """``owner/name`` for a folder inside a hub cache (``models--owner--name/snapshots/<sha>``)."""
+    repo = folder.parent.parent.name if folder.parent.name == "snapshots" else ""
+    if repo.startswith("models--"):
+        return repo.removeprefix("models--").replace("--", "/")
+    return f"local:{folder}"
+
+
+def resolve_snapshot(model: str | Path, *, revision: str | None = None) -> MertSnapshot:
+    """Find (downloading if needed, never ``*.py``) and read a MERT model folder.
+
+    ``model`` is a hub id (``m-a-p/MERT-v1-95M``, ``m-a-p/MERT-v1-330M``) or a local folder laid
+    out like a hub snapshot; an existing folder wins over a hub id of the same spelling.
+    Raises :class:`WeightsUnavailableError` when files are missing and cannot be fetched.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        folder, model_id, revision = path.resolve(), None, None
+    elif isinstance(model, Path) or str(model).startswith((".", "/", "~")) or str(model).count("/") != 1:
+        raise WeightsUnavailableError(
+            f"model={str(model)!r} is neither an existing folder nor a hub id like {MODEL_95M!r}. "
+            f"{_fix_hint(str(model))}")
+    else:
+        model_id = str(model)
+        revision = revision or DEFAULT_REVISIONS.get(model_id, "main")
+        folder = _download(model_id, revision)
+    missing = _missing_files(folder)
+    if missing:
+        where = f"{model_id!r} (revision {revision!r}) in {folder}" if model_id else str(folder)
+        raise WeightsUnavailableError(
+            f"MERT files missing for {where}: {', '.join(missing)}. {_fix_hint(model_id or str(folder))}")
+    weights = _weight_files(folder)
+    if model_id is None:
+        model_id, commit = _local_model_id(folder), _local_commit(folder, weights)
+    else:
+        commit = folder.name if _COMMIT_RE.match(folder.name) else _local_commit(folder, weights)
+    config = json.loads((folder / "config.json").read_text())
+    preprocessor = json.loads((folder / "preprocessor_config.json").read_text())
+    return MertSnapshot(folder=folder, model_id=model_id, revision=revision, commit=commit,
+                        config=config, preprocessor=preprocessor, weights=weights)
