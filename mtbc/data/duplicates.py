@@ -428,3 +428,28 @@ def confound_warnings(tracks: pd.DataFrame) -> list[str]:
                      f"manifest a 'group' column holding it.")
         out.append(text)
     return out
+
+
+def duplicate_groups(coll: Collection) -> pd.DataFrame:
+    """One row per linked set of duplicates: its first track (the one kept), the kinds of
+    link (exact, near), the number of tracks, every member, and the labels they carried."""
+    d = coll.duplicates
+    if d.empty:
+        return pd.DataFrame(columns=["first", "kinds", "tracks", "members", "labels"])
+    ids = list(dict.fromkeys(list(coll.tracks["track_id"]) + list(d["duplicate_of"])
+                             + list(d["track_id"])))
+    root = _components(ids, list(zip(d["track_id"], d["duplicate_of"], strict=True)))
+    label = dict(zip(coll.skipped["track_id"], coll.skipped["label"], strict=True))
+    label.update(zip(coll.tracks["track_id"], coll.tracks["label"], strict=True))
+    for c in coll.conflicts.itertuples(index=False):   # labels dropped for training
+        label[c.track_id], label[c.other_track_id] = c.label, c.other_label
+    rows = []
+    for first, members in pd.Series(root).groupby(pd.Series(root)).groups.items():
+        if len(members) < 2:
+            continue
+        kinds = d.loc[d["duplicate_of"].map(root) == first, "kind"]
+        rows.append({"first": first, "kinds": ", ".join(sorted(set(kinds))),
+                     "tracks": len(members), "members": ", ".join(members),
+                     "labels": ", ".join(sorted({str(label.get(m)) for m in members
+                                                 if pd.notna(label.get(m))}))})
+    return pd.DataFrame(rows).sort_values("first", ignore_index=True)
