@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from mtbc import config
 from mtbc.data.audio import AUDIO_EXTENSIONS, DEFAULT_MAX_DURATION, AudioError, probe_audio
+from mtbc.data.duplicates import CONFLICT_COLUMNS, DUPLICATE_COLUMNS, link_duplicates
 from mtbc.files import atomic_write, content_hash
 
 TRACK_COLUMNS = ["track_id", "path", "label", "artist", "split", "group"]
@@ -66,6 +67,10 @@ class Collection:
     skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SKIPPED_COLUMNS))
     name: str = "collection"
     source: str = ""
+    #: Exact and near duplicate pairs (:data:`mtbc.data.duplicates.DUPLICATE_COLUMNS`).
+    duplicates: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DUPLICATE_COLUMNS))
+    #: Duplicates whose labels disagree; those tracks carry no label (:mod:`mtbc.data.duplicates`).
+    conflicts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CONFLICT_COLUMNS))
 
     def __len__(self) -> int:
         return len(self.tracks)
@@ -76,18 +81,16 @@ class Collection:
 
     def to_json(self) -> str:
         """The whole collection as JSON (see :meth:`from_json`)."""
-        return json.dumps({"name": self.name, "source": self.source,
-                           "tracks": json.loads(self.tracks.to_json(orient="split", index=False)),
-                           "skipped": json.loads(self.skipped.to_json(orient="split",
-                                                                      index=False))})
+        return json.dumps({"name": self.name, "source": self.source} | {
+            k: json.loads(getattr(self, k).to_json(orient="split", index=False))
+            for k in ("tracks", "skipped", "duplicates", "conflicts")})
 
     @classmethod
     def from_json(cls, text: str) -> Collection:
         d = json.loads(text)
         frames = {k: pd.DataFrame(d[k]["data"], columns=d[k]["columns"])
-                  for k in ("tracks", "skipped")}
-        return cls(tracks=frames["tracks"], skipped=frames["skipped"], name=d["name"],
-                   source=d["source"])
+                  for k in ("tracks", "skipped", "duplicates", "conflicts") if k in d}
+        return cls(**frames, name=d["name"], source=d["source"])
 
     def summary(self) -> pd.DataFrame:
         """Per-label counts and durations (s), plus the sample rates seen (indexed by label)."""
@@ -222,7 +225,7 @@ def _probe(path: str, max_duration: float = DEFAULT_MAX_DURATION) -> dict:
 
 def scan(table: pd.DataFrame, *, name: str = "collection", source: str = "",
          min_duration: float = 0.0, progress: bool = True, workers: int | None = None,
-         max_duration: float = DEFAULT_MAX_DURATION) -> Collection:
+         max_duration: float = DEFAULT_MAX_DURATION, near_duplicates: bool = True) -> Collection:
     """Decode and hash every file; bad ones go to ``skipped`` with the reason.
 
     Any failure while reading or validating one file (not only :class:`AudioError`) makes
@@ -230,7 +233,9 @@ def scan(table: pd.DataFrame, *, name: str = "collection", source: str = "",
     on their header, before decoding.
 
     Exact duplicates (same content hash) are kept once (first in split order, then table
-    order); the others are skipped as duplicates.
+    order); the others are skipped as duplicates. Then
+    :func:`mtbc.data.duplicates.link_duplicates` links near duplicates (unless
+    ``near_duplicates`` is false) and lists label conflicts.
     """
     workers = workers or min(4, os.cpu_count() or 1)
     results: list[dict | str] = [None] * len(table)  # type: ignore[list-item]
@@ -278,15 +283,16 @@ def scan(table: pd.DataFrame, *, name: str = "collection", source: str = "",
                        for h in dups["content_hash"]]
         skipped = pd.concat([skipped, d])
     tracks = first.sort_values("_pos").drop(columns=["_order", "_pos"]).reset_index(drop=True)
-    return Collection(tracks=tracks, skipped=skipped[SKIPPED_COLUMNS].reset_index(drop=True),
+    coll = Collection(tracks=tracks, skipped=skipped[SKIPPED_COLUMNS].reset_index(drop=True),
                       name=name, source=source)
+    return link_duplicates(coll, exact=dups, near=near_duplicates, workers=workers,
+                           progress=progress)
 
 
 KINDS = ("demo", "csv", "gtzan", "folder")
-
-
-#: Bumped when validation changes, so that cached scans made by older rules are redone.
-SCAN_VERSION = 2
+#: Bumped when validation or the cached scan's format changes, so that scans cached by older
+#: rules are redone (3: near duplicates, the duplicates and conflicts tables).
+SCAN_VERSION = 3
 
 
 def _scan_key(table: pd.DataFrame, *, kind: str, spec: str, min_duration: float,
@@ -306,7 +312,7 @@ def _scan_key(table: pd.DataFrame, *, kind: str, spec: str, min_duration: float,
 
 def load_collection(spec: str | Path, *, kind: str = "auto", progress: bool = True,
                     min_duration: float = 0.0, scan_cache: str | Path | None = None,
-                    max_duration: float = DEFAULT_MAX_DURATION) -> Collection:
+                    max_duration: float = DEFAULT_MAX_DURATION, near_duplicates: bool = True) -> Collection:
     """Build and scan a collection from ``spec``.
 
     ``spec``: ``"demo"``, a CSV manifest, a GTZAN root or a folder of label folders; a

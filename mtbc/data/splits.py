@@ -4,8 +4,8 @@ Nothing that could carry one recording's content may sit on both sides of a spli
 segments of one track, not two copies of one file (same ``content_hash``), not two tracks of
 one artist (same ``group``). The tracks table's ``group`` already merges artists and
 duplicates, but the functions here do not rely on it: :func:`track_groups` links rows that
-share a ``group``, a ``content_hash`` or a ``track_id`` and splits keep every linked set
-together; :func:`check_disjoint` verifies each split and raises :class:`LeakageError`.
+share a ``group``, a ``content_hash``, a ``track_id`` or a ``duplicate_group`` (near duplicates,
+:mod:`mtbc.data.duplicates`) and splits keep every linked set together; :func:`check_disjoint` verifies each split and raises :class:`LeakageError`.
 
 Two protocols, chosen by the table (:func:`outer_folds`):
 
@@ -27,7 +27,7 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
 #: Columns whose equal values tie tracks together, in the order they are documented.
-GROUP_KEYS = ("group", "content_hash", "track_id")
+GROUP_KEYS = ("group", "content_hash", "track_id", "duplicate_group")
 SPLIT_NAMES = ("train", "valid", "test")
 
 
@@ -54,7 +54,8 @@ def _present(tracks: pd.DataFrame, col: str) -> bool:
 
 
 def track_groups(tracks: pd.DataFrame) -> np.ndarray:
-    """Group id per row: rows sharing a ``group``, ``content_hash`` or ``track_id`` (transitively).
+    """Group id per row: rows sharing a ``group``, ``content_hash``, ``track_id`` or
+    ``duplicate_group`` (transitively).
 
     Missing values link nothing. Without any of those columns every row is its own group.
     Returns ``(n_tracks,)`` int.
