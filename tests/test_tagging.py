@@ -46,15 +46,16 @@ def _collection(n_tracks=48, n_seg=3, dim=6, *, seed=0, signal=True, layers=1, m
     return X, index, tracks
 
 
-def test_linear_probe_is_one_vs_rest_sklearn_logistic_regression(rng):
-    X = rng.normal(size=(80, 5))
-    Y = (X[:, :3] + rng.normal(size=(80, 3)) > 0).astype(float)
+@pytest.mark.parametrize("n", [80, 30])  # primal, and the dual form (fewer samples than dims)
+def test_linear_probe_is_one_vs_rest_sklearn_logistic_regression(rng, n):
+    X = rng.normal(size=(n, 5 if n == 80 else 50))
+    Y = (X[:, :3] + rng.normal(size=(n, 3)) > 0).astype(float)
     probe = MultiLabelLinearProbe(C=0.3, tol=1e-8).fit(X, Y, np.ones_like(Y, bool))
     Z = StandardScaler().fit_transform(X)
     for j in range(3):
         ref = LogisticRegression(C=0.3, tol=1e-10, max_iter=5000).fit(Z, Y[:, j])
-        np.testing.assert_allclose(probe.coef_[:, j], ref.coef_[0], atol=1e-4)
-        np.testing.assert_allclose(probe.intercept_[j], ref.intercept_[0], atol=1e-4)
+        np.testing.assert_allclose(probe.coef_[:, j], ref.coef_[0], atol=1e-3)
+        np.testing.assert_allclose(probe.intercept_[j], ref.intercept_[0], atol=1e-3)
 
 
 def test_masked_entries_change_nothing(rng):

@@ -78,45 +78,64 @@ class MultiLabelLinearProbe:
         Unfitted scaler; ``None``: ``StandardScaler()`` (early fusion passes a
         :class:`mtbc.analysis.ensemble.BlockStandardizer`).
     max_iter, tol : int, float
-        L-BFGS iteration limit and gradient tolerance.
+        L-BFGS iteration limit and gradient tolerance (on the objective divided by
+        ``C * n_samples``, as scikit-learn's ``tol``).
     """
 
-    def __init__(self, C: float = 1.0, *, scaler=None, max_iter: int = 500, tol: float = 1e-5):
+    def __init__(self, C: float = 1.0, *, scaler=None, max_iter: int = 500, tol: float = 1e-4):
         self.C = C
         self.scaler = scaler
         self.max_iter = max_iter
         self.tol = tol
 
-    def fit(self, X, Y, mask, *, init: tuple[np.ndarray, np.ndarray] | None = None):
+    def fit(self, X, Y, mask):
         """Fit on ``X (n, d)``, ``Y (n, T)`` (0/1, anything where unknown), ``mask (n, T)``."""
         X = np.asarray(X, dtype=np.float64)
         self.scaler_ = make_scaler(self.scaler).fit(X)
         Z = np.asarray(self.scaler_.transform(X), dtype=np.float64)
         self._fit_standardised(Z, np.nan_to_num(np.asarray(Y, dtype=np.float64)),
-                               np.asarray(mask, dtype=bool), init)
+                               np.asarray(mask, dtype=bool))
         return self
 
     def _fit_standardised(self, Z, Y, M, init=None):
+        """L-BFGS on the objective; with fewer samples than features in the dual form
+        ``W = Z^T A`` (the optimum lies in the span of the samples: ``n x T`` unknowns)."""
         n, d = Z.shape
         T = Y.shape[1]
         usable = _usable(Y, M)
         Mw = (M & usable[None, :]).astype(np.float64)
         prior = _prior_logit(Y, M)
-        W0, b0 = init if init is not None else (np.zeros((d, T)), prior.copy())
+        dual = n < d
+        K = Z @ Z.T if dual else None
+        rows = n if dual else d
+        if init is not None and init[2] is dual:
+            V0, b0 = init[0], init[1]
+        else:
+            V0, b0 = np.zeros((rows, T)), prior.copy()
         C = float(self.C)
+        scale = 1.0 / (C * max(1, n))  # the objective per sample, as scikit-learn scales it
 
         def fun(theta):
-            W = theta[: d * T].reshape(d, T)
-            b = theta[d * T:]
-            z = Z @ W + b
-            loss = C * np.sum(Mw * (np.logaddexp(0.0, z) - Y * z)) + 0.5 * np.sum(W * W)
+            V = theta[: rows * T].reshape(rows, T)
+            b = theta[rows * T:]
+            if dual:
+                KV = K @ V
+                z = KV + b
+                penalty = 0.5 * np.sum(V * KV)
+            else:
+                z = Z @ V + b
+                penalty = 0.5 * np.sum(V * V)
+            loss = C * np.sum(Mw * (np.logaddexp(0.0, z) - Y * z)) + penalty
             g = C * Mw * (expit(z) - Y)
-            return loss, np.concatenate([(Z.T @ g + W).ravel(), g.sum(axis=0)])
+            gv = K @ (g + V) if dual else Z.T @ g + V
+            return loss * scale, np.concatenate([gv.ravel(), g.sum(axis=0)]) * scale
 
-        res = minimize(fun, np.concatenate([W0.ravel(), b0]), jac=True, method="L-BFGS-B",
+        res = minimize(fun, np.concatenate([V0.ravel(), b0]), jac=True, method="L-BFGS-B",
                        options={"maxiter": int(self.max_iter), "gtol": float(self.tol)})
-        self.coef_ = res.x[: d * T].reshape(d, T)
-        self.intercept_ = np.where(usable, res.x[d * T:], prior)
+        V = res.x[: rows * T].reshape(rows, T)
+        self._state = (V, res.x[rows * T:], dual)
+        self.coef_ = Z.T @ V if dual else V.copy()
+        self.intercept_ = np.where(usable, res.x[rows * T:], prior)
         self.coef_[:, ~usable] = 0.0
         self.n_iter_ = int(res.nit)
         self.usable_ = usable
@@ -144,7 +163,7 @@ class MultiLabelLinearProbe:
         for c in Cs:
             probe.C = c
             probe._fit_standardised(Z, Y, M, init)
-            init = (probe.coef_.copy(), probe.intercept_.copy())
+            init = probe._state
             out.append(probe.predict_proba(X_eval))
         return out
 
