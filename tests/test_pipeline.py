@@ -21,7 +21,7 @@ from mtbc.reports.display import FIXTURE_TEXT
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["01_load_data", "02_extract_embeddings", "03_embedding_statistics",
-             "04_train_classifiers", "05_ensemble"]
+             "04_train_classifiers", "05_ensemble", "06_tagging"]
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,18 @@ def test_ensemble_report_compares_single_models_and_fusions(study):
     # the answer comes before the tables and the tests
     assert page.index("Answer.") < page.index("All systems side by side") < page.index(
         "Paired tests")
+
+
+def test_tagging_report_scores_the_demo_instrument_tags_for_every_model(study):
+    page = _html(study, "06_tagging")
+    assert "macro ROC-AUC [95% CI]" in page and "macro PR-AUC (mAP) [95% CI]" in page
+    for system in ("mert", "vggish", "mfcc", "concat(mert + vggish)", "late(mert + vggish)"):
+        assert f"<th>{system}</th>" in page, system
+    assert re.search(r"0\.\d{3} \[0\.\d{3}, [01]\.\d{3}\]", page)
+    assert "MagnaTagATune-style" in page and "OpenMIC-style" in page and "top-3 (%)" in page
+    assert "the tagging system chosen on validation data" in page
+    assert "ROC-AUC per tag" in page and "Holm-adjusted p-value" in page
+    assert "Skipped: not an OpenMIC-2018 collection" in page
 
 
 def test_saved_model_classifies_a_new_song(study, capsys):
@@ -212,6 +224,7 @@ def test_five_unlabelled_songs_are_described_not_classified(tmp_path, tone):
     assert "no classification" in (index.parent / "04_train_classifiers.html").read_text(
         encoding="utf-8")
     assert "No comparison" in (index.parent / "05_ensemble.html").read_text(encoding="utf-8")
+    assert "No tagging" in (index.parent / "06_tagging.html").read_text(encoding="utf-8")
     assert FIXTURE_TEXT not in index.read_text(encoding="utf-8")
 
 

@@ -198,6 +198,9 @@ def tag_systems(study: Study, *, probes=("linear",), ensembles=None, seed: int =
             if probe == "linear":
                 singles[label] = r
     for combo in (default_ensembles(study.models) if ensembles is None else ensembles):
+        combo = [m for m in combo if m in study.models]  # models that did not run drop out
+        if len(combo) < 2:
+            continue
         name = " + ".join(combo)
         out.systems.append(evaluate_tagging_early_fusion({m: blocks[m] for m in combo}, common,
                                                          name=f"concat({name})", **opts))
