@@ -129,3 +129,36 @@ def test_early_and_late_fusion():
     assert np.isnan(late.validation_score())
     same = tagging_late_fusion([singles[0], singles[0]])
     np.testing.assert_allclose(same.scores.to_numpy(), singles[0].scores.to_numpy())
+
+
+def test_zero_shot_map_results_rows_and_per_tag_plot(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mtbc.analysis.tagging_study import (
+        RESULT_COLUMNS,
+        append_results,
+        per_tag_frame,
+        tagging_results_rows,
+        zero_shot_map,
+    )
+    from mtbc.reports.plots import plot_tag_auc
+
+    mtt = ["guitar", "Piano", "choir", "choral", "synth"]
+    assert zero_shot_map(["piano", "choir", "organ", "synthesizer", "GUITAR"], mtt) == {
+        "piano": ["Piano"], "choir": ["choir", "choral"], "synthesizer": ["synth"],
+        "GUITAR": ["guitar"]}
+    X, index, tracks = _collection()
+    r = evaluate_tagging(X, index, tracks, seed=0, n_splits=3, n_boot=50, name="m")
+    rows = tagging_results_rows([r])
+    assert list(rows.columns) == RESULT_COLUMNS and set(rows["task"]) == {"tagging"}
+    assert "roc_auc_macro" in set(rows["metric"])
+    assert append_results(rows, str(tmp_path / "run.json")) is None  # no results.csv: nothing
+    pd.DataFrame([{"system": "x", "task": "classification"}]).to_csv(tmp_path / "results.csv",
+                                                                      index=False)
+    path = append_results(rows, str(tmp_path / "run.json"))
+    assert len(pd.read_csv(path)) == 1 + len(rows)
+    append_results(rows, str(tmp_path / "run.json"))  # again: tagging rows replaced
+    assert len(pd.read_csv(path)) == 1 + len(rows)
+    ax = plot_tag_auc(per_tag_frame([r]))
+    assert ax.get_xlabel().startswith("ROC-AUC") and ax.get_title()
