@@ -10,7 +10,9 @@ The subpackages follow the data flow:
     mtbc.reports     params schema, notebook execution, HTML and index, plots, tables
     mtbc.pipeline    the main job (``mtbc run``), and mtbc.cli, the command line
 
-``mtbc.load_collection`` loads a collection (folder, CSV, ``gtzan:<root>``, ``demo``).
+``mtbc.load_collection`` loads a collection (folder, CSV, ``gtzan:<root>``, ``mtat:<root>``,
+``openmic:<root>``, ``demo``); tagged collections carry ``tags`` / ``tags_negative`` and are
+evaluated by ``mtbc.analysis.tagging_protocol`` (notebook 06, ``docs/tagging.md``).
 """
 
 __version__ = "0.1.0"

@@ -138,6 +138,12 @@ def cmd_scan(args) -> int:
     _print_table(coll.summary().round(2).reset_index(), "per label (durations in s):")
     if coll.tracks["split"].notna().any():
         _print_table(coll.tracks.groupby("split").size().rename("tracks").reset_index(), "splits:")
+    tags = coll.tag_summary()
+    if len(tags):
+        print(f"\ntags: {len(tags)} tags; {int(tags['positive'].sum())} present, "
+              f"{int(tags['negative'].sum())} absent, {int(tags['unknown'].sum())} masked "
+              f"(unknown) track-tag entries")
+        _print_table(tags.reset_index(), "per tag:")
     _print_table(coll.skipped[["path", "reason"]], "skipped:")
     if args.out:
         coll.tracks.to_csv(args.out, index=False)
@@ -303,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default data/fixtures)")
     p.set_defaults(func=cmd_fixtures)
 
+    coll_help = ("'demo', a CSV manifest, a GTZAN, MagnaTagATune or OpenMIC-2018 root, or a "
+                 "folder of label folders")
+    from mtbc.data.collection import KINDS
+
+    kinds = ["auto", *KINDS]
     p = sub.add_parser("scan", help="check a collection: labels, durations, skipped files",
                        description="Decode every file once; list per-label counts and durations "
                                    "and the files skipped with their reasons.")

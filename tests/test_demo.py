@@ -119,8 +119,12 @@ def test_manifest_columns_and_provenance(small):
         number = int(r["number"]) if r["number"] else None
         assert (r["source"], number) in demo.candidates(r["label"]), r
         assert r["title"], f"{r['track_id']} has no title"
-        assert r["instrument"] == pretty_midi.program_to_instrument_name(int(r["program"]))
-        assert int(r["program"]) in demo.INSTRUMENT_POOL
+        programs = [int(p) for p in r["program"].split(";")]
+        assert 1 <= len(programs) <= demo.MAX_VOICES and len(set(programs)) == len(programs)
+        assert r["instrument"].split(";") == [pretty_midi.program_to_instrument_name(p)
+                                              for p in programs]
+        assert set(programs) <= set(demo.INSTRUMENT_POOL)
+        assert r["tags"].split(";") == [demo.INSTRUMENT_TAGS[p] for p in programs]
         assert int(r["tempo_bpm"]) in demo.TEMPO_POOL_BPM
         assert int(r["transpose"]) in demo.TRANSPOSE_POOL
         assert int(r["loops"]) >= 1 and r["seed"] == "0"
@@ -131,6 +135,19 @@ def test_manifest_columns_and_provenance(small):
     assert build["params"]["seed"] == 0 and build["params"]["sample_rate"] == 24000
     assert set(build["params"]["versions"]) >= {"mtbc", "music21", "midirenderer"}
     assert build["counts"] == dict.fromkeys(demo.DEFAULT_CLASSES, 2)
+
+
+def test_clips_carry_instrument_tags_for_a_multi_label_task(tmp_path):
+    from mtbc.data.collection import load_collection
+
+    manifest = _build(tmp_path, n_per_class=3, clip_seconds=2.0)
+    counts = [len(r["tags"].split(";")) for r in _rows(manifest)]
+    assert len(set(counts)) > 1, "the number of instruments should vary between clips"
+    tracks = load_collection(f"demo:{tmp_path}", progress=False).tracks
+    assert all(isinstance(t, tuple) and 1 <= len(t) <= 4 for t in tracks["tags"])
+    vocab = set().union(*tracks["tags"])
+    for tags, neg in zip(tracks["tags"], tracks["tags_negative"], strict=True):
+        assert set(tags) | set(neg) == vocab and not set(tags) & set(neg)
 
 
 def test_audio_is_24k_mono_pcm16_exact_length_and_normalised(small):

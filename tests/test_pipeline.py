@@ -21,7 +21,7 @@ from mtbc.reports.display import FIXTURE_TEXT
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["01_load_data", "02_extract_embeddings", "03_embedding_statistics",
-             "04_train_classifiers", "05_ensemble"]
+             "04_train_classifiers", "05_ensemble", "06_tagging"]
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +121,16 @@ def test_the_run_writes_an_audit_trail_linked_from_the_index(study):
     assert len(one) == one["track_id"].nunique() == 20  # every labelled track, once
     page = study[1].read_text(encoding="utf-8")
     assert 'href="results.csv"' in page and 'href="predictions.csv"' in page
+def test_tagging_report_scores_the_demo_instrument_tags_for_every_model(study):
+    page = _html(study, "06_tagging")
+    assert "macro ROC-AUC [95% CI]" in page and "macro PR-AUC (mAP) [95% CI]" in page
+    for system in ("mert", "vggish", "mfcc", "concat(mert + vggish)", "late(mert + vggish)"):
+        assert f"<th>{system}</th>" in page, system
+    assert re.search(r"0\.\d{3} \[0\.\d{3}, [01]\.\d{3}\]", page)
+    assert "MagnaTagATune-style" in page and "OpenMIC-style" in page and "top-3 (%)" in page
+    assert "the tagging system chosen on validation data" in page
+    assert "ROC-AUC per tag" in page and "Paired tests" in page and "p_holm" in page
+    assert "Skipped: not an OpenMIC-2018 collection" in page
 
 
 def test_saved_model_classifies_a_new_song(study, capsys):
@@ -235,6 +245,7 @@ def test_five_unlabelled_songs_are_described_not_classified(tmp_path, tone):
     assert "no classification" in (index.parent / "04_train_classifiers.html").read_text(
         encoding="utf-8")
     assert "No comparison" in (index.parent / "05_ensemble.html").read_text(encoding="utf-8")
+    assert "No tagging" in (index.parent / "06_tagging.html").read_text(encoding="utf-8")
     assert FIXTURE_TEXT not in index.read_text(encoding="utf-8")
 
 

@@ -8,7 +8,10 @@ after :func:`scan` also ``content_hash, duration, sample_rate, channels``.
 Builders: :func:`from_folder` (``root/<label>/*.wav``; files directly in ``root`` are
 unlabelled), :func:`from_csv` (a manifest; relative paths resolve against the CSV),
 :func:`from_gtzan` (``genres/<genre>/<genre>.000NN.wav`` with the fault-filtered split),
-:func:`from_demo` (the rendered demo corpus). :func:`load_collection` picks one and scans.
+:func:`from_demo` (the rendered demo corpus), and for tagged collections
+:func:`mtbc.data.mtat.from_mtat` (MagnaTagATune) and :func:`mtbc.data.openmic.from_openmic`
+(OpenMIC-2018), which add ``tags`` / ``tags_negative`` (tuples of tag names, see
+:mod:`mtbc.data.tags`). :func:`load_collection` picks one and scans.
 
 Scanning decodes every file once: unreadable files go to a ``skipped`` table with the reason
 instead of stopping the scan. Exact duplicates (same file content hash) are kept once, the
@@ -38,6 +41,9 @@ from tqdm import tqdm
 from mtbc import config
 from mtbc.data.audio import AUDIO_EXTENSIONS, DEFAULT_MAX_DURATION, AudioError, probe_audio
 from mtbc.data.duplicates import CONFLICT_COLUMNS, DUPLICATE_COLUMNS, link_duplicates
+from mtbc.data.mtat import find_mtat_root, from_mtat
+from mtbc.data.openmic import find_openmic_root, from_openmic
+from mtbc.data.tags import TAG_COLUMNS, as_tuples, complete_negatives, tag_summary
 from mtbc.files import atomic_write, content_hash
 
 TRACK_COLUMNS = ["track_id", "path", "label", "artist", "split", "group"]
@@ -90,6 +96,9 @@ class Collection:
         d = json.loads(text)
         frames = {k: pd.DataFrame(d[k]["data"], columns=d[k]["columns"])
                   for k in ("tracks", "skipped", "duplicates", "conflicts") if k in d}
+        for col in TAG_COLUMNS:  # JSON has lists; the tracks table holds tuples
+            if col in frames["tracks"].columns:
+                frames["tracks"][col] = as_tuples(frames["tracks"][col])
         return cls(**frames, name=d["name"], source=d["source"])
 
     def summary(self) -> pd.DataFrame:
@@ -100,6 +109,10 @@ class Collection:
                       mean_s=("duration", "mean"), min_s=("duration", "min"),
                       max_s=("duration", "max"),
                       sample_rates=("sample_rate", lambda s: ", ".join(map(str, sorted(set(s)))))))
+
+    def tag_summary(self) -> pd.DataFrame:
+        """Per tag: tracks annotated present, absent and unknown (see :mod:`mtbc.data.tags`)."""
+        return tag_summary(self.tracks)
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -112,6 +125,9 @@ def _table(rows: list[dict]) -> pd.DataFrame:
     df["group"] = df["group"].where(df["group"].notna(), df["track_id"])
     extra = [c for c in df.columns if c not in TRACK_COLUMNS]
     return df[TRACK_COLUMNS + extra].reset_index(drop=True)
+
+
+make_table = _table  # public for the data set loaders (mtbc.data.mtat, mtbc.data.openmic)
 
 
 def _is_audio_name(path: Path) -> bool:
@@ -140,7 +156,9 @@ def from_csv(csv_path: str | Path) -> pd.DataFrame:
     """A manifest with a ``path`` column (relative paths resolve against the CSV's folder).
 
     Optional columns: ``label``, ``track_id`` (default: path without extension), ``artist``,
-    ``split`` (train/valid/test), ``group``; other columns are kept (e.g. provenance).
+    ``split`` (train/valid/test), ``group``, ``tags`` (``;``-separated, with an optional
+    ``tags_negative`` beside it; without it, every tag a row does not list is absent, see
+    :mod:`mtbc.data.tags`); other columns are kept (e.g. provenance).
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -167,6 +185,10 @@ def from_csv(csv_path: str | Path) -> pd.DataFrame:
         if bad:
             raise CollectionError(f"{csv_path}: unknown split value(s) {sorted(bad)}; "
                                   f"use {', '.join(SPLIT_ORDER)} or leave empty")
+    if "tags" in df.columns:
+        df["tags"] = as_tuples(df["tags"])
+        df["tags_negative"] = (as_tuples(df["tags_negative"]) if "tags_negative" in df.columns
+                               else complete_negatives(list(df["tags"])))
     return _table(df.to_dict("records"))
 
 
@@ -289,7 +311,7 @@ def scan(table: pd.DataFrame, *, name: str = "collection", source: str = "",
                            progress=progress)
 
 
-KINDS = ("demo", "csv", "gtzan", "folder")
+KINDS = ("demo", "csv", "gtzan", "mtat", "openmic", "folder")
 #: Bumped when validation or the cached scan's format changes, so that scans cached by older
 #: rules are redone (3: near duplicates, the duplicates and conflicts tables).
 SCAN_VERSION = 3
@@ -315,9 +337,9 @@ def load_collection(spec: str | Path, *, kind: str = "auto", progress: bool = Tr
                     max_duration: float = DEFAULT_MAX_DURATION, near_duplicates: bool = True) -> Collection:
     """Build and scan a collection from ``spec``.
 
-    ``spec``: ``"demo"``, a CSV manifest, a GTZAN root or a folder of label folders; a
-    ``kind:`` prefix (``"gtzan:/data/GTZAN"``) forces the layout, as does ``kind``
-    (``"auto"`` default, ``"demo"``, ``"csv"``, ``"gtzan"`` or ``"folder"``).
+    ``spec``: ``"demo"``, a CSV manifest, a GTZAN, MagnaTagATune or OpenMIC-2018 root or a
+    folder of label folders; a ``kind:`` prefix (``"mtat:/data/MTAT"``) forces the layout, as
+    does ``kind`` (``"auto"`` default, or one of :data:`KINDS`).
     ``scan_cache``: a folder where the scan result is kept and reused while no file changed
     size or modification time (saves decoding every file again in each notebook).
     ``max_duration``: longest file accepted (s), checked on its header before decoding.
@@ -334,12 +356,17 @@ def load_collection(spec: str | Path, *, kind: str = "auto", progress: bool = Tr
             kind = "csv"
         elif path.is_dir() and find_gtzan_root(path) is not None:
             kind = "gtzan"
+        elif path.is_dir() and find_openmic_root(path) is not None:
+            kind = "openmic"
+        elif path.is_dir() and find_mtat_root(path) is not None:
+            kind = "mtat"
         elif path.is_dir():
             kind = "folder"
         else:
             raise CollectionError(f"{spec}: not found (give 'demo', a CSV manifest or a folder)")
     builders = {"demo": lambda: from_demo(None if spec_str in ("demo", "") else spec_str),
                 "csv": lambda: from_csv(spec_str), "gtzan": lambda: from_gtzan(spec_str),
+                "mtat": lambda: from_mtat(spec_str), "openmic": lambda: from_openmic(spec_str),
                 "folder": lambda: from_folder(spec_str)}
     if kind not in builders:
         raise ValueError(f"kind must be one of auto, {', '.join(builders)}; not {kind!r}")

@@ -4,17 +4,25 @@ Five style classes (``bach`` chorales, ``palestrina`` mass movements, ``han`` Ch
 songs and ``german`` folk songs from the Essen collection, ``fiddle`` tunes from Ryan's Mammoth
 Collection; ``monteverdi`` madrigals on request) are drawn from the scores that ship with
 music21 and rendered with the General MIDI soundfont ``TimGM6mb.sf2`` found inside pretty_midi.
-Each clip gets a GM instrument, a tempo and a transposition drawn from pools shared by every
-class (:data:`INSTRUMENT_POOL`, :data:`TEMPO_POOL_BPM`, :data:`TRANSPOSE_POOL`), so a label
-can't be read off timbre, tempo or key; only the music itself tells the classes apart.
+Each clip gets 1-4 GM instruments (:data:`MAX_VOICES`), a tempo and a transposition drawn
+from pools shared by every class (:data:`INSTRUMENT_POOL`, :data:`TEMPO_POOL_BPM`,
+:data:`TRANSPOSE_POOL`), so a label can't be read off timbre, tempo or key; only the music
+itself tells the classes apart. The instruments that sound in a clip are its ``tags``
+(:data:`INSTRUMENT_TAGS` names), a multi-label task beside the style labels.
+
+Voices: the score's parts are dealt to the clip's instruments round-robin (part ``i`` is
+played by instrument ``i mod n``); when the score has fewer parts than instruments, the extra
+instruments double parts in unison (instrument ``j`` plays part ``j mod n_parts``), so a
+one-part folk tune can have four instruments and the number of instruments says nothing
+about the class. An instrument is tagged only if it has a note inside the clip.
 
 Renderer: we use the ``midirenderer`` wheel rather than ``tinysoundfont``.
 ``midirenderer`` is MIT licensed, has prebuilt wheels and no dependencies, so it installs
 with the rest of mtbc; ``tinysoundfont`` declares ``pyaudio``, which needs PortAudio headers to
 build, so it would need ``pip install --no-deps``. Both play the same soundfont.
 
-Signal chain (all deterministic, no dither): score -> MIDI (one track per part, all on one
-program, velocity 100, channel volume 127; a piece shorter than the clip is repeated after a
+Signal chain (all deterministic, no dither): score -> MIDI (one track per instrument,
+velocity 100, channel volume 127; a piece shorter than the clip is repeated after a
 one-beat rest) -> ``midirenderer`` (48 kHz stereo 16-bit) -> mono mean -> first
 ``clip_seconds`` -> soxr resample to ``sample_rate`` -> 5 ms fade-in, 50 ms fade-out -> peak
 normalised to :data:`PEAK_DBFS` (-1 dBFS) -> 16-bit PCM WAV. Repeats in the score are not
@@ -69,13 +77,21 @@ TRANSPOSE_POOL: tuple[int, ...] = tuple(range(-5, 7))
 PEAK_DBFS = -1.0
 #: Rate midirenderer renders at (it has no rate option); clips are resampled from it.
 RENDER_SAMPLE_RATE = 48000
-#: Bumped whenever the recipe changes the audio, so old builds are rebuilt.
-RECIPE_VERSION = 1
+#: Bumped whenever the recipe changes the audio, so old builds are rebuilt (2: 1-4 voices
+#: per clip with their own instruments, and instrument ``tags`` in the manifest).
+RECIPE_VERSION = 2
+#: Most instruments a clip is played on (each clip draws 1..MAX_VOICES, uniformly).
+MAX_VOICES = 4
+#: Tag name of each GM program of :data:`INSTRUMENT_POOL` (others: the GM name, lower case).
+INSTRUMENT_TAGS: dict[int, str] = {
+    0: "piano", 6: "harpsichord", 11: "vibraphone", 19: "organ", 21: "accordion",
+    24: "guitar", 40: "violin", 46: "harp", 48: "strings", 52: "choir", 71: "clarinet",
+    73: "flute"}
 
 SOUNDFONT_NAME = "TimGM6mb.sf2"
 DEFAULT_CLASSES: tuple[str, ...] = ("bach", "palestrina", "han", "german", "fiddle")
 MANIFEST_COLUMNS: tuple[str, ...] = (
-    "path", "label", "track_id", "source", "number", "title",
+    "path", "label", "tags", "track_id", "source", "number", "title",
     "program", "instrument", "tempo_bpm", "transpose", "loops", "seed",
 )
 
@@ -107,20 +123,31 @@ CLASSES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class RenderParams:
-    """How one clip is played: GM program (0-127), tempo (quarter notes/min), semitones."""
+    """How one clip is played: distinct GM programs (0-127) of its instruments, tempo
+    (quarter notes/min), semitones."""
 
-    program: int
+    programs: tuple[int, ...]
     tempo_bpm: int
     transpose: int
 
 
 def draw_render_params(rng: np.random.Generator) -> RenderParams:
-    """Draw a program, tempo and transposition from the shared pools (no class input)."""
+    """Draw 1..:data:`MAX_VOICES` distinct programs, a tempo and a transposition from the
+    shared pools (no class input)."""
+    n = int(rng.integers(1, min(MAX_VOICES, len(INSTRUMENT_POOL)) + 1))
     return RenderParams(
-        program=int(rng.choice(INSTRUMENT_POOL)),
+        programs=tuple(int(p) for p in rng.choice(INSTRUMENT_POOL, size=n, replace=False)),
         tempo_bpm=int(rng.choice(TEMPO_POOL_BPM)),
         transpose=int(rng.choice(TRANSPOSE_POOL)),
     )
+
+
+def instrument_tag(program: int) -> str:
+    """The tag name of a GM program (:data:`INSTRUMENT_TAGS`, else its GM name)."""
+    import pretty_midi
+
+    return INSTRUMENT_TAGS.get(int(program),
+                               pretty_midi.program_to_instrument_name(int(program)).lower())
 
 
 def soundfont_path() -> Path:
@@ -272,17 +299,21 @@ def _fold(pitch: int) -> int:
 
 
 def _to_midi(tracks: Sequence[Sequence[Event]], length: float, params: RenderParams, *,
-             clip_seconds: float, volume: int) -> tuple[bytes, int]:
-    """A Standard MIDI File playing the piece (repeated if short); returns (bytes, passes)."""
+             clip_seconds: float, volume: int) -> tuple[bytes, int, tuple[int, ...]]:
+    """A Standard MIDI File playing the piece (repeated if short) with the parts dealt to the
+    instruments (module docstring); returns (bytes, passes, programs that sound)."""
     import pretty_midi
 
     spq = 60.0 / params.tempo_bpm
     period = length + _GAP_QUARTERS
     loops = max(1, math.ceil(clip_seconds / (period * spq)))
     pm = pretty_midi.PrettyMIDI(initial_tempo=float(params.tempo_bpm))
-    for events in tracks:
-        inst = pretty_midi.Instrument(program=params.program)
+    insts = [pretty_midi.Instrument(program=p) for p in params.programs]
+    for inst in insts:
         inst.control_changes.append(pretty_midi.ControlChange(7, volume, 0.0))
+    n_voices = max(len(tracks), len(insts))
+    for v in range(n_voices):
+        events, inst = tracks[v % len(tracks)], insts[v % len(insts)]
         for k in range(loops):
             for onset, dur, pitches in events:
                 start = (k * period + onset) * spq
@@ -292,10 +323,10 @@ def _to_midi(tracks: Sequence[Sequence[Event]], length: float, params: RenderPar
                     inst.notes.append(pretty_midi.Note(
                         velocity=_VELOCITY, pitch=_fold(p + params.transpose),
                         start=start, end=start + dur * spq))
-        pm.instruments.append(inst)
+    pm.instruments.extend(inst for inst in insts if inst.notes)
     buf = io.BytesIO()
     pm.write(buf)
-    return buf.getvalue(), loops
+    return buf.getvalue(), loops, tuple(inst.program for inst in insts if inst.notes)
 
 
 def _finish(audio: np.ndarray, sr_in: int, *, sample_rate: int, clip_seconds: float) -> np.ndarray:
@@ -331,12 +362,15 @@ def _render_clip(source: str, number: int | None, params: RenderParams, *, sound
     if n_notes < _MIN_NOTES or length <= 0:
         return f"too little material ({n_notes} notes)"
     for volume in _VOLUMES:
-        midi, loops = _to_midi(tracks, length, params, clip_seconds=clip_seconds, volume=volume)
+        midi, loops, sounding = _to_midi(tracks, length, params, clip_seconds=clip_seconds,
+                                         volume=volume)
         audio, sr_in = render_midi(midi, soundfont=soundfont)
         if not np.any(np.abs(audio) >= 32767 / 32768):
             break
     else:
         return "render clips even at the lowest channel volume"
+    if not sounding:
+        return "no note inside the clip"
     wave = _finish(audio, sr_in, sample_rate=sample_rate, clip_seconds=clip_seconds)
     if not np.any(wave):
         return "silent render"
@@ -347,7 +381,7 @@ def _render_clip(source: str, number: int | None, params: RenderParams, *, sound
         md = score.metadata
         title = (md.title or md.movementName) if md is not None else None
     info = {"source": source, "number": "" if number is None else number,
-            "title": _fix_title(title), "loops": loops}
+            "title": _fix_title(title), "loops": loops, "programs": sounding}
     return pcm, info
 
 
@@ -516,7 +550,7 @@ def build_demo(out_dir: str | Path | None = None, *, seed: int = 0, n_per_class:
     ----------
     out_dir : folder to write to (default :func:`mtbc.config.demo_dir`). Clips land in
         ``out_dir/<label>/<label>_<NN>.wav``; ``manifest.csv`` (paths relative to it, label,
-        track_id and provenance) and ``build.json`` (parameters and versions) next to them.
+        ``tags`` (the instruments that sound, ``;``-separated), track_id and provenance) and ``build.json`` (parameters and versions) next to them.
     seed : non-negative int; the same seed gives byte-identical files.
     n_per_class : clips per class.
     clip_seconds : length of every clip, s.
@@ -547,7 +581,7 @@ def build_demo(out_dir: str | Path | None = None, *, seed: int = 0, n_per_class:
         "recipe": RECIPE_VERSION, "seed": int(seed), "n_per_class": int(n_per_class),
         "clip_seconds": float(clip_seconds), "sample_rate": int(sample_rate), "classes": labels,
         "pools": {"program": list(INSTRUMENT_POOL), "tempo_bpm": list(TEMPO_POOL_BPM),
-                  "transpose": list(TRANSPOSE_POOL)},
+                  "transpose": list(TRANSPOSE_POOL), "max_voices": MAX_VOICES},
         "peak_dbfs": PEAK_DBFS, "soundfont": {"file": SOUNDFONT_NAME, "sha256": content_hash(sf2_path)},
         "versions": _versions(),
     }
@@ -595,9 +629,12 @@ def build_demo(out_dir: str | Path | None = None, *, seed: int = 0, n_per_class:
                 track_id = f"{label}_{i + 1:0{width}d}"
                 rel = f"{label}/{track_id}.wav"
                 owner.write(rel, _wav_bytes(pcm, int(sample_rate)))
+                programs = info.pop("programs")
                 rows.append({"path": rel, "label": label, "track_id": track_id, **info,
-                             "program": choice.program,
-                             "instrument": pretty_midi.program_to_instrument_name(choice.program),
+                             "tags": ";".join(instrument_tag(p) for p in programs),
+                             "program": ";".join(map(str, programs)),
+                             "instrument": ";".join(pretty_midi.program_to_instrument_name(p)
+                                                    for p in programs),
                              "tempo_bpm": choice.tempo_bpm, "transpose": choice.transpose,
                              "seed": int(seed)})
                 bar.update(1)

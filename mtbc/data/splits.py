@@ -128,6 +128,10 @@ def _stratified_group_folds(y: np.ndarray, groups: np.ndarray, n_splits: int, se
         return list(cv.split(np.zeros(len(y)), y, groups))
 
 
+#: Public name of the grouped, stratified k-fold used here (the tagging protocol reuses it).
+stratified_group_folds = _stratified_group_folds
+
+
 def outer_folds(tracks: pd.DataFrame, *, n_splits: int = 5, seed: int = 0
                 ) -> tuple[list[Fold], str]:
     """The evaluation folds of a tracks table and a one-line description of them.

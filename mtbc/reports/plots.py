@@ -498,3 +498,35 @@ def plot_tag_matrix(
     ax.set_ylabel("track")
     ax.set_title(title)
     return ax
+
+
+def plot_tag_auc(
+    df: pd.DataFrame,
+    *,
+    ax: Axes | None = None,
+    title: str = "ROC-AUC per tag (test tracks)",
+) -> Axes:
+    """Horizontal bars of ROC-AUC per tag, one colour per system, tags sorted by their mean
+    AUC; dashed line at chance (0.5). ``df``: ``system, tag, roc_auc`` (+ ``positive``, the
+    known positives, shown in the tick labels); tags without a defined AUC are left out."""
+    _require(df, ["system", "tag", "roc_auc"], "plot_tag_auc")
+    data = df[df["roc_auc"].notna()]
+    order = data.groupby("tag")["roc_auc"].mean().sort_values().index.tolist()
+    systems = list(dict.fromkeys(data["system"]))
+    ax = _axes(ax, (MAX_WIDTH, 1.5 + 0.22 * len(order) * max(1, len(systems)) ** 0.5))
+    height = 0.8 / max(1, len(systems))
+    for k, system in enumerate(systems):
+        s = data[data["system"] == system].set_index("tag").reindex(order)
+        ax.barh(np.arange(len(order)) + (k - (len(systems) - 1) / 2) * height,
+                s["roc_auc"].to_numpy(float), height=height, label=system, color=f"C{k % 10}")
+    pos = data.drop_duplicates("tag").set_index("tag").get("positive")
+    ax.set_yticks(np.arange(len(order)),
+                  [f"{t} (n+ = {int(pos[t])})" if pos is not None else t for t in order])
+    ax.axvline(0.5, ls="--", color="0.4", lw=1, label="chance (0.5)")
+    ax.set_xlim(0.0, 1.0)
+    ax.tick_params(axis="y", labelsize=8)
+    ax.set_xlabel("ROC-AUC (0-1, 0.5 = chance)")
+    ax.set_ylabel("tag (known positive tracks)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
