@@ -32,10 +32,17 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from mtbc.analysis.ensemble import BlockStandardizer, track_means
+from mtbc.analysis.ensemble import BlockStandardizer
 from mtbc.analysis.probes import DEFAULT_CS
-from mtbc.analysis.protocol import limit_threads, track_ids
-from mtbc.analysis.selection import Design, View, candidate_layers, layer_view
+from mtbc.analysis.selection import (
+    Design,
+    View,
+    candidate_layers,
+    layer_view,
+    limit_threads,
+    track_ids,
+    track_means,
+)
 from mtbc.analysis.tagging import (
     TAGGING_PROBES,
     MultiLabelLinearProbe,
