@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 
 import mtbc.data.demo as demo
+import mtbc.data.demo_render as demo_render
 
 CLIP = 3.0  # seconds: small clips keep every build under a second or two
 
@@ -64,7 +65,7 @@ def test_second_call_skips_rendering(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("rendered although the corpus was already built")
 
-    monkeypatch.setattr(demo, "render_midi", boom)
+    monkeypatch.setattr(demo_render, "render_midi", boom)
     assert _build(tmp_path, seed=0) == manifest
     assert _hashes(tmp_path) == before
     with pytest.raises(AssertionError, match="rendered although"):
@@ -74,8 +75,8 @@ def test_second_call_skips_rendering(tmp_path, monkeypatch):
 def test_changed_parameters_or_missing_clip_rebuild(tmp_path, monkeypatch):
     manifest = _build(tmp_path, seed=0)
     calls = []
-    real = demo.render_midi
-    monkeypatch.setattr(demo, "render_midi", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = demo_render.render_midi
+    monkeypatch.setattr(demo_render, "render_midi", lambda *a, **k: calls.append(1) or real(*a, **k))
     (tmp_path / _rows(manifest)[0]["path"]).unlink()
     _build(tmp_path, seed=0)
     assert calls, "a missing clip must trigger a rebuild"
@@ -84,7 +85,7 @@ def test_changed_parameters_or_missing_clip_rebuild(tmp_path, monkeypatch):
 
 def test_killed_build_leaves_no_manifest_and_is_redone(tmp_path, monkeypatch):
     first = _hashes(_build(tmp_path, seed=0).parent)
-    real, n = demo.render_midi, []
+    real, n = demo_render.render_midi, []
 
     def dies_on_third(*args, **kwargs):
         n.append(1)
@@ -92,13 +93,13 @@ def test_killed_build_leaves_no_manifest_and_is_redone(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(demo, "render_midi", dies_on_third)
+    monkeypatch.setattr(demo_render, "render_midi", dies_on_third)
     with pytest.raises(KeyboardInterrupt):
         _build(tmp_path, seed=0, force=True)
     assert not (tmp_path / "manifest.csv").exists(), "a killed build left a manifest"
     assert not (tmp_path / "build.json").exists(), "a killed build left build.json"
     assert not list(tmp_path.rglob("*.tmp")), "temp files are renamed, never left as clips"
-    monkeypatch.setattr(demo, "render_midi", real)
+    monkeypatch.setattr(demo_render, "render_midi", real)
     assert _hashes(_build(tmp_path, seed=0).parent) == first
 
 
@@ -124,7 +125,7 @@ def test_manifest_columns_and_provenance(small):
         assert r["instrument"].split(";") == [pretty_midi.program_to_instrument_name(p)
                                               for p in programs]
         assert set(programs) <= set(demo.INSTRUMENT_POOL)
-        assert r["tags"].split(";") == [demo.INSTRUMENT_TAGS[p] for p in programs]
+        assert r["tags"].split(";") == [demo_render.INSTRUMENT_TAGS[p] for p in programs]
         assert int(r["tempo_bpm"]) in demo.TEMPO_POOL_BPM
         assert int(r["transpose"]) in demo.TRANSPOSE_POOL
         assert int(r["loops"]) >= 1 and r["seed"] == "0"
@@ -174,9 +175,9 @@ def test_every_class_draws_from_the_same_pools(tmp_path, monkeypatch):
     # draw_render_params takes no class: nothing can make a pool depend on the label.
     assert list(inspect.signature(demo.draw_render_params).parameters) == ["rng"]
     # Shrink each shared pool to one odd value: every class must then use exactly that value.
-    monkeypatch.setattr(demo, "INSTRUMENT_POOL", (68,))
-    monkeypatch.setattr(demo, "TEMPO_POOL_BPM", (77,))
-    monkeypatch.setattr(demo, "TRANSPOSE_POOL", (3,))
+    monkeypatch.setattr(demo_render, "INSTRUMENT_POOL", (68,))
+    monkeypatch.setattr(demo_render, "TEMPO_POOL_BPM", (77,))
+    monkeypatch.setattr(demo_render, "TRANSPOSE_POOL", (3,))
     rows = _rows(_build(tmp_path, clip_seconds=1.0))
     assert {r["label"] for r in rows} == set(demo.DEFAULT_CLASSES)
     assert {(r["program"], r["tempo_bpm"], r["transpose"]) for r in rows} == {("68", "77", "3")}
