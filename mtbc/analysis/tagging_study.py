@@ -116,8 +116,6 @@ def choose_tagging_system(results: list[TaggingResult]) -> TaggingResult | None:
 
 def zero_shot_musicnn(study: Study, label: str, like: TaggingResult) -> TaggingResult | None:
     """musicnn ``label``'s own tag probabilities on ``like``'s test tracks and matched tags."""
-    import resampy  # noqa: F401 -- imported here, not first inside the decode threads, where
-    # librosa's lazy import raced ("module 'resampy' has no attribute 'resample'")
 
     auto = auto_tags(study, label)
     mapping = zero_shot_map(like.tags, auto.scores.columns)

@@ -249,6 +249,11 @@ def read_audio(path: str | Path, *, max_duration: float = DEFAULT_MAX_DURATION
 
 
 def _resample(path: Path, wave: np.ndarray, sr_in: int, sr: int, res_type: str) -> np.ndarray:
+    if res_type.startswith("kaiser"):
+        # librosa imports resampy lazily through a module proxy that is not thread-safe:
+        # decode workers resampling at once saw "module 'resampy' has no attribute
+        # 'resample'". A real import first (serialised by the import lock) avoids that.
+        import resampy  # noqa: F401
     try:
         out = librosa.resample(wave, orig_sr=sr_in, target_sr=sr, res_type=res_type)
     except MemoryError as exc:
