@@ -61,7 +61,8 @@ body.jp-Notebook main { max-width: 58rem; margin: 0 auto; padding: 1.5rem 2.5rem
 .jp-RenderedHTMLCommon { font-size: 15px; line-height: 1.6;
   font-family: system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; }
 .jp-RenderedHTMLCommon table { font-size: 13px; border-collapse: collapse; }
-.jp-RenderedHTMLCommon th, .jp-RenderedHTMLCommon td { padding: 0.3em 0.7em; overflow-wrap: anywhere; }
+.jp-RenderedHTMLCommon th, .jp-RenderedHTMLCommon td { padding: 0.3em 0.7em; }
+.jp-RenderedHTMLCommon td { overflow-wrap: anywhere; }
 .jp-RenderedHTMLCommon table { max-width: 100%; }
 .jp-OutputArea-output img { max-width: 100%; height: auto; }
 .mtbc-nav { font: 13px system-ui, "DejaVu Sans", sans-serif; color: #555;
