@@ -366,14 +366,16 @@ def answer_sentence(systems: list[ProbeResult], tests: pd.DataFrame | None,
     if not any_sig:
         return (f"No system is significantly better than another (Holm-adjusted paired tests, "
                 f"all p ≥ 0.05). {lead}.")
-    text = lead
+    parts = []
     if better:
-        text += f"; it is significantly better than {', '.join(better)}"
-    if not_better:
-        text += (f"; it is not significantly different from {', '.join(not_better)}")
+        parts.append(f"it is significantly better than {', '.join(better)} (p < 0.05)")
     if worse:
-        text += f"; it is significantly worse than {', '.join(worse)}"
-    return text + " (Holm-adjusted paired tests, p < 0.05)."
+        parts.append(f"significantly worse than {', '.join(worse)} (p < 0.05)")
+    if not_better:
+        parts.append(f"not significantly different from {', '.join(not_better)} (p ≥ 0.05)")
+    if not better and not worse:
+        parts[-1] = "it is " + parts[-1]
+    return f"{lead}; " + "; ".join(parts) + " (Holm-adjusted paired tests)."
 
 
 def comparison_matrix(tests: pd.DataFrame, names: list[str], *, value: str = "p_holm"

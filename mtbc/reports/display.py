@@ -54,7 +54,8 @@ def record_summary(text: str) -> None:
 def record_answer(text: str) -> None:
     """Record the run's answer (one or two sentences; ``**bold**`` allowed) and show it here.
 
-    The index page opens with the last answer any notebook of the run recorded.
+    The index page opens with the answer of every notebook that recorded one (the last call
+    in a notebook wins).
     """
     line = " ".join(str(text).split())
     bundle = {ANSWER_MIME: {"answer": line}, "text/markdown": f"**Answer.** {line}",

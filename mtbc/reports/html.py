@@ -182,8 +182,9 @@ def write_index(out_dir: str | os.PathLike, reports: Iterable[ReportInfo], *,
     """Write ``out_dir/index.html``: the answer first, then every report with its summary,
     the models that were not run, and the run's provenance.
 
-    The lead paragraph is the last answer a report recorded (``record_answer``); without one
-    it says that no notebook recorded an answer. ``page`` (or ``title`` and ``run_info``)
+    The lead paragraphs are the answers the reports recorded (``record_answer``; one per
+    notebook that recorded one, in run order: classification, then tagging); without any it
+    says that no notebook recorded an answer. ``page`` (or ``title`` and ``run_info``)
     says what else to show (:class:`IndexPage`). A truthy ``fixture_weights`` in the run info
     forces the fixture banner, which is also shown when any report displayed one.
     Self-contained: inline CSS, no scripts; every user string is escaped.
@@ -199,9 +200,10 @@ def write_index(out_dir: str | os.PathLike, reports: Iterable[ReportInfo], *,
     fixtures: dict[str, str] = dict(run_info.get("fixture_weights") or {})
     for r in reports:
         fixtures.update(r.fixture_weights)
-    answers = [r.answer for r in reports if r.answer]
+    answers = [(r.name, r.answer) for r in reports if r.answer]
     if answers:
-        lead = f'<p class="answer">{inline_markdown(answers[-1])}</p>'
+        lead = "\n".join(f'<p class="answer" data-notebook="{esc(name)}">'
+                         f"{inline_markdown(text)}</p>" for name, text in answers)
     else:
         lead = '<p class="answer nosummary">No notebook of this run recorded an answer.</p>'
     items = []
