@@ -126,3 +126,15 @@ def test_a_split_without_test_tracks_falls_back_to_cross_validation():
     plan = plan_classification(
         _tracks(["a", "a", "b", "b"], split=["train"] * 4), n_splits=5)
     assert (plan.n_folds, plan.why_not) == (2, None)
+
+
+def test_answer_never_calls_a_non_significant_difference_significant(two_results):
+    good, noise = two_results
+    tests = pd.DataFrame([
+        {"system_a": "good", "system_b": "noise", "accuracy_a": 0.9, "accuracy_b": 0.5,
+         "p_holm": 0.2},
+        {"system_a": "noise", "system_b": "other", "accuracy_a": 0.5, "accuracy_b": 0.1,
+         "p_holm": 0.01}])  # another pair differs, the chosen system differs from nobody
+    text = answer_sentence([good, noise], tests, good)
+    assert "it is not significantly different from noise (p ≥ 0.05)" in text
+    assert "p < 0.05" not in text
