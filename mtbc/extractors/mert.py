@@ -85,6 +85,9 @@ _MERT_KEYS = {"feature_extractor_cqt", "feature_extractor_cqt_bins", "deepnorm",
 #: Prefixes a checkpoint's keys may carry (MERTModel itself saves without one).
 _KEY_PREFIXES = ("", "mert_model.", "hubert.", "model.")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+#: Attention kernel HubertModel is built with: torch's scaled_dot_product_attention (fused
+#: flash / memory-efficient kernels on CUDA, the same result as the eager path to rounding).
+ATTN_IMPLEMENTATION = "sdpa"
 
 
 @dataclass
@@ -334,6 +337,7 @@ def build_model(config: dict[str, Any], weights: Sequence[Path]):
     from transformers import HubertModel
 
     hconfig = hubert_config(config)
+    hconfig._attn_implementation = ATTN_IMPLEMENTATION
     with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
         model = HubertModel(hconfig)
     expected = {k: v.shape for k, v in model.state_dict().items()}
@@ -371,6 +375,26 @@ def zero_mean_unit_var(x):
     return ((x64 - mean) / torch.sqrt(var + 1e-7)).to(torch.float32)
 
 
+def _positional_conv_in_fp32(model) -> None:
+    """Run the positional convolution outside CPU autocast, in float32.
+
+    oneDNN's bf16 grouped conv1d (torch 2.13, CPU) is wrong for few channels per group: the
+    tiny test MERT (2 channels per group) gets cosine 0.09 to fp32 at that layer, while the
+    full-size layer (48 or 64 channels per group) agrees to 0.99997. The layer is about 3%
+    of MERT's FLOPs, so it runs in float32 under autocast; its output goes on in float32.
+    """
+    import torch
+
+    pos = model.encoder.pos_conv_embed
+    forward = pos.forward
+
+    def fp32_forward(hidden_states, *args, **kwargs):
+        with torch.autocast("cpu", enabled=False):
+            return forward(hidden_states.float(), *args, **kwargs)
+
+    pos.forward = fp32_forward
+
+
 def _check_options(chunk_seconds: float, batch_size: int | None) -> None:
     if not chunk_seconds > 0:
         raise ValueError(f"chunk_seconds must be positive, not {chunk_seconds}")
@@ -387,11 +411,14 @@ class MertExtractor(Extractor):
         holding ``config.json``, ``preprocessor_config.json`` and the weights.
     revision : hub branch, tag or commit; default the pinned ``DEFAULT_REVISIONS`` entry.
     device : ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
-    dtype : ``"auto"`` (float32 on CPU, bfloat16 on CUDA), ``"float32"``, or ``"bfloat16"`` /
-        ``"float16"`` autocast (weights stay float32; reduced precision changes outputs and
-        the fingerprint).
+    dtype : ``"auto"``: bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX),
+        float32 elsewhere (:func:`mtbc.extractors.base.resolve_dtype`); or ``"float32"``,
+        ``"bfloat16"``, ``"float16"``. On CUDA and MPS reduced precision casts the weights
+        (``model.to(bfloat16)``); on the CPU it is autocast over float32 weights (norms stay
+        float32). Reduced precision changes outputs slightly and the fingerprint records it.
     chunk_seconds : chunk length in seconds (30 s as in MARBLE).
-    batch_size : chunks per forward pass; default 1 on CPU, 16 on CUDA.
+    batch_size : chunks per forward pass; default 1 on CPU; on CUDA chosen from the free
+        device memory when the model loads (:func:`mtbc.extractors.memory.mert_batch_size`).
 
     ``embed(wave)`` takes mono float32 at ``sample_rate`` (24 kHz) and returns
     ``(n_chunks, n_layers + 1, hidden)``: ``(n, 13, 768)`` for 95M, ``(n, 25, 1024)`` for 330M.
@@ -412,8 +439,13 @@ class MertExtractor(Extractor):
                    chunk_seconds: float, batch_size: int | None) -> None:
         _check_options(chunk_seconds, batch_size)
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        self.dtype = resolve_dtype(dtype, self.device, cpu_bf16=True)
+        #: "weights": the model is cast to ``dtype`` (CUDA, MPS); "autocast": float32 weights
+        #: under CPU autocast; "none": float32.
+        self.precision_mode = ("none" if self.dtype == "float32" else
+                               "autocast" if self.device.type == "cpu" else "weights")
         self.chunk_seconds = float(chunk_seconds)
+        self._auto_batch = batch_size is None and self.device.type == "cuda"
         self.batch_size = batch_size or (16 if self.device.type == "cuda" else 1)
         self.snapshot = snapshot
         self._model = None
@@ -462,7 +494,19 @@ class MertExtractor(Extractor):
 
     def _install(self, model) -> None:
         """Move to the device and hook every layer's input to collect time-means."""
+        import torch
+
         model = model.to(self.device)
+        if self.precision_mode == "weights":
+            model = model.to(getattr(torch, self.dtype))
+        if self.precision_mode == "autocast":
+            _positional_conv_in_fp32(model)
+        if self._auto_batch:
+            from mtbc.extractors.memory import mert_batch_size
+
+            free, _total = torch.cuda.mem_get_info(self.device)
+            self.batch_size = mert_batch_size(free, self.config, self.chunk_samples,
+                                              dtype_bytes=2 if self.dtype != "float32" else 4)
         self._captured: list = []
 
         self._capturing = False
@@ -489,8 +533,10 @@ class MertExtractor(Extractor):
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         if self.do_normalize:
             x = zero_mean_unit_var(x)
+        if self.precision_mode == "weights":
+            x = x.to(getattr(torch, self.dtype))
         autocast = (torch.autocast(self.device.type, dtype=getattr(torch, self.dtype))
-                    if self.dtype != "float32" else contextlib.nullcontext())
+                    if self.precision_mode == "autocast" else contextlib.nullcontext())
         self._captured.clear()
         self._capturing = True
         try:
@@ -541,11 +587,14 @@ class MertExtractor(Extractor):
     def fingerprint(self) -> str:
         # A local folder is identified by its contents (commit), not by where it lies.
         model_id = "local" if self.snapshot.model_id.startswith("local:") else self.snapshot.model_id
+        # The precision actually used (never "auto"), and for reduced precision how it is
+        # applied (cast weights vs CPU autocast give slightly different outputs).
+        extra = {} if self.dtype == "float32" else {"precision_mode": self.precision_mode}
         return make_fingerprint(
             self.name, model=model_id, commit=self.snapshot.commit,
             precision=self.dtype, chunk_seconds=self.chunk_seconds,
             min_last_samples=self.min_last_samples, sample_rate=self.sample_rate,
-            do_normalize=self.do_normalize, output_version=OUTPUT_VERSION)
+            do_normalize=self.do_normalize, output_version=OUTPUT_VERSION, **extra)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -560,6 +609,8 @@ class MertExtractor(Extractor):
             "chunk_seconds": self.chunk_seconds,
             "min_last_samples": self.min_last_samples,
             "dtype": self.dtype,
+            "precision_mode": self.precision_mode,
+            "batch_size": self.batch_size,
             "device": str(self.device),
             "do_normalize": self.do_normalize,
             "output_version": OUTPUT_VERSION,
