@@ -80,11 +80,22 @@ def cmd_extract(args) -> int:
     from mtbc.data.collection import load_collection
     from mtbc.extractors import get_extractor
 
+    if args.devices:  # one subprocess per device, one shared cache (mtbc.cache.devices)
+        from mtbc.cache.devices import parse_devices, run_on_devices
+
+        try:
+            devices = parse_devices(args.devices)
+        except ValueError as exc:
+            raise SystemExit(f"mtbc extract: {exc}") from None
+        return run_on_devices(args.argv[1:], devices, _shard(args.shard))
     coll = load_collection(args.collection, kind=args.kind)
     store = EmbeddingStore(args.cache)
     status = 0
+    options = _options(args.option)
+    if args.device:
+        options.setdefault("device", args.device)
     for name in args.extractor:
-        extractor = get_extractor(name, **_options(args.option))
+        extractor = get_extractor(name, **options)
         report = extract_collection(coll.tracks, extractor, store, batch_tracks=args.batch,
                                     shard=_shard(args.shard))
         print(report)
@@ -137,7 +148,9 @@ def cmd_predict(args) -> int:
 def cmd_bench(args) -> int:
     from mtbc import bench
 
-    return bench.main(models=args.models, device=args.device, quick=args.quick)
+    return bench.main(models=args.models, device=args.device, quick=args.quick,
+                      json_path=args.json, dtypes=args.dtypes, batch_sizes=args.batch_sizes,
+                      clip_seconds=args.clip_seconds, repeats=args.repeats)
 
 
 def cmd_run(args) -> int:
@@ -193,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=None, help="cache folder (default data/cache)")
     p.add_argument("--batch", type=int, default=8, help="tracks per model batch (default 8)")
     p.add_argument("--shard", help="i/n: only shard i of n (split work across machines)")
+    p.add_argument("--device", default=None, help="torch device for the models (cpu, cuda:1, "
+                                                  "mps; default: the extractor's auto)")
+    p.add_argument("--devices", default=None, metavar="LIST",
+                   help="cuda:0,cuda:1,...: one process per device sharing the cache")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("cache", help="list what the embedding cache holds")
@@ -211,10 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("bench", help="throughput and TFLOP/s against the same-run matmul peak")
-    p.add_argument("--models", default="mert-95m,mert-330m,vggish,probe,store",
-                   help="comma-separated: mert-95m, mert-330m, vggish, probe, store")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--quick", action="store_true", help="fewer batch sizes and repeats")
+    p.add_argument("--models", default="mert-95m,mert-330m,vggish,musicnn,mfcc,probe,store",
+                   help="comma-separated: mert-95m, mert-330m, vggish, musicnn, mfcc, probe, "
+                        "store")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
+    p.add_argument("--quick", action="store_true", help="batch 1 only, one repeat")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="write every figure as rows (docs/compute.md) to FILE")
+    p.add_argument("--dtypes", default="auto,float32",
+                   help="precisions to time (default auto,float32: the speed-up shows)")
+    p.add_argument("--batch-sizes", default=None, help="clips per batch, e.g. 1,8,16")
+    p.add_argument("--clip-seconds", type=float, default=30.0, help="clip length (default 30)")
+    p.add_argument("--repeats", type=int, default=None, help="best of N (default 2; quick 1)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("run", help="the whole study: corpus, embeddings, notebooks, HTML reports",
@@ -231,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(raw)
+    args.argv = raw
     from mtbc.data.audio import AudioError
     from mtbc.data.collection import CollectionError
     from mtbc.extractors import WeightsUnavailableError

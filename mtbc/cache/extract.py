@@ -91,7 +91,7 @@ def extract_collection(
     *,
     batch_tracks: int = 8,
     shard: tuple[int, int] | None = None,
-    decode_workers: int = 2,
+    decode_workers: int | None = None,
     progress: bool = True,
 ) -> ExtractionReport:
     """Embed every track of ``tracks`` not yet cached for ``extractor`` and store it.
@@ -99,6 +99,9 @@ def extract_collection(
     ``tracks`` needs ``track_id``, ``path`` and ``content_hash`` (a scanned collection).
     The progress bar counts audio seconds, so its rate reads as audio-seconds per second.
     """
+    if decode_workers is None:  # sized to the device (mtbc.cache.devices)
+        from mtbc.cache.devices import decode_workers_for
+        decode_workers = decode_workers_for(extractor)
     fp = extractor.fingerprint
     report = ExtractionReport(fingerprint=fp)
     store.write_info(fp, extractor.metadata())
