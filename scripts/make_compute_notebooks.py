@@ -52,10 +52,11 @@ dtypes: list = ["auto", "float32"]  # precisions to time; auto is what extractio
 batch_sizes: list = [1, 8]  # 30 s clips per batch
 clip_seconds: float = 30.0  # clip length of the timing workload
 repeats: int = 1  # best of N timings
-budget_s: float = 30.0  # per model: larger batches are skipped when estimated to exceed it
-agreement_tracks: int = 2  # run tracks embedded in fp32 and bf16 for the agreement table
+budget_s: float = 45.0  # per model: larger batches are skipped when estimated to exceed it
+agreement_tracks: int = 1  # run tracks embedded in fp32 and bf16 for the agreement table
 probe_budget_s: float = 120.0  # the fp32-vs-bf16 probe runs when its extraction fits in this
 decode_formats: list = ["wav", "mp3", "ogg"]  # formats whose decode cost is measured
+isolate: bool = True  # one subprocess per model (False: in this kernel; peak RAM then mixed)
 ''', "parameters"),
     ("code", '''from IPython.display import Markdown, display
 
@@ -65,13 +66,13 @@ from mtbc.reports.display import fixture_banner, record_summary
 from mtbc.reports.tables import provenance
 
 study = open_study(collection, extractors, cache_dir=cache_dir)
-fixture_banner(study.metadata())
 models = compute.models_for_run(extractors, extra=extra_models)
 result = compute.bench_rows(models, device=device, dtypes=dtypes, batch_sizes=batch_sizes,
                             clip_seconds=clip_seconds, repeats=repeats, budget_s=budget_s,
                             agreement_paths=compute.agreement_paths(study, agreement_tracks),
-                            seed=seed)
-rows_file = compute.write_rows(result, compute.rows_path(run_record, cache_dir))'''),
+                            isolate=isolate, seed=seed)
+rows_file = compute.write_rows(result, compute.rows_path(run_record, cache_dir))
+fixture_banner(study.metadata())'''),
     ("md", """## Cost per model
 
 One row per model, precision and batch size. `seconds_per_clip` is per 30 s clip (front end
@@ -140,7 +141,8 @@ rows = compute.read_rows(compute.rows_path(run_record, cache_dir))
 evidence = claims.evidence_from_study(study, compute=rows, run_record=run_record, seed=seed,
                                       n_splits=n_splits, n_boot=n_boot)
 table = claims.audit_table(evidence)
-record_summary(claims.claims_summary(table))'''),
+record_summary(claims.claims_summary(table))
+fixture_banner(study.metadata())'''),
     ("code", '''display(Markdown("Compute figures come from notebook 07 of this run." if rows else
                  "Notebook 07 left no figures for this run: the compute claims are not "
                  "testable here."))

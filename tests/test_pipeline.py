@@ -21,7 +21,7 @@ from mtbc.reports.display import FIXTURE_TEXT
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["01_load_data", "02_extract_embeddings", "03_embedding_statistics",
-             "04_train_classifiers", "05_ensemble"]
+             "04_train_classifiers", "05_ensemble", "07_compute", "08_claims"]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,13 @@ def study(tmp_path_factory):
         "seed": 0, "cache_dir": str(root / "cache"),
         "params": {"n_splits": 3, "n_boot": 200},
         "notebook_params": {"04_train_classifiers": {"model_dir": str(root / "models"),
-                                                     "probes": ["linear", "mlp"]}},
+                                                     "probes": ["linear", "mlp"]},
+                            # 07 kept short: the run's models only, one 2 s clip, batch 1
+                            "07_compute": {"extra_models": [], "dtypes": ["auto", "bfloat16"],
+                                           "batch_sizes": [1], "clip_seconds": 2.0,
+                                           "agreement_tracks": 1, "probe_budget_s": 60.0,
+                                           "decode_formats": ["wav", "ogg"],
+                                           "isolate": False}},
     }
     index = run(params, notebooks_dir=REPO / "notebooks", reports_root=root / "reports",
                 progress=False)
@@ -239,3 +245,24 @@ def test_gtzan_layout_runs_on_its_predefined_split(tmp_path, tone):
     assert "predefined train/valid/test split" in page and "on 10 tracks" in page  # 10 test
     assert "late(mfcc + mfcc-fine)" in (index.parent / "05_ensemble.html").read_text(
         encoding="utf-8")
+
+
+def test_compute_report_labels_weights_and_measures_every_model(study):
+    page = _html(study, "07_compute")
+    for model in ("mert", "vggish", "mfcc"):
+        assert f"<td>{model}</td>" in page, model
+    assert "fixture" in page and "seconds_per_clip" in page and "bfloat16" in page
+    assert "min cosine to fp32" in page
+    rows = json.loads((study[1].parent / "compute.json").read_text())["rows"]
+    assert {r["label"] for r in rows} == {"mert", "vggish", "mfcc"}
+    assert not json.loads((study[1].parent / "compute.json").read_text())["failed"]
+
+
+def test_claims_report_gives_every_claim_a_verdict(study):
+    from mtbc.analysis.claims import CLAIMS
+
+    page = _html(study, "08_claims")
+    for claim in CLAIMS:
+        assert claim.id in page, claim.id
+    assert "contradicted" in page and "confirmed" in page and "not testable here" in page
+    assert "random weights" in page  # fixture figures are labelled

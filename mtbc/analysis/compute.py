@@ -229,7 +229,8 @@ class _Subject:
                 d = resolve_dtype(d, self.device)
             if d not in out:
                 out.append(d)
-        return sorted(out, key=lambda d: d != "float32")  # fp32 first (CUDA casts in place)
+        auto = self.auto_dtype()
+        return sorted(out, key=lambda d: d != auto)  # what extraction uses first
 
     def auto_dtype(self) -> str:
         """What the extractor's own ``dtype="auto"`` resolves to here."""
@@ -248,10 +249,15 @@ class _Subject:
         if self.name == "mert":
             if dtype == self.base.dtype:
                 return self.base
+            import copy
+
             from mtbc.extractors.mert import MertExtractor
 
+            model = self.base.model
+            if not self.device.startswith("cpu") and dtype != "float32":
+                model = copy.deepcopy(model)  # cast to bf16 on the device: keep fp32 intact
             return MertExtractor.from_model(
-                self.base.model, config=self.base.config,
+                model, config=self.base.config,
                 preprocessor=self.base.snapshot.preprocessor, device=self.device,
                 dtype=dtype, chunk_seconds=self.base.chunk_seconds)
         if self.name in ("vggish", "musicnn"):
@@ -327,13 +333,13 @@ def measure_model(key: str, options: dict | None = None, *, device: str = "cpu",
 
             waves = [load_audio(p, subject.sample_rate) for p in agreement_paths]
         reference = None
+        last = None  # seconds per clip of the latest timing (the budget's estimate)
         for dtype in subject.dtypes(dtypes):
             ext = subject.extractor(dtype)
             peak = _matmul_peak(subject.device, dtype) if subject.module is not None else None
             warm = max(subject.sample_rate, getattr(ext, "min_samples", 1))
             ext.embed_many([clip[:warm]])  # warm-up (1 s or the shortest input), not timed
             flop_per_clip = subject.flops(ext, clip)
-            last = None
             for batch in batch_sizes:
                 base = {"model": key, "device": subject.device, "dtype": dtype,
                         "batch_size": int(batch), "clip_seconds": clip_seconds,
@@ -585,7 +591,8 @@ def ours_beside_claims(result: Mapping[str, Any]) -> pd.DataFrame:
                "size (fp32 params x 4 B)": f"{auto['params'].iloc[0] * 4 / 1e9:.2f} GB",
                "peak RSS": f"{auto['peak_rss_mib'].iloc[0]:.0f} MiB",
                "load": f"{auto['load_s'].iloc[0]:.1f} s",
-               f"30 s clip, this machine ({auto['device'].iloc[0]}, {auto['dtype'].iloc[0]})":
+               "device, dtype": f"{auto['device'].iloc[0]}, {auto['dtype'].iloc[0]}",
+               "30 s clip, this machine":
                    f"{b1['seconds_per_clip'].iloc[0] * 30 / b1['clip_seconds'].iloc[0]:.2f} s"
                    if len(b1) else "-"}
         for b in (8, 16):
