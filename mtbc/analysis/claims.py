@@ -298,7 +298,11 @@ def _params_hint(dataset: str, root: Path | None) -> str:
 
 
 def _rows(ev: Evidence, model: str, *, batch: int | None = None) -> list[dict]:
-    rows = [r for r in ev.compute if r.get("model") == model and r.get("seconds_per_clip")]
+    """07's timed rows of ``model`` in the precision extraction uses; only full-size models
+    (a tiny test fixture has the model's name, not its architecture)."""
+    full = ev.facts.get(f"{model.split('-')[0]}.params") if model != "mert-95m" else None
+    rows = [r for r in ev.compute if r.get("model") == model and r.get("seconds_per_clip")
+            and (full is None or abs(r.get("params", full) - full) <= 0.01 * full)]
     auto = [r for r in rows if r.get("dtype") == r.get("auto_dtype")] or rows
     return [r for r in auto if batch is None or r.get("batch_size") == batch]
 
@@ -602,11 +606,13 @@ def claims_frame(claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- from a run
 
 def _mert_label(metadata: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The run's MERT-v1-330M (1024-d); else a fixture MERT (its figures are labelled and
+    decide nothing); MERT-v1-95M is another model and is not used for 330M claims."""
     for label, meta in metadata.items():
         if meta.get("extractor") == "mert" and meta.get("hidden_size") == 1024:
             return label
     for label, meta in metadata.items():
-        if meta.get("extractor") == "mert":
+        if meta.get("extractor") == "mert" and meta.get("weights_kind") != "pretrained":
             return label
     return None
 
