@@ -358,8 +358,11 @@ def main(*, models: str = DEFAULT_MODELS, device: str = "auto", quick: bool = Fa
             model_keys, device=device, dtypes=[d.strip() for d in dtypes.split(",")],
             batch_sizes=sizes, clip_seconds=clip_seconds,
             repeats=repeats or (1 if quick else 2), progress=True)
-        frame = compute.rows_frame(result).drop(columns=["label"])
-        print(frame.to_string(index=False))
+        print(compute.memory_frame(result).drop(columns=["label"]).to_string(index=False))
+        print(compute.rows_frame(result).to_string(index=False))
+        skipped = compute.skipped_frame(result)
+        if len(skipped):
+            print(skipped.to_string(index=False))
         for f in result["failed"]:
             print(f"  {f['model']}: FAILED: {f['reason']}")
         speed = compute.speedup_table(result)

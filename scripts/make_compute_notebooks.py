@@ -75,11 +75,14 @@ rows_file = compute.write_rows(result, compute.rows_path(run_record, cache_dir))
 fixture_banner(study.metadata())'''),
     ("md", """## Cost per model
 
-One row per model, precision and batch size. `seconds_per_clip` is per 30 s clip (front end
-included); `tflops` are the network's analytic FLOPs over that time and `peak_fraction` their
-share of the same-run matmul peak in the same precision (MFCC has no network). `peak_rss_mib`
-is the subprocess's peak resident memory, imports included."""),
+Size and memory per model (peak RSS is the model's subprocess, imports included), then speed:
+one row per model, precision and batch size. Seconds are per 30 s clip, front end included;
+TFLOP/s are the network's analytic FLOPs over that time, and their share of the matmul peak
+measured in the same subprocess and precision (MFCC has no network)."""),
+    ("code", '''compute.memory_frame(result)'''),
     ("code", '''compute.rows_frame(result)'''),
+    ("code", '''skipped = compute.skipped_frame(result)
+display(skipped if len(skipped) else Markdown("Every timing asked for was run."))'''),
     ("code", '''display(Markdown("Models that could not be measured: " + "; ".join(
     f"{f['label']}: {f['reason']}" for f in result["failed"])) if result["failed"]
     else Markdown("Every model was measured."))'''),
@@ -88,7 +91,7 @@ is the subprocess's peak resident memory, imports included."""),
 The comparison's table (its CPU figures are for a Jetson Orin, its GPU figures for an RTX
 3090, the Apple ones for an M1), then ours on this machine, in the precision mtbc uses. Our
 sizes are parameters x 4 bytes (fp32 weights)."""),
-    ("code", '''compute.CLAIMED_COMPUTE'''),
+    ("code", '''compute.claimed_compute()'''),
     ("code", '''compute.ours_beside_claims(result)'''),
     ("md", """## bf16 on this device
 

@@ -305,7 +305,8 @@ def _matmul_peak(device: str, dtype: str) -> float:
 def measure_model(key: str, options: dict | None = None, *, device: str = "cpu",
                   dtypes: Sequence[str] = ("auto",), batch_sizes: Sequence[int] = (1, 8),
                   clip_seconds: float = 30.0, repeats: int = 1, budget_s: float | None = None,
-                  agreement_paths: Sequence[str] = (), seed: int = 0) -> dict[str, Any]:
+                  agreement_paths: Sequence[str] = (), seed: int = 0,
+                  weights_label: str | None = None) -> dict[str, Any]:
     """Measure one model in *this* process (:func:`bench_rows` runs it in a subprocess).
 
     ``budget_s`` bounds the timing: a batch size whose estimated time (from the last batch
@@ -323,6 +324,8 @@ def measure_model(key: str, options: dict | None = None, *, device: str = "cpu",
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mtbc-compute-") as tmp:
         subject = _Subject(key, options, device, Path(tmp), seed)
+        if weights_label:
+            subject.weights_kind = weights_label
         rss_loaded = _rss_now_mib()
         clip = synthetic_clip(clip_seconds, subject.sample_rate, seed=seed)
         rows: list[dict[str, Any]] = []
@@ -451,15 +454,23 @@ def bench_rows(models: Mapping[str, Mapping[str, Any]] | Sequence[str], *,
                       agreement_paths=[str(p) for p in agreement_paths], seed=seed)
         if progress:
             print(f"measuring {label} ({spec['key']}) on {device} ...", flush=True)
-        try:
-            if isolate:
-                result = measure_isolated(spec["key"], spec.get("options"), **kwargs)
-            else:
-                result = measure_model(spec["key"], spec.get("options"), **kwargs)
-        except Exception as exc:  # noqa: BLE001 - one model's failure is one row
-            out["failed"].append({"label": label, "model": spec["key"],
-                                  "reason": f"{type(exc).__name__}: {exc}"})
-            continue
+        options = spec.get("options")
+        with tempfile.TemporaryDirectory(prefix="mtbc-weights-") as tmp:
+            if spec["key"] == "vggish" and options is None and isolate:
+                # Random weights written here, so that making them is not in the model's RSS.
+                from mtbc.extractors.fixtures import make_vggish_weights
+
+                options = {"weights": str(make_vggish_weights(Path(tmp), seed=seed)[0])}
+                kwargs["weights_label"] = RANDOM
+            try:
+                if isolate:
+                    result = measure_isolated(spec["key"], options, **kwargs)
+                else:
+                    result = measure_model(spec["key"], options, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - one model's failure is one row
+                out["failed"].append({"label": label, "model": spec["key"],
+                                      "reason": f"{type(exc).__name__}: {exc}"})
+                continue
         for row in result["rows"]:
             out["rows"].append({"label": label, **row})
         for row in result["agreement"]:
@@ -507,24 +518,57 @@ def rows_path(run_record: str | os.PathLike | None, cache_dir: str | None = None
 
 # ----------------------------------------------------------------------------- tables
 
-def rows_frame(result: Mapping[str, Any] | Sequence[dict]) -> pd.DataFrame:
-    """One display row per measurement: label, model, weights, dtype, batch, s/clip, audio-s/s,
-    TFLOP/s, share of the matmul peak, peak RSS / VRAM, load time, parameters, weights MB."""
+def _frame(result: Mapping[str, Any] | Sequence[dict]) -> pd.DataFrame:
     rows = result["rows"] if isinstance(result, Mapping) else list(result)
-    columns = ["label", "model", "weights_kind", "device", "dtype", "batch_size",
-               "seconds_per_clip", "audio_s_per_s", "tflops", "peak_fraction",
-               "peak_rss_mib", "peak_vram_mib", "load_s", "params", "weights_mb", "skipped"]
     frame = pd.DataFrame(rows)
-    for c in columns:
+    for c in ROW_FIELDS + ("label", "params", "weights_mb", "skipped", "clip_seconds"):
         if c not in frame:
             frame[c] = None
-    frame = frame[columns].copy()
-    frame["params"] = [f"{p / 1e6:.1f}M" if p else "-" for p in frame["params"]]
-    frame["peak_fraction"] = [f"{100 * v:.0f}%" if v is not None and v == v else "-"
-                              for v in frame["peak_fraction"]]
-    frame["skipped"] = frame["skipped"].fillna("")
-    return frame.round({"seconds_per_clip": 3, "audio_s_per_s": 1, "tflops": 3,
-                        "peak_rss_mib": 0, "load_s": 2, "weights_mb": 1})
+    return frame
+
+
+def rows_frame(result: Mapping[str, Any] | Sequence[dict]) -> pd.DataFrame:
+    """Speed, one row per timed (model, precision, batch size): seconds per 30 s clip,
+    audio-s/s, TFLOP/s and their share of the same-run matmul peak."""
+    frame = _frame(result)
+    frame = frame[frame["seconds_per_clip"].notna()] if len(frame) else frame
+    out = pd.DataFrame({
+        "label": frame["label"], "weights": frame["weights_kind"], "dtype": frame["dtype"],
+        "batch": frame["batch_size"],
+        "s per 30 s clip": [round(v * 30 / c, 3) for v, c in
+                            zip(frame["seconds_per_clip"], frame["clip_seconds"], strict=True)],
+        "audio-s/s": frame["audio_s_per_s"].astype(float).round(1),
+        "TFLOP/s": [None if v is None or v != v else round(v, 3) for v in frame["tflops"]],
+        "% of matmul peak": [f"{100 * v:.0f}%" if v is not None and v == v else "-"
+                             for v in frame["peak_fraction"]]})
+    return out.reset_index(drop=True)
+
+
+def memory_frame(result: Mapping[str, Any] | Sequence[dict]) -> pd.DataFrame:
+    """Size and memory, one row per model: parameters, weights on disk, load time, the
+    subprocess's peak RAM and the peak GPU memory."""
+    frame = _frame(result)
+    if not len(frame):
+        return pd.DataFrame(columns=["label", "model", "weights", "params", "weights MB",
+                                     "load s", "peak RSS MiB", "peak VRAM MiB"])
+    first = frame.groupby("label", sort=False).first().reset_index()
+    return pd.DataFrame({
+        "label": first["label"], "model": first["model"], "weights": first["weights_kind"],
+        "params": [f"{p / 1e6:.1f}M" if p else "-" for p in first["params"]],
+        "weights MB": first["weights_mb"].astype(float).round(1),
+        "load s": first["load_s"].astype(float).round(2),
+        "peak RSS MiB": first["peak_rss_mib"].astype(float).round(0),
+        "peak VRAM MiB": ["-" if v is None or v != v else round(v) for v in
+                          first["peak_vram_mib"]]})
+
+
+def skipped_frame(result: Mapping[str, Any] | Sequence[dict]) -> pd.DataFrame:
+    """The timings the budget left out, and why."""
+    frame = _frame(result)
+    frame = frame[frame["skipped"].notna()] if len(frame) else frame
+    return pd.DataFrame({"label": frame["label"], "dtype": frame["dtype"],
+                         "batch": frame["batch_size"], "not run because": frame["skipped"]}
+                        ).reset_index(drop=True)
 
 
 def speedup_table(result: Mapping[str, Any]) -> pd.DataFrame:
@@ -575,8 +619,14 @@ CLAIMED_COMPUTE = pd.DataFrame([
 ]).set_index("model")
 
 
+def claimed_compute() -> pd.DataFrame:
+    """The comparison's compute figures, one column per model."""
+    return CLAIMED_COMPUTE.T
+
+
 def ours_beside_claims(result: Mapping[str, Any]) -> pd.DataFrame:
-    """Our figures in the comparison's columns (this machine; the weights each row used)."""
+    """Our figures in the comparison's rows, one column per model (this machine; the
+    weights each figure used)."""
     rows = []
     frame = pd.DataFrame([r for r in result["rows"] if r.get("seconds_per_clip")])
     for key in CLAIMED_COMPUTE.index:
@@ -600,7 +650,7 @@ def ours_beside_claims(result: Mapping[str, Any]) -> pd.DataFrame:
             rec[f"batch {b}"] = (f"{hit['seconds_per_clip'].iloc[0] * b:.1f} s"
                                  if len(hit) else "not run")
         rows.append(rec)
-    return pd.DataFrame(rows).set_index("model")
+    return pd.DataFrame(rows).set_index("model").T
 
 
 # ----------------------------------------------------------------------------- decoding
