@@ -20,6 +20,10 @@ from mtbc.pipeline import run
 from mtbc.reports.display import FIXTURE_TEXT
 
 REPO = Path(__file__).resolve().parents[1]
+# 07 kept short in tests: the run's models only, one 2 s clip, batch 1, in the kernel.
+FAST_07 = {"extra_models": [], "dtypes": ["auto", "bfloat16"], "batch_sizes": [1],
+           "clip_seconds": 2.0, "agreement_tracks": 1, "probe_budget_s": 60.0,
+           "decode_formats": ["wav", "ogg"], "isolate": False}
 NOTEBOOKS = ["01_load_data", "02_extract_embeddings", "03_embedding_statistics",
              "04_train_classifiers", "05_ensemble", "07_compute", "08_claims"]
 
@@ -43,12 +47,7 @@ def study(tmp_path_factory):
         "params": {"n_splits": 3, "n_boot": 200},
         "notebook_params": {"04_train_classifiers": {"model_dir": str(root / "models"),
                                                      "probes": ["linear", "mlp"]},
-                            # 07 kept short: the run's models only, one 2 s clip, batch 1
-                            "07_compute": {"extra_models": [], "dtypes": ["auto", "bfloat16"],
-                                           "batch_sizes": [1], "clip_seconds": 2.0,
-                                           "agreement_tracks": 1, "probe_budget_s": 60.0,
-                                           "decode_formats": ["wav", "ogg"],
-                                           "isolate": False}},
+                            "07_compute": FAST_07},
     }
     index = run(params, notebooks_dir=REPO / "notebooks", reports_root=root / "reports",
                 progress=False)
@@ -209,7 +208,8 @@ def test_five_unlabelled_songs_are_described_not_classified(tmp_path, tone):
     for i in range(5):
         tone(tmp_path / "songs" / f"歌曲{i}.wav", seconds=4.0, sr=22050, freq=220 * (i + 1))
     params = {"run": "five", "collection": str(tmp_path / "songs"),
-              "extractors": {"mfcc": {}}, "cache_dir": str(tmp_path / "cache")}
+              "extractors": {"mfcc": {}}, "cache_dir": str(tmp_path / "cache"),
+              "notebook_params": {"07_compute": FAST_07}}
     index = run(params, notebooks_dir=REPO / "notebooks", reports_root=tmp_path / "reports",
                 progress=False)
     stats = (index.parent / "03_embedding_statistics.html").read_text(encoding="utf-8")
@@ -251,7 +251,7 @@ def test_compute_report_labels_weights_and_measures_every_model(study):
     page = _html(study, "07_compute")
     for model in ("mert", "vggish", "mfcc"):
         assert f"<td>{model}</td>" in page, model
-    assert "fixture" in page and "seconds_per_clip" in page and "bfloat16" in page
+    assert "fixture" in page and "s per 30 s clip" in page and "bfloat16" in page
     assert "min cosine to fp32" in page
     rows = json.loads((study[1].parent / "compute.json").read_text())["rows"]
     assert {r["label"] for r in rows} == {"mert", "vggish", "mfcc"}
