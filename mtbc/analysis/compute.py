@@ -335,7 +335,7 @@ def measure_model(key: str, options: dict | None = None, *, device: str = "cpu",
             from mtbc.data.audio import load_audio
 
             waves = [load_audio(p, subject.sample_rate) for p in agreement_paths]
-        reference = None
+        outputs: dict[str, np.ndarray] = {}  # time-mean embeddings of ``waves`` per dtype
         last = None  # seconds per clip of the latest timing (the budget's estimate)
         for dtype in subject.dtypes(dtypes):
             ext = subject.extractor(dtype)
@@ -381,16 +381,17 @@ def measure_model(key: str, options: dict | None = None, *, device: str = "cpu",
                     row["peak_fraction"] = (None if row["tflops"] is None or not peak
                                             else row["tflops"] / peak)
             if waves:
-                out = np.concatenate(ext.embed_many(waves))
-                if reference is None:
-                    reference = out
-                else:
-                    cos = cosine_per_layer(reference, out)
-                    agreement.append({"model": key, "dtype": dtype, "reference": "float32",
-                                      "n_tracks": len(waves), "n_chunks": len(out),
-                                      "weights_kind": subject.weights_kind,
-                                      "min_cosine": float(cos.min()),
-                                      "per_layer": [float(c) for c in cos]})
+                outputs[dtype] = np.concatenate(ext.embed_many(waves))
+        reference = outputs.pop("float32", None)
+        for dtype, out in outputs.items():
+            if reference is None:
+                break
+            cos = cosine_per_layer(reference, out)
+            agreement.append({"model": key, "dtype": dtype, "reference": "float32",
+                              "n_tracks": len(waves), "n_chunks": len(out),
+                              "weights_kind": subject.weights_kind,
+                              "min_cosine": float(cos.min()),
+                              "per_layer": [float(c) for c in cos]})
     peak_rss = _peak_rss_mib()
     vram = (torch.cuda.max_memory_allocated() / 2**20 if subject.device.startswith("cuda")
             else None)
