@@ -311,35 +311,73 @@ def bench_probe(*, n_tracks: int = 1000, n_layers: int = 25, dim: int = 1024,
     return out
 
 
-def main(*, models: str = "mert-95m,mert-330m,vggish,probe,store", device: str = "auto",
-         quick: bool = False) -> int:
-    """``mtbc bench``: print each benchmark's figures (random weights: timings, not results)."""
+#: ``mtbc bench --models`` names: the extractors (measured by
+#: :func:`mtbc.analysis.compute.bench_rows`, one subprocess each) and two analysis benches.
+MODEL_BENCHES = ("mert-95m", "mert-330m", "vggish", "musicnn", "mfcc")
+OTHER_BENCHES = ("probe", "store")
+DEFAULT_MODELS = "mert-95m,mert-330m,vggish,musicnn,mfcc,probe,store"
+
+
+def main(*, models: str = DEFAULT_MODELS, device: str = "auto", quick: bool = False,
+         json_path: str | Path | None = None, dtypes: str = "auto,float32",
+         batch_sizes: str | None = None, clip_seconds: float = 30.0,
+         repeats: int | None = None) -> int:
+    """``mtbc bench``: every model's figures as rows (printed; ``json_path`` writes them).
+
+    Models are timed with full-size random weights (MERT, VGGish; speed only) or their
+    shipped weights (musicnn), one subprocess per model; rows are
+    :data:`mtbc.analysis.compute.ROW_FIELDS` (see that module for what each figure means).
+    """
     import platform
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    from mtbc.analysis import compute
+    from mtbc.extractors.base import cpu_bf16_capability, resolve_device
+
+    device = str(resolve_device(device))
     wanted = [m.strip() for m in models.split(",") if m.strip()]
-    known = ("mert-95m", "mert-330m", "vggish", "probe", "store")
+    known = MODEL_BENCHES + OTHER_BENCHES
     unknown = [m for m in wanted if m not in known]
     if unknown:
         print(f"mtbc bench: unknown model(s) {unknown}; choose among {', '.join(known)}")
         return 2
+    try:
+        sizes = ([int(b) for b in batch_sizes.split(",")] if batch_sizes
+                 else [1] if quick else [1, 8])
+    except ValueError:
+        print(f"mtbc bench: --batch-sizes takes integers like 1,8,16, not {batch_sizes!r}")
+        return 2
+    caps = cpu_bf16_capability()
     print(f"mtbc bench on {device} ({platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} torch threads); random weights: speed figures only")
-    peak_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    print(f"matmul peak ({peak_dtype}): {matmul_peak_tflops(device=device, dtype=peak_dtype):.3f}"
-          f" TFLOP/s")
+          f"{torch.get_num_threads()} torch threads; CPU bf16: "
+          f"{', '.join(k for k, v in caps.items() if v) or 'none'}); random weights: speed "
+          f"figures only")
+    result = {"rows": [], "agreement": [], "failed": []}
+    model_keys = [m for m in wanted if m in MODEL_BENCHES]
+    if model_keys:
+        result = compute.bench_rows(
+            model_keys, device=device, dtypes=[d.strip() for d in dtypes.split(",")],
+            batch_sizes=sizes, clip_seconds=clip_seconds,
+            repeats=repeats or (1 if quick else 2), progress=True)
+        print(compute.memory_frame(result).drop(columns=["label"]).to_string(index=False))
+        print(compute.rows_frame(result).to_string(index=False))
+        skipped = compute.skipped_frame(result)
+        if len(skipped):
+            print(skipped.to_string(index=False))
+        for f in result["failed"]:
+            print(f"  {f['model']}: FAILED: {f['reason']}")
+        speed = compute.speedup_table(result)
+        if len(speed):
+            print("\nreduced precision vs fp32 (same subprocess):")
+            print(speed.drop(columns=["label"]).to_string(index=False))
+    extra = {}
     for m in wanted:
-        if m.startswith("mert"):
-            bench_mert(variant=m.split("-")[1], device=device,
-                       batch_sizes=(1, 2) if quick else (1, 2, 4),
-                       repeats=1 if quick else 2)
-        elif m == "vggish":
-            bench_vggish(device=device, batch_sizes=(32,) if quick else (8, 32, 64),
-                         repeats=1 if quick else 3)
-        elif m == "store":
-            bench_store(n_tracks=200 if quick else 1000)
-        else:
-            bench_probe(n_tracks=200 if quick else 1000)
+        if m == "store":
+            extra["store"] = bench_store(n_tracks=200 if quick else 1000)
+        elif m == "probe":
+            extra["probe"] = bench_probe(n_tracks=200 if quick else 1000)
+    if json_path:
+        path = compute.write_rows({**result, **extra}, json_path)
+        print(f"\nrows written to {path}")
     return 0
 
 

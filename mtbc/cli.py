@@ -157,7 +157,18 @@ def cmd_extract(args) -> int:
     from mtbc.data.collection import load_collection
 
     shard = _shard(args.shard)  # every option is checked before any work
-    extractors = _extractors(args.extractor, _options(args.option))
+    options = _options(args.option)
+    if args.device:
+        options.setdefault("device", args.device)
+    if args.devices:  # one subprocess per device, one shared cache (mtbc.cache.devices)
+        from mtbc.cache.devices import parse_devices, run_on_devices
+
+        try:
+            devices = parse_devices(args.devices)
+        except ValueError as exc:
+            raise UsageError(f"--devices {args.devices!r}: {exc}") from None
+        return run_on_devices(args.argv[1:], devices, shard)
+    extractors = _extractors(args.extractor, options)
     coll = load_collection(args.collection, kind=args.kind, max_duration=args.max_duration)
     store = EmbeddingStore(args.cache)
     status = 0
@@ -232,15 +243,18 @@ def cmd_predict(args) -> int:
 def cmd_bench(args) -> int:
     from mtbc import bench
 
-    known = {"mert-95m", "mert-330m", "vggish", "probe", "store"}
+    known = {"mert-95m", "mert-330m", "vggish", "musicnn", "mfcc", "probe", "store"}
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in known]
     if bad or not models:
         raise UsageError(f"--models {args.models!r}: unknown {', '.join(bad) or '(empty)'}; "
                          f"choose among {', '.join(sorted(known))}")
-    if args.device not in ("auto", "cpu", "cuda") and not args.device.startswith("cuda:"):
-        raise UsageError(f"--device {args.device!r}: use cpu, cuda, cuda:N or auto")
-    return bench.main(models=args.models, device=args.device, quick=args.quick)
+    if (args.device not in ("auto", "cpu", "cuda", "mps")
+            and not args.device.startswith("cuda:")):
+        raise UsageError(f"--device {args.device!r}: use cpu, cuda, cuda:N, mps or auto")
+    return bench.main(models=args.models, device=args.device, quick=args.quick,
+                      json_path=args.json, dtypes=args.dtypes, batch_sizes=args.batch_sizes,
+                      clip_seconds=args.clip_seconds, repeats=args.repeats)
 
 
 def cmd_run(args) -> int:
@@ -339,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tracks per model batch (default 8)")
     p.add_argument("--shard", help="i/n: only shard i of n (split work across machines)")
     p.add_argument("--max-duration", type=_seconds(True), default=None, help=max_help)
+    p.add_argument("--device", default=None, help="torch device for the models (cpu, cuda:1, "
+                                                  "mps; default: the extractor's auto)")
+    p.add_argument("--devices", default=None, metavar="LIST",
+                   help="cuda:0,cuda:1,...: one process per device sharing the cache")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("cache", help="list (or verify) what the embedding cache holds",
@@ -364,11 +382,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="throughput and TFLOP/s against the same-run matmul peak",
                        description="Measure extractor and probe throughput and compare with "
-                                   "the matmul peak measured in the same run.")
-    p.add_argument("--models", default="mert-95m,mert-330m,vggish,probe,store",
-                   help="comma-separated: mert-95m, mert-330m, vggish, probe, store")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--quick", action="store_true", help="fewer batch sizes and repeats")
+                                   "the matmul peak measured in the same run; --json writes "
+                                   "every figure as rows.")
+    p.add_argument("--models", default="mert-95m,mert-330m,vggish,musicnn,mfcc,probe,store",
+                   help="comma-separated: mert-95m, mert-330m, vggish, musicnn, mfcc, probe, "
+                        "store")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
+    p.add_argument("--quick", action="store_true", help="batch 1 only, one repeat")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="write every figure as rows (docs/compute.md) to FILE")
+    p.add_argument("--dtypes", default="auto,float32",
+                   help="precisions to time (default auto,float32: the speed-up shows)")
+    p.add_argument("--batch-sizes", default=None, help="clips per batch, e.g. 1,8,16")
+    p.add_argument("--clip-seconds", type=float, default=30.0, help="clip length (default 30)")
+    p.add_argument("--repeats", type=int, default=None, help="best of N (default 2; quick 1)")
     p.set_defaults(func=cmd_bench)
     return parser
 
@@ -395,7 +422,9 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one ``mtbc`` command; returns the exit status (2 for a user error)."""
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(raw)
+    args.argv = raw
     for key in ("max_duration",):
         if getattr(args, key, 0) is None:
             from mtbc.data.audio import DEFAULT_MAX_DURATION

@@ -20,8 +20,13 @@ from mtbc.pipeline import run
 from mtbc.reports.display import FIXTURE_TEXT
 
 REPO = Path(__file__).resolve().parents[1]
+# 07 kept short in tests: the run's models only, one 2 s clip, batch 1, in the kernel.
+FAST_07 = {"extra_models": [], "dtypes": ["auto", "bfloat16"], "batch_sizes": [1],
+           "clip_seconds": 2.0, "agreement_tracks": 1, "probe_budget_s": 60.0,
+           "decode_formats": ["wav", "ogg"], "isolate": False}
 NOTEBOOKS = ["01_load_data", "02_extract_embeddings", "03_embedding_statistics",
-             "04_train_classifiers", "05_ensemble", "06_tagging"]
+             "04_train_classifiers", "05_ensemble", "06_tagging", "07_compute",
+             "08_claims"]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +47,8 @@ def study(tmp_path_factory):
         "seed": 0, "cache_dir": str(root / "cache"),
         "params": {"n_splits": 3, "n_boot": 200},
         "notebook_params": {"04_train_classifiers": {"model_dir": str(root / "models"),
-                                                     "probes": ["linear", "mlp"]}},
+                                                     "probes": ["linear", "mlp"]},
+                            "07_compute": FAST_07},
     }
     index = run(params, notebooks_dir=REPO / "notebooks", reports_root=root / "reports",
                 progress=False)
@@ -236,7 +242,8 @@ def test_five_unlabelled_songs_are_described_not_classified(tmp_path, tone):
     for i in range(5):
         tone(tmp_path / "songs" / f"歌曲{i}.wav", seconds=4.0, sr=22050, freq=220 * (i + 1))
     params = {"run": "five", "collection": str(tmp_path / "songs"),
-              "extractors": {"mfcc": {}}, "cache_dir": str(tmp_path / "cache")}
+              "extractors": {"mfcc": {}}, "cache_dir": str(tmp_path / "cache"),
+              "notebook_params": {"07_compute": FAST_07}}
     index = run(params, notebooks_dir=REPO / "notebooks", reports_root=tmp_path / "reports",
                 progress=False)
     stats = (index.parent / "03_embedding_statistics.html").read_text(encoding="utf-8")
@@ -275,3 +282,24 @@ def test_gtzan_layout_runs_on_its_predefined_split(tmp_path, tone):
     assert "mfcc · marble" in page  # protocol: marble, MARBLE's MLP probe
     assert "late(mfcc + mfcc-fine)" in (index.parent / "05_ensemble.html").read_text(
         encoding="utf-8")
+
+
+def test_compute_report_labels_weights_and_measures_every_model(study):
+    page = _html(study, "07_compute")
+    for model in ("mert", "vggish", "mfcc"):
+        assert f"<td>{model}</td>" in page, model
+    assert "fixture" in page and "s per 30 s clip" in page and "bfloat16" in page
+    assert "min cosine to fp32" in page
+    rows = json.loads((study[1].parent / "compute.json").read_text())["rows"]
+    assert {r["label"] for r in rows} == {"mert", "vggish", "mfcc"}
+    assert not json.loads((study[1].parent / "compute.json").read_text())["failed"]
+
+
+def test_claims_report_gives_every_claim_a_verdict(study):
+    from mtbc.analysis.claims import CLAIMS
+
+    page = _html(study, "08_claims")
+    for claim in CLAIMS:
+        assert claim.id in page, claim.id
+    assert "contradicted" in page and "confirmed" in page and "not testable here" in page
+    assert "random weights" in page  # fixture figures are labelled

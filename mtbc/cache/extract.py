@@ -222,7 +222,7 @@ def extract_collection(
     *,
     batch_tracks: int = 8,
     shard: tuple[int, int] | None = None,
-    decode_workers: int = 2,
+    decode_workers: int | None = None,
     progress: bool = True,
     max_duration: float = DEFAULT_MAX_DURATION,
 ) -> ExtractionReport:
@@ -239,6 +239,9 @@ def extract_collection(
         raise ValueError(f"batch_tracks must be a positive integer, not {batch_tracks!r}")
     run_start = time.time()
     load_model(extractor)
+    if decode_workers is None:  # sized to the device (mtbc.cache.devices)
+        from mtbc.cache.devices import decode_workers_for
+        decode_workers = decode_workers_for(extractor)
     fp = extractor.fingerprint
     report = ExtractionReport(fingerprint=fp)
     store.write_info(fp, extractor.metadata())

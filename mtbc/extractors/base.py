@@ -48,18 +48,71 @@ def resolve_device(device: Any = "auto"):
     return dev
 
 
-def resolve_dtype(dtype: str, device) -> str:
-    """The compute precision: ``"auto"`` is bf16 (or fp16 without bf16) on CUDA, fp32 elsewhere;
-    an explicit ``"float32"``, ``"bfloat16"`` or ``"float16"`` is kept."""
+def cpu_bf16_capability() -> dict[str, bool]:
+    """What this CPU and torch build offer for bfloat16: ``avx512_bf16`` and ``amx_bf16``
+    (native bf16 instructions, as torch reports them), ``mkldnn_bf16`` (oneDNN's own check)
+    and ``native`` (oneDNN is available and says bf16 is supported, with AVX512-BF16 or AMX).
+
+    Without native instructions oneDNN emulates bf16, which is slower than fp32; this is the
+    check ``resolve_dtype`` uses to decide whether ``"auto"`` may pick bf16 on the CPU.
+    """
+    import torch
+
+    def ask(fn) -> bool:
+        try:
+            return bool(fn())
+        except (AttributeError, RuntimeError):
+            return False
+
+    caps = {
+        "avx512_bf16": ask(lambda: torch.cpu._is_avx512_bf16_supported()),
+        "amx_bf16": ask(lambda: torch.cpu._is_amx_tile_supported()),
+        "mkldnn_bf16": ask(lambda: torch.backends.mkldnn.is_available()
+                           and torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+    }
+    caps["native"] = caps["mkldnn_bf16"] and (caps["avx512_bf16"] or caps["amx_bf16"])
+    return caps
+
+
+#: Environment variable overriding the CPU check: ``0`` keeps ``"auto"`` at fp32 on every
+#: CPU (the test suite sets it, so its results do not depend on the machine), ``1`` lets
+#: ``"auto"`` pick bf16 as if the CPU had native support.
+CPU_BF16_ENV = "MTBC_CPU_BF16"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether ``"auto"`` may use bf16 on this CPU: native bf16 instructions (see
+    :func:`cpu_bf16_capability`), unless :data:`CPU_BF16_ENV` says otherwise."""
+    import os
+
+    override = os.environ.get(CPU_BF16_ENV, "").strip()
+    if override in ("0", "1"):
+        return override == "1"
+    return cpu_bf16_capability()["native"]
+
+
+def resolve_dtype(dtype: str, device, *, cpu_bf16: bool = False) -> str:
+    """The compute precision actually used (never ``"auto"``).
+
+    ``"auto"`` is bf16 on CUDA (fp16 on GPUs without bf16); on a CPU with native bf16
+    (:func:`cpu_has_native_bf16`) it is bf16 when the caller passes ``cpu_bf16=True`` (the
+    extractors whose bf16 speed-up and agreement with fp32 were measured: MERT, VGGish; see
+    ``docs/compute.md``); fp32 everywhere else (MPS included). An explicit ``"float32"``,
+    ``"bfloat16"`` or ``"float16"`` is kept, so ``dtype: float32`` forces fp32.
+    """
     import torch
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(map(repr, DTYPES))}, not {dtype!r}")
     if dtype != "auto":
         return dtype
-    if torch.device(device).type == "cuda":
+    kind = torch.device(device).type
+    if kind == "cuda":
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if kind == "cpu" and cpu_bf16 and cpu_has_native_bf16():
+        return "bfloat16"
     return "float32"
+
 
 #: A file of this name beside model weights marks them as random test fixtures.
 FIXTURE_MARKER = "MTBC_FIXTURE.txt"

@@ -97,10 +97,12 @@ def make_mert_model(variant: str = "95m", *, tiny: bool = True, seed: int = 0,
     import torch
     from transformers import HubertModel
 
-    from mtbc.extractors.mert import hubert_config
+    from mtbc.extractors.mert import ATTN_IMPLEMENTATION, hubert_config
 
     torch.manual_seed(seed)
-    model = HubertModel(hubert_config(config or mert_config(variant, tiny=tiny)))
+    hconfig = hubert_config(config or mert_config(variant, tiny=tiny))
+    hconfig._attn_implementation = ATTN_IMPLEMENTATION
+    model = HubertModel(hconfig)
     with torch.no_grad():
         for name, param in model.named_parameters():
             if name.endswith("bias") or "layer_norm" in name or "original0" in name:

@@ -49,6 +49,9 @@ from mtbc.extractors.mert_hub import (
 )
 
 OUTPUT_VERSION = 1
+#: Attention kernel HubertModel is built with: torch's scaled_dot_product_attention (fused
+#: flash / memory-efficient kernels on CUDA, the same result as the eager path to rounding).
+ATTN_IMPLEMENTATION = "sdpa"
 #: Shortest input, in samples: one frame of the conv front end (receptive field 400 samples).
 MIN_SAMPLES = 400
 #: A remainder after the last full chunk is kept when at least this long (seconds).
@@ -157,6 +160,7 @@ def build_model(config: dict[str, Any], weights: Sequence[Path]):
     from transformers import HubertModel
 
     hconfig = hubert_config(config)
+    hconfig._attn_implementation = ATTN_IMPLEMENTATION
     with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
         model = HubertModel(hconfig)
     expected = {k: v.shape for k, v in model.state_dict().items()}
@@ -194,6 +198,61 @@ def zero_mean_unit_var(x):
     return ((x64 - mean) / torch.sqrt(var + 1e-7)).to(torch.float32)
 
 
+def _feature_convs_as_matmul(model) -> None:
+    """Run conv layers 2..7 of the feature encoder as unfold + matmul (CPU bf16 autocast).
+
+    oneDNN's bf16 conv1d gains almost nothing over fp32 here (1.34 vs 1.41 s for the 95M
+    front end on 10 s, one thread), while the same layers as a bf16 matmul take 0.83 s with
+    the same agreement (cosine 0.99994 to fp32 either way). Same arithmetic: each output
+    frame is the dot product of the weights with the ``kernel x channels`` window.
+    """
+    import torch
+
+    for layer in model.feature_extractor.conv_layers[1:]:
+        conv = layer.conv
+        if conv.groups != 1 or conv.padding[0] != 0 or conv.dilation[0] != 1:
+            continue
+        kernel, stride = conv.kernel_size[0], conv.stride[0]
+
+        def forward(x, conv=conv, kernel=kernel, stride=stride, original=conv.forward):
+            if not torch.is_autocast_enabled("cpu"):  # fp32 users of a shared model
+                return original(x)
+            b, c, _ = x.shape
+            windows = x.unfold(2, kernel, stride).permute(0, 2, 1, 3).reshape(b, -1, c * kernel)
+            y = torch.matmul(windows, conv.weight.reshape(conv.out_channels, c * kernel).t())
+            if conv.bias is not None:
+                y = y + conv.bias
+            return y.transpose(1, 2)
+
+        conv.forward = forward
+
+
+#: Fewest channels per group of the positional conv that oneDNN's bf16 kernel gets right
+#: (see :func:`_positional_conv_in_fp32`); the released models have 48 (95M) and 64 (330M).
+MIN_BF16_GROUP = 16
+
+
+def _positional_conv_in_fp32(model) -> None:
+    """Run the positional convolution outside CPU autocast, in float32.
+
+    oneDNN's bf16 grouped conv1d (torch 2.13, CPU) is wrong for few channels per group: the
+    tiny test MERT (2 channels per group) gets cosine 0.09 to fp32 at that layer, while the
+    full-size layer (48 or 64 channels per group) agrees to 0.99997. So below
+    :data:`MIN_BF16_GROUP` channels per group the layer runs in float32 under autocast (in
+    fp32 it would cost about 10% of a full-size bf16 forward, so the real models keep bf16).
+    """
+    import torch
+
+    pos = model.encoder.pos_conv_embed
+    forward = pos.forward
+
+    def fp32_forward(hidden_states, *args, **kwargs):
+        with torch.autocast("cpu", enabled=False):
+            return forward(hidden_states.float(), *args, **kwargs)
+
+    pos.forward = fp32_forward
+
+
 def _check_options(chunk_seconds: float, batch_size: int | None) -> None:
     if isinstance(chunk_seconds, bool) or not isinstance(chunk_seconds, int | float):
         raise ValueError(f"chunk_seconds must be a number of seconds, not {chunk_seconds!r}")
@@ -214,11 +273,14 @@ class MertExtractor(Extractor):
         holding ``config.json``, ``preprocessor_config.json`` and the weights.
     revision : hub branch, tag or commit; default the pinned ``DEFAULT_REVISIONS`` entry.
     device : ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
-    dtype : ``"auto"`` (float32 on CPU, bfloat16 on CUDA), ``"float32"``, or ``"bfloat16"`` /
-        ``"float16"`` autocast (weights stay float32; reduced precision changes outputs and
-        the fingerprint).
+    dtype : ``"auto"``: bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX),
+        float32 elsewhere (:func:`mtbc.extractors.base.resolve_dtype`); or ``"float32"``,
+        ``"bfloat16"``, ``"float16"``. On CUDA and MPS reduced precision casts the weights
+        (``model.to(bfloat16)``); on the CPU it is autocast over float32 weights (norms stay
+        float32). Reduced precision changes outputs slightly and the fingerprint records it.
     chunk_seconds : chunk length in seconds (30 s as in MARBLE).
-    batch_size : chunks per forward pass; default 1 on CPU, 16 on CUDA.
+    batch_size : chunks per forward pass; default 1 on CPU; on CUDA chosen from the free
+        device memory when the model loads (:func:`mtbc.extractors.memory.mert_batch_size`).
 
     ``embed(wave)`` takes mono float32 at ``sample_rate`` (24 kHz) and returns
     ``(n_chunks, n_layers + 1, hidden)``: ``(n, 13, 768)`` for 95M, ``(n, 25, 1024)`` for 330M.
@@ -240,8 +302,13 @@ class MertExtractor(Extractor):
                    chunk_seconds: float, batch_size: int | None) -> None:
         _check_options(chunk_seconds, batch_size)
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        self.dtype = resolve_dtype(dtype, self.device, cpu_bf16=True)
+        #: "weights": the model is cast to ``dtype`` (CUDA, MPS); "autocast": float32 weights
+        #: under CPU autocast; "none": float32.
+        self.precision_mode = ("none" if self.dtype == "float32" else
+                               "autocast" if self.device.type == "cpu" else "weights")
         self.chunk_seconds = float(chunk_seconds)
+        self._auto_batch = batch_size is None and self.device.type == "cuda"
         self.batch_size = batch_size or (16 if self.device.type == "cuda" else 1)
         self.snapshot = snapshot
         self._model = None
@@ -290,7 +357,22 @@ class MertExtractor(Extractor):
 
     def _install(self, model) -> None:
         """Move to the device and hook every layer's input to collect time-means."""
+        import torch
+
         model = model.to(self.device)
+        if self.precision_mode == "weights":
+            model = model.to(getattr(torch, self.dtype))
+        if self.precision_mode == "autocast":
+            _feature_convs_as_matmul(model)
+        groups = int(self.config.get("num_conv_pos_embedding_groups", 16))
+        if self.precision_mode == "autocast" and self.hidden_size // groups < MIN_BF16_GROUP:
+            _positional_conv_in_fp32(model)
+        if self._auto_batch:
+            from mtbc.extractors.memory import mert_batch_size
+
+            free, _total = torch.cuda.mem_get_info(self.device)
+            self.batch_size = mert_batch_size(free, self.config, self.chunk_samples,
+                                              dtype_bytes=2 if self.dtype != "float32" else 4)
         self._captured: list = []
 
         self._capturing = False
@@ -317,8 +399,10 @@ class MertExtractor(Extractor):
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         if self.do_normalize:
             x = zero_mean_unit_var(x)
+        if self.precision_mode == "weights":
+            x = x.to(getattr(torch, self.dtype))
         autocast = (torch.autocast(self.device.type, dtype=getattr(torch, self.dtype))
-                    if self.dtype != "float32" else contextlib.nullcontext())
+                    if self.precision_mode == "autocast" else contextlib.nullcontext())
         self._captured.clear()
         self._capturing = True
         try:
@@ -374,11 +458,14 @@ class MertExtractor(Extractor):
     def fingerprint(self) -> str:
         # A local folder is identified by its contents (commit), not by where it lies.
         model_id = "local" if self.snapshot.model_id.startswith("local:") else self.snapshot.model_id
+        # The precision actually used (never "auto"), and for reduced precision how it is
+        # applied (cast weights vs CPU autocast give slightly different outputs).
+        extra = {} if self.dtype == "float32" else {"precision_mode": self.precision_mode}
         return make_fingerprint(
             self.name, model=model_id, commit=self.snapshot.commit,
             precision=self.dtype, chunk_seconds=self.chunk_seconds,
             min_last_samples=self.min_last_samples, sample_rate=self.sample_rate,
-            do_normalize=self.do_normalize, output_version=OUTPUT_VERSION)
+            do_normalize=self.do_normalize, output_version=OUTPUT_VERSION, **extra)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -393,6 +480,8 @@ class MertExtractor(Extractor):
             "chunk_seconds": self.chunk_seconds,
             "min_last_samples": self.min_last_samples,
             "dtype": self.dtype,
+            "precision_mode": self.precision_mode,
+            "batch_size": self.batch_size,
             "device": str(self.device),
             "do_normalize": self.do_normalize,
             "output_version": OUTPUT_VERSION,

@@ -1,0 +1,721 @@
+"""The claims of the MERT-vs-VGGish comparison that started mtbc, as data, and their audit.
+
+Each :class:`Claim` says what was claimed (in mtbc's words), where (the comparison's section),
+how mtbc checks it (``check``: ``config``, ``architecture``, ``compute``, ``accuracy``,
+``statistics``, ``training``) and the expected value or range. :func:`audit` gives every
+claim a :class:`Verdict`: ``confirmed``, ``contradicted`` or ``not testable here``, with
+what mtbc measured or read, where from, and why (``docs/claims.md``). It never confirms a
+claim from random or fixture weights: figures from them are labelled, and only claims
+that do not depend on weight values (architecture, sizes, memory) are decided with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+CONFIRMED, CONTRADICTED, NOT_TESTABLE = "confirmed", "contradicted", "not testable here"
+VERDICTS = (CONFIRMED, CONTRADICTED, NOT_TESTABLE)
+CHECKS = ("config", "architecture", "compute", "accuracy", "statistics", "training")
+#: Which params file would test a claim about a named benchmark.
+DATASET_PARAMS = {"gtzan": "params/gtzan.yaml", "openmic": "params/openmic.yaml",
+                  "mtat": "params/mtat.yaml"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One checkable claim. ``expected`` is a value or a ``(low, high)`` range in ``unit``;
+    ``key`` names the fact or figure it is checked against (see :func:`audit`)."""
+
+    id: str
+    topic: str
+    model: str
+    claim: str
+    section: str
+    check: str
+    how: str
+    key: str
+    expected: Any = None
+    unit: str = ""
+    dataset: str | None = None
+
+
+def _c(*args, **kwargs) -> Claim:
+    return Claim(*args, **kwargs)
+
+
+#: Every claim mtbc audits (the comparison's text paraphrased; numbers as it gives them).
+CLAIMS: tuple[Claim, ...] = (
+    # -- MERT-v1-330M architecture
+    _c("mert-sr", "architecture", "mert-330m", "MERT-v1-330M takes 24 kHz audio",
+       "1. Architecture", "config", "preprocessor sampling_rate", "mert.sample_rate", 24000, "Hz"),
+    _c("mert-features", "architecture", "mert-330m",
+       "an acoustic feature extraction step (CQT, MFCC, chroma) comes before the transformer",
+       "1. Architecture", "config",
+       "feature_extractor_cqt in the released config; the front end HubertModel builds",
+       "mert.cqt", True),
+    _c("mert-layers", "architecture", "mert-330m", "12 transformer layers",
+       "1. Architecture", "config", "num_hidden_layers", "mert.layers", 12, "layers"),
+    _c("mert-dim", "architecture", "mert-330m", "768-dimensional embeddings",
+       "1. Architecture / Quick summary", "config", "hidden_size", "mert.dim", 768, "dims"),
+    _c("mert-params", "architecture", "mert-330m", "330 million parameters",
+       "1. Architecture", "architecture",
+       "parameters of HubertModel built from the 330M config on the meta device (no weights); "
+       "within 5% counts", "mert.params", 330e6, "parameters"),
+    _c("mert-hours", "training", "mert-330m", "trained self-supervised on 160K hours of music",
+       "1. Architecture / 2. Training data", "training", "-", "mert.hours", 160_000, "hours"),
+    # -- VGGish architecture
+    _c("vggish-sr", "architecture", "vggish", "VGGish takes 16 kHz audio", "1. Architecture",
+       "config", "the extractor's sample_rate (torchvggish vggish_params)", "vggish.sample_rate",
+       16000, "Hz"),
+    _c("vggish-mel", "architecture", "vggish", "a 96-band log-mel spectrogram",
+       "1. Architecture", "config", "mel bands of the log-mel front end (vggish_params)",
+       "vggish.mel_bands", 96, "bands"),
+    _c("vggish-blocks", "architecture", "vggish", "4 convolutional blocks",
+       "1. Architecture", "architecture",
+       "conv blocks (each ending in max-pooling) in torchvggish's make_layers",
+       "vggish.blocks", 4, "blocks"),
+    _c("vggish-pca", "architecture", "vggish", "PCA reduces 12,288 to 128 dimensions",
+       "1. Architecture", "architecture", "shape of the PCA matrix; input of the first FC layer",
+       "vggish.pca", (12288, 128), "dims"),
+    _c("vggish-params", "architecture", "vggish", "about 70 million parameters",
+       "1. Architecture", "architecture", "parameters of the torchvggish network; within 10%",
+       "vggish.params", 70e6, "parameters"),
+    _c("vggish-dim", "architecture", "vggish", "128-dimensional embeddings",
+       "Quick summary", "architecture", "width of the embedding layer", "vggish.dim", 128,
+       "dims"),
+    # -- accuracy
+    _c("gtzan-mert", "accuracy", "mert-330m", "MERT reaches 78-85% on GTZAN (P 0.82, R 0.80, "
+       "F1 0.81)", "4. Performance", "accuracy", "linear-probe test accuracy with 95% CI",
+       "accuracy.mert", (0.78, 0.85), "accuracy", "gtzan"),
+    _c("gtzan-vggish", "accuracy", "vggish", "VGGish reaches 58-65% on GTZAN (P 0.62, R 0.60, "
+       "F1 0.61)", "4. Performance", "accuracy", "linear-probe test accuracy with 95% CI",
+       "accuracy.vggish", (0.58, 0.65), "accuracy", "gtzan"),
+    _c("openmic-map", "accuracy", "mert-330m", "OpenMIC instruments: mAP 0.75 (MERT) vs 0.62 "
+       "(VGGish)", "4. Performance", "accuracy", "multi-label mAP with 95% CI",
+       "accuracy.openmic_map", (0.75, 0.62), "mAP", "openmic"),
+    _c("openmic-top", "accuracy", "mert-330m", "OpenMIC top-1 68% vs 55%, top-3 89% vs 78%",
+       "4. Performance", "accuracy", "top-k accuracy with 95% CI", "accuracy.openmic_topk",
+       ((0.68, 0.55), (0.89, 0.78)), "accuracy", "openmic"),
+    _c("mtat-auc", "accuracy", "mert-330m", "MagnaTagATune ROC-AUC 0.88 vs 0.82, PR-AUC 0.35 vs "
+       "0.28", "4. Performance", "accuracy", "macro ROC-AUC / PR-AUC with 95% CI",
+       "accuracy.mtat", ((0.88, 0.82), (0.35, 0.28)), "AUC", "mtat"),
+    _c("summary-accuracy", "accuracy", "mert-330m", "accuracy 70-85% (MERT) vs 55-65% (VGGish)",
+       "Quick summary", "accuracy", "linear-probe test accuracy on the run's collection",
+       "accuracy.summary", ((0.70, 0.85), (0.55, 0.65)), "accuracy"),
+    _c("mert-margin", "accuracy", "mert-330m", "MERT is 15-20% more accurate than VGGish",
+       "10. Recommendations / 11. Cost-benefit", "accuracy",
+       "MERT minus VGGish test accuracy on the same tracks (read as percentage points)",
+       "accuracy.margin", (0.15, 0.20), "points"),
+    _c("ensemble-dims", "ensemble", "mert-330m", "concatenating MERT and VGGish gives 768 + 128 = "
+       "896 dimensions", "10. Recommendations", "architecture",
+       "MERT-v1-330M hidden size + VGGish embedding size", "ensemble.dims", 896, "dims"),
+    _c("ensemble-accuracy", "ensemble", "mert-330m", "the MERT + VGGish ensemble reaches 75-90%",
+       "10. Recommendations", "accuracy", "concatenation probe test accuracy with 95% CI",
+       "accuracy.ensemble", (0.75, 0.90), "accuracy"),
+    # -- embedding statistics (five songs in the comparison)
+    _c("stats-mert-mean", "statistics", "mert-330m", "MERT embedding values: mean about 0.007",
+       "8. Feature quality", "statistics", "median over tracks of the per-track mean (last "
+       "layer)", "stats.mert.mean", (0.0, 0.015), "value"),
+    _c("stats-mert-std", "statistics", "mert-330m", "MERT: std about 0.16-0.17",
+       "8. Feature quality", "statistics", "median over tracks of the per-track std",
+       "stats.mert.std", (0.14, 0.19), "value"),
+    _c("stats-mert-range", "statistics", "mert-330m", "MERT: values from about -0.7 to 4.8",
+       "8. Feature quality", "statistics", "median per-track min and max",
+       "stats.mert.range", ((-1.1, -0.35), (4.4, 4.9)), "value"),
+    _c("stats-vggish-mean", "statistics", "vggish", "VGGish embedding values: mean about 0.15",
+       "8. Feature quality", "statistics", "median per-track mean (raw embedding)",
+       "stats.vggish.mean", (0.12, 0.19), "value"),
+    _c("stats-vggish-std", "statistics", "vggish", "VGGish: std about 0.42",
+       "8. Feature quality", "statistics", "median per-track std", "stats.vggish.std",
+       (0.38, 0.47), "value"),
+    _c("stats-vggish-range", "statistics", "vggish", "VGGish: values from about -1.2 to 3.0",
+       "8. Feature quality", "statistics", "median per-track min and max",
+       "stats.vggish.range", ((-1.4, -0.8), (2.6, 3.2)), "value"),
+    _c("stats-normalised", "statistics", "mert-330m", "MERT embeddings are more normalised "
+       "than VGGish's (mean nearer 0, smaller std)", "8. Feature quality", "statistics",
+       "|median mean| and median std of MERT below VGGish's", "stats.normalised", True),
+    # -- compute
+    _c("size-mert", "compute", "mert-330m", "MERT-v1-330M is 1.2 GB", "Quick summary / 5",
+       "architecture", "parameters x 4 bytes (fp32 safetensors); within 10%", "size.mert",
+       1.2e9, "bytes"),
+    _c("size-vggish", "compute", "vggish", "VGGish is 276 MB", "Quick summary / 5",
+       "architecture", "parameters x 4 bytes; within 10% (MB or MiB)", "size.vggish", 276e6,
+       "bytes"),
+    _c("ram-mert", "compute", "mert-330m", "MERT-v1-330M needs about 2.5 GB of RAM",
+       "5. Computational requirements", "compute",
+       "peak RSS of a subprocess that loads and runs it (imports included); ~ read as +-30%",
+       "ram.mert-330m", 2.5 * 1024, "MiB"),
+    _c("ram-vggish", "compute", "vggish", "VGGish needs about 500 MB of RAM",
+       "5. Computational requirements", "compute", "peak RSS of its subprocess; +-30%",
+       "ram.vggish", 500, "MiB"),
+    _c("vram-mert", "compute", "mert-330m", "MERT-v1-330M needs about 4 GB of GPU memory",
+       "5. Computational requirements", "compute", "peak CUDA memory allocated",
+       "vram.mert-330m", 4 * 1024, "MiB"),
+    _c("vram-vggish", "compute", "vggish", "VGGish needs about 1 GB of GPU memory",
+       "5. Computational requirements", "compute", "peak CUDA memory allocated",
+       "vram.vggish", 1024, "MiB"),
+    _c("load-mert", "compute", "mert-330m", "MERT-v1-330M loads in 10-15 s",
+       "5. Computational requirements", "compute", "load time", "load.mert-330m", (10, 15), "s"),
+    _c("load-vggish", "compute", "vggish", "VGGish loads in 2-3 s",
+       "5. Computational requirements", "compute", "load time", "load.vggish", (2, 3), "s"),
+    _c("speed-mert-cpu", "compute", "mert-330m", "30 s of audio takes 30-60 s on a CPU (Jetson "
+       "Orin), 2-3 s on an RTX 3090, 5-8 s on an M1", "5. Computational requirements",
+       "compute", "seconds per 30 s clip at batch 1", "speed.mert-330m.1", (30, 60), "s"),
+    _c("speed-vggish-cpu", "compute", "vggish", "30 s of audio takes 5-10 s on a CPU, 0.5-1 s "
+       "on a GPU, 1-2 s on an M1", "5. Computational requirements", "compute",
+       "seconds per 30 s clip at batch 1", "speed.vggish.1", (5, 10), "s"),
+    _c("batch-mert", "compute", "mert-330m", "MERT batch 8 in 180 s, batch 16 in 300 s",
+       "5. Batch processing", "compute", "seconds per batch of 30 s clips",
+       "speed.mert-330m.batch", ((8, 180), (16, 300)), "s"),
+    _c("batch-vggish", "compute", "vggish", "VGGish batch 8 in 30 s, batch 16 in 50 s",
+       "5. Batch processing", "compute", "seconds per batch of 30 s clips",
+       "speed.vggish.batch", ((8, 30), (16, 50)), "s"),
+    _c("speed-ratio", "compute", "vggish", "VGGish is 5-6x faster than MERT",
+       "5 / 10 / 11", "compute", "MERT-v1-330M seconds per clip over VGGish's, same machine, "
+       "same run, each in the precision mtbc uses", "speed.ratio", (5, 6), "x"),
+)
+
+
+@dataclass
+class Verdict:
+    """A claim's outcome: ``verdict`` (one of :data:`VERDICTS`), what mtbc found
+    (``measured``), where it comes from (``source``) and ``why``."""
+
+    id: str
+    verdict: str
+    measured: str
+    source: str
+    why: str
+
+
+@dataclass
+class Evidence:
+    """What the audit reads. Everything is optional: a missing piece makes the claims that
+    need it *not testable here*, saying what is missing.
+
+    - ``facts``: ``key -> value`` from configs and architectures (:func:`architecture_facts`).
+    - ``compute``: rows of :func:`mtbc.analysis.compute.bench_rows` (notebook 07).
+    - ``accuracy``: ``{"mert": (value, low, high, n), "vggish": ..., "ensemble": ...,
+      "margin": (value, low, high, n)}`` on the run's collection.
+    - ``stats``: ``{"mert": per-track stats frame, "vggish": ...}`` (last layer).
+    - ``weights``: ``{"mert": kind, "vggish": kind}`` of the models behind accuracy and
+      statistics (``pretrained`` is needed to decide those claims).
+    - ``collection``: the run's collection (``gtzan:...``, ``demo``, a folder, ...).
+    """
+
+    facts: dict[str, Any] = field(default_factory=dict)
+    compute: list[dict] = field(default_factory=list)
+    accuracy: dict[str, tuple] = field(default_factory=dict)
+    stats: dict[str, pd.DataFrame] = field(default_factory=dict)
+    weights: dict[str, str] = field(default_factory=dict)
+    collection: str = ""
+    repo_root: Path | None = None
+
+
+# ----------------------------------------------------------------------------- facts
+
+def architecture_facts(mert_config: Mapping[str, Any] | None = None,
+                       mert_source: str | None = None) -> dict[str, Any]:
+    """Facts read from the MERT-v1-330M config and the VGGish network, without weights.
+
+    ``mert_config``: a 330M ``config.json`` dict (the real one when its snapshot is on this
+    machine); default mtbc's record of the released config
+    (:func:`mtbc.extractors.fixtures.mert_config`). Parameter counts come from the models
+    built on the meta device (shapes only, no memory, no weights).
+    """
+    import torch
+    from torchvggish import vggish_params
+    from transformers import HubertModel
+
+    from mtbc.extractors.fixtures import mert_config as recorded_config
+    from mtbc.extractors.fixtures import mert_preprocessor
+    from mtbc.extractors.mert import hubert_config
+    from mtbc.extractors.vggish import build_vggish
+
+    source = mert_source or "mtbc's record of the released m-a-p/MERT-v1-330M config.json"
+    config = dict(mert_config or recorded_config("330m", tiny=False))
+    cqt = bool(config.get("feature_extractor_cqt", False))
+    safe = {k: v for k, v in config.items() if k not in ("feature_extractor_cqt", "deepnorm")}
+    with torch.device("meta"):
+        mert = HubertModel(hubert_config(safe))
+        vgg = build_vggish()
+    features = list(vgg.features)
+    blocks = sum(isinstance(m, torch.nn.MaxPool2d) for m in features)
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in features)
+    first_fc = vgg.embeddings[0]
+    return {
+        "mert.source": source,
+        "mert.sample_rate": int(config.get("sample_rate", mert_preprocessor()["sampling_rate"])),
+        "mert.cqt": cqt,
+        "mert.front_end": f"{len(config['conv_dim'])} conv layers of "
+                          f"{config['conv_dim'][0]} channels on the raw waveform",
+        "mert.layers": int(config["num_hidden_layers"]),
+        "mert.dim": int(config["hidden_size"]),
+        "mert.params": int(sum(p.numel() for p in mert.parameters())),
+        "vggish.source": "torchvggish's network (make_layers) and vggish_params",
+        "vggish.sample_rate": int(vggish_params.SAMPLE_RATE),
+        "vggish.mel_bands": int(vggish_params.NUM_BANDS),
+        "vggish.frames": int(vggish_params.NUM_FRAMES),
+        "vggish.blocks": int(blocks),
+        "vggish.convs": int(convs),
+        "vggish.fc_in": int(first_fc.in_features),
+        "vggish.pca": (int(vggish_params.EMBEDDING_SIZE), int(vggish_params.EMBEDDING_SIZE)),
+        "vggish.dim": int(vgg.embeddings[-1].out_features
+                          if hasattr(vgg.embeddings[-1], "out_features")
+                          else vggish_params.EMBEDDING_SIZE),
+        "vggish.params": int(sum(p.numel() for p in vgg.parameters())),
+    }
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _in(value: float, lo: float, hi: float) -> bool:
+    return lo <= value <= hi
+
+
+def _near(value: float, expected: float, rel: float) -> bool:
+    return abs(value - expected) <= rel * abs(expected)
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def _dataset_of(collection: str) -> str:
+    head = collection.partition(":")[0].lower()
+    return head if head in ("gtzan", "openmic", "mtat", "demo") else "your collection"
+
+
+def _params_hint(dataset: str, root: Path | None) -> str:
+    path = DATASET_PARAMS[dataset]
+    exists = (root / path).is_file() if root is not None else False
+    return f"`{path}`" + ("" if exists else " (not in this checkout yet)")
+
+
+def _rows(ev: Evidence, model: str, *, batch: int | None = None) -> list[dict]:
+    """07's timed rows of ``model`` in the precision extraction uses; only full-size models
+    (a tiny test fixture has the model's name, not its architecture)."""
+    full = ev.facts.get(f"{model.split('-')[0]}.params") if model != "mert-95m" else None
+    rows = [r for r in ev.compute if r.get("model") == model and r.get("seconds_per_clip")
+            and (full is None or abs(r.get("params", full) - full) <= 0.01 * full)]
+    auto = [r for r in rows if r.get("dtype") == r.get("auto_dtype")] or rows
+    return [r for r in auto if batch is None or r.get("batch_size") == batch]
+
+
+def _weights_note(rows: Sequence[dict]) -> str:
+    kinds = sorted({r.get("weights_kind", "?") for r in rows})
+    return ", ".join(kinds)
+
+
+# ----------------------------------------------------------------------------- the audit
+
+def _check_fact(claim: Claim, ev: Evidence) -> Verdict:
+    f = ev.facts
+    src = f.get(f"{claim.model.split('-')[0]}.source", "configs")
+    key = claim.key
+    if key not in f and key != "ensemble.dims":
+        return Verdict(claim.id, NOT_TESTABLE, "-", src, f"no fact {key!r} was read")
+    if key == "mert.cqt":
+        ok = f["mert.cqt"] is True
+        return Verdict(claim.id, CONFIRMED if ok else CONTRADICTED,
+                       f"feature_extractor_cqt={str(f['mert.cqt']).lower()}; front end: "
+                       f"{f['mert.front_end']}", src,
+                       "the released model has no CQT, MFCC or chroma step: a conv front end "
+                       "reads the normalised waveform" if not ok else "a CQT branch is on")
+    if key == "mert.params":
+        v = f[key]
+        ok = _near(v, claim.expected, 0.05)
+        return Verdict(claim.id, CONFIRMED if ok else CONTRADICTED, f"{v / 1e6:.1f}M", src,
+                       f"{v / 1e6:.1f}M parameters is {'within' if ok else 'outside'} 5% of "
+                       f"330M (the name rounds up)")
+    if key == "vggish.params":
+        v = f[key]
+        ok = _near(v, claim.expected, 0.10)
+        return Verdict(claim.id, CONFIRMED if ok else CONTRADICTED, f"{v / 1e6:.1f}M", src,
+                       f"{v / 1e6:.1f}M is {'within' if ok else 'outside'} 10% of 70M")
+    if key == "vggish.pca":
+        got = f[key]
+        ok = tuple(got) == tuple(claim.expected)
+        return Verdict(claim.id, CONFIRMED if ok else CONTRADICTED,
+                       f"PCA {got[0]} -> {got[1]}; 12,288 = 512 x 6 x 4 is the flattened conv "
+                       f"output into the first FC layer ({f['vggish.fc_in']} -> 4096)", src,
+                       "the PCA acts on the 128-d embedding, not on 12,288 values"
+                       if not ok else "as claimed")
+    if key == "vggish.mel_bands":
+        v = f[key]
+        ok = v == claim.expected
+        return Verdict(claim.id, CONFIRMED if ok else CONTRADICTED,
+                       f"{v} mel bands x {f['vggish.frames']} frames per example", src,
+                       "96 is the number of 10 ms frames per example, not of mel bands"
+                       if not ok else "as claimed")
+    if key == "vggish.blocks":
+        v = f[key]
+        ok = v == claim.expected
+        return Verdict(claim.id, CONFIRMED if ok else CONTRADICTED,
+                       f"{v} blocks ({f['vggish.convs']} conv layers: 1, 1, 2, 2 per block)",
+                       src, "four conv blocks, each ending in max-pooling" if ok
+                       else "block count differs")
+    if key == "ensemble.dims":
+        mert, vgg = f.get("mert.dim"), f.get("vggish.dim")
+        if mert is None or vgg is None:
+            return Verdict(claim.id, NOT_TESTABLE, "-", src, "dimensions not read")
+        ok = mert + vgg == claim.expected
+        return Verdict(claim.id, CONFIRMED if ok else CONTRADICTED,
+                       f"{mert} + {vgg} = {mert + vgg}", f.get("mert.source", src),
+                       "MERT-v1-330M is 1024-d (768 is MERT-v1-95M)" if not ok else "as claimed")
+    v = f[key]
+    ok = v == claim.expected
+    return Verdict(claim.id, CONFIRMED if ok else CONTRADICTED, f"{v} {claim.unit}".strip(),
+                   src, "as claimed" if ok else f"the config says {v}, not {claim.expected}")
+
+
+def _check_training(claim: Claim, ev: Evidence) -> Verdict:
+    return Verdict(claim.id, NOT_TESTABLE, "-", "-",
+                   "a training-data claim: the weights and configs do not record how much "
+                   "audio the model was trained on (see the MERT paper)")
+
+
+def _check_size(claim: Claim, ev: Evidence) -> Verdict:
+    model = "mert" if claim.model.startswith("mert") else "vggish"
+    params = ev.facts.get(f"{model}.params")
+    if params is None:
+        return Verdict(claim.id, NOT_TESTABLE, "-", "-", "parameter count not read")
+    size = params * 4
+    ok = _near(size, claim.expected, 0.10) or _near(size / 2**20 * 1e6, claim.expected, 0.10)
+    return Verdict(claim.id, CONFIRMED if ok else CONTRADICTED,
+                   f"{params / 1e6:.1f}M x 4 B = {size / 1e6:.0f} MB ({size / 2**20:.0f} MiB)",
+                   ev.facts.get(f"{model}.source", "architecture"),
+                   "fp32 weights of the architecture" + ("" if ok else "; differs by > 10%"))
+
+
+def _check_compute(claim: Claim, ev: Evidence) -> Verdict:
+    kind, _, rest = claim.key.partition(".")
+    model = rest.split(".")[0]
+    if kind == "size":
+        return _check_size(claim, ev)
+    if kind == "speed" and model == "ratio":
+        mert, vgg = _rows(ev, "mert-330m", batch=1), _rows(ev, "vggish", batch=1)
+        if not mert or not vgg:
+            return Verdict(claim.id, NOT_TESTABLE, "-", "notebook 07",
+                           "MERT-v1-330M and VGGish were not both timed in this run")
+        ratio = mert[0]["seconds_per_clip"] / vgg[0]["seconds_per_clip"]
+        ok = _in(ratio, *claim.expected)
+        return Verdict(claim.id, CONFIRMED if ok else CONTRADICTED,
+                       f"{ratio:.0f}x (MERT {mert[0]['seconds_per_clip']:.2f} s, "
+                       f"{mert[0]['dtype']}; VGGish {vgg[0]['seconds_per_clip']:.3f} s, "
+                       f"{vgg[0]['dtype']}, per 30 s clip)",
+                       f"notebook 07, this machine ({mert[0]['device']}); weights: "
+                       f"{_weights_note(mert + vgg)} (timing does not depend on weight values)",
+                       "a ratio on one machine can be checked on any machine" +
+                       ("" if ok else f"; {ratio:.0f}x is outside 5-6x"))
+    rows = _rows(ev, model)
+    if not rows:
+        return Verdict(claim.id, NOT_TESTABLE, "-", "notebook 07",
+                       f"{model} was not measured in this run")
+    src = f"notebook 07 ({rows[0]['device']}; weights: {_weights_note(rows)})"
+    if kind == "ram":
+        rss = rows[0]["peak_rss_mib"]
+        ok = _near(rss, claim.expected, 0.30)
+        return Verdict(claim.id, CONFIRMED if ok else CONTRADICTED,
+                       f"{rss:.0f} MiB peak RSS ({rows[0].get('baseline_rss_mib', float('nan')):.0f}"
+                       f" MiB of it before the model loads)", src,
+                       "memory does not depend on weight values; " +
+                       ("within 30%" if ok else "more than 30% away"))
+    if kind == "vram":
+        vram = rows[0].get("peak_vram_mib")
+        if vram is None:
+            return Verdict(claim.id, NOT_TESTABLE, "-", src, "no GPU in this run")
+        ok = _near(vram, claim.expected, 0.30)
+        return Verdict(claim.id, CONFIRMED if ok else CONTRADICTED, f"{vram:.0f} MiB", src,
+                       "within 30%" if ok else "more than 30% away")
+    if kind == "load":
+        return Verdict(claim.id, NOT_TESTABLE, f"{rows[0]['load_s']:.1f} s "
+                       f"({rows[0].get('weights_source', 'files')})", src,
+                       "load time depends on the disk and the machine; not the same hardware")
+    if kind == "speed":
+        if rest.endswith(".batch"):
+            parts = []
+            for b, _claimed in claim.expected:
+                hit = [r for r in rows if r["batch_size"] == b]
+                parts.append(f"batch {b}: " + (f"{hit[0]['seconds_per_clip'] * b * 30 / hit[0]['clip_seconds']:.1f} s"
+                                               if hit else "not run"))
+            return Verdict(claim.id, NOT_TESTABLE, "; ".join(parts), src,
+                           "not the same hardware (the claim's CPU is a Jetson Orin)")
+        b1 = [r for r in rows if r["batch_size"] == 1]
+        if not b1:
+            return Verdict(claim.id, NOT_TESTABLE, "-", src, "batch 1 not measured")
+        r = b1[0]
+        s = r["seconds_per_clip"] * 30 / r["clip_seconds"]
+        return Verdict(claim.id, NOT_TESTABLE,
+                       f"{s:.2f} s per 30 s clip ({r['device']}, {r['dtype']}, batch 1)", src,
+                       f"not the same hardware (the claim's figures are for a Jetson Orin CPU, "
+                       f"an RTX 3090 and an M1); ours is {r['device']} of this machine")
+    return Verdict(claim.id, NOT_TESTABLE, "-", src, "no check")
+
+
+def _check_accuracy(claim: Claim, ev: Evidence) -> Verdict:
+    which = claim.key.split(".", 1)[1]
+    dataset = _dataset_of(ev.collection)
+    needed = {"mert": ["mert"], "vggish": ["vggish"], "ensemble": ["mert", "vggish"],
+              "margin": ["mert", "vggish"], "summary": ["mert", "vggish"]}.get(which, [])
+    figure = ev.accuracy.get(which)
+    if which == "summary":
+        figure = ev.accuracy.get("mert")
+    ours = (f"this run ({dataset}): " + _figure(which, ev)) if figure else "-"
+    if claim.dataset:
+        if dataset != claim.dataset:
+            return Verdict(claim.id, NOT_TESTABLE, ours, "this run's results",
+                           f"this run's collection is {dataset}, not "
+                           f"{claim.dataset.upper() if claim.dataset != 'openmic' else 'OpenMIC'}"
+                           f"; {_params_hint(claim.dataset, ev.repo_root)} would test it")
+    missing = [m for m in needed if m not in ev.weights]
+    if missing:
+        return Verdict(claim.id, NOT_TESTABLE, ours, "this run's results",
+                       f"{', '.join(missing)} did not run in this study")
+    unreal = {m: ev.weights[m] for m in needed if ev.weights[m] != "pretrained"}
+    if unreal:
+        return Verdict(claim.id, NOT_TESTABLE, ours + " (random weights: not a model result)",
+                       "this run's results",
+                       f"{', '.join(f'{m} has {k} weights' for m, k in unreal.items())}: "
+                       "no accuracy claim is decided from them")
+    if figure is None:
+        return Verdict(claim.id, NOT_TESTABLE, "-", "this run's results",
+                       "no classification result for this claim in this run")
+    value, low, high, _n = figure
+    if which == "summary":
+        (mlo, mhi), (vlo, vhi) = claim.expected
+        m, v = ev.accuracy["mert"], ev.accuracy["vggish"]
+        ok = m[2] >= mlo and m[1] <= mhi and v[2] >= vlo and v[1] <= vhi
+        out = m[1] > mhi or m[2] < mlo or v[1] > vhi or v[2] < vlo
+    else:
+        lo, hi = claim.expected
+        ok, out = high >= lo and low <= hi, high < lo or low > hi
+    verdict = CONFIRMED if ok else CONTRADICTED if out else NOT_TESTABLE
+    why = ("the 95% CI overlaps the claimed range" if ok else
+           "the 95% CI lies outside the claimed range" if out else "inconclusive")
+    if not claim.dataset:
+        why += f" (the claim names no data set; checked on {dataset})"
+    return Verdict(claim.id, verdict, ours, "this run's results", why)
+
+
+def _figure(which: str, ev: Evidence) -> str:
+    def one(name):
+        v = ev.accuracy.get(name)
+        return f"{name} {_pct(v[0])} [{_pct(v[1])}, {_pct(v[2])}], n = {v[3]}" if v else ""
+    if which in ("summary",):
+        return "; ".join(x for x in (one("mert"), one("vggish")) if x)
+    if which == "margin":
+        v = ev.accuracy.get("margin")
+        return (f"MERT - VGGish = {100 * v[0]:+.1f} points [{100 * v[1]:+.1f}, "
+                f"{100 * v[2]:+.1f}]" if v else "")
+    return one(which)
+
+
+def _check_stats(claim: Claim, ev: Evidence) -> Verdict:
+    parts = claim.key.split(".")
+    models = ["mert", "vggish"] if parts[1] == "normalised" else [parts[1]]
+    missing = [m for m in models if m not in ev.stats]
+    if missing:
+        return Verdict(claim.id, NOT_TESTABLE, "-", "notebook 03's per-track table",
+                       f"{', '.join(missing)} did not run in this study")
+    med = {m: ev.stats[m][["mean", "std", "min", "max"]].median() for m in models}
+    if parts[1] == "normalised":
+        measured = "; ".join(f"{m}: mean {med[m]['mean']:.4f}, std {med[m]['std']:.3f}"
+                             for m in models)
+    elif parts[2] == "range":
+        measured = f"median min {med[models[0]]['min']:.2f}, max {med[models[0]]['max']:.2f}"
+    else:
+        measured = f"median {parts[2]} {med[models[0]][parts[2]]:.4f}"
+    measured += f" over {len(ev.stats[models[0]])} tracks"
+    unreal = {m: ev.weights.get(m) for m in models if ev.weights.get(m) != "pretrained"}
+    if unreal:
+        return Verdict(claim.id, NOT_TESTABLE, measured + " (random weights: not a model "
+                       "result)", "notebook 03's statistics (mtbc.analysis.stats.track_stats)",
+                       f"{', '.join(f'{m}: {k} weights' for m, k in unreal.items())}")
+    if parts[1] == "normalised":
+        m, v = med["mert"], med["vggish"]
+        ok = abs(m["mean"]) < abs(v["mean"]) and m["std"] < v["std"]
+    elif parts[2] == "range":
+        (lo1, hi1), (lo2, hi2) = claim.expected
+        ok = _in(med[models[0]]["min"], lo1, hi1) and _in(med[models[0]]["max"], lo2, hi2)
+    else:
+        ok = _in(med[models[0]][parts[2]], *claim.expected)
+    return Verdict(claim.id, CONFIRMED if ok else CONTRADICTED, measured,
+                   "this run's per-track statistics, last layer",
+                   ("within" if ok else "outside") + f" the claimed range {claim.expected} "
+                   f"(the claim's five songs are not this run's tracks)")
+
+
+def audit(evidence: Evidence, claims: Sequence[Claim] = CLAIMS) -> list[Verdict]:
+    """A :class:`Verdict` for every claim (never raises for missing evidence)."""
+    out = []
+    for claim in claims:
+        try:
+            if claim.check == "training":
+                v = _check_training(claim, evidence)
+            elif claim.topic == "statistics":
+                v = _check_stats(claim, evidence)
+            elif claim.topic == "accuracy" or (claim.topic == "ensemble"
+                                               and claim.check == "accuracy"):
+                v = _check_accuracy(claim, evidence)
+            elif claim.topic == "compute":
+                v = _check_compute(claim, evidence)
+            else:
+                v = _check_fact(claim, evidence)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            v = Verdict(claim.id, NOT_TESTABLE, "-", "-", f"could not check: {exc}")
+        out.append(v)
+    return out
+
+
+def audit_table(evidence: Evidence, claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
+    """Every claim beside its verdict, one row each (``docs/claims.md``)."""
+    verdicts = {v.id: v for v in audit(evidence, claims)}
+    rows = []
+    for c in claims:
+        v = verdicts[c.id]
+        rows.append({"id": c.id, "topic": c.topic, "claim": c.claim, "section": c.section,
+                     "how it is checked": c.how, "expected": _fmt_expected(c),
+                     "mtbc found": v.measured, "verdict": v.verdict, "why": v.why,
+                     "source": v.source})
+    return pd.DataFrame(rows).set_index("id")
+
+
+def _fmt_expected(c: Claim) -> str:
+    e = c.expected
+    if isinstance(e, float) and e >= 1e6:
+        return f"{e / 1e6:.0f}M {c.unit}".strip()
+    return f"{e} {c.unit}".strip()
+
+
+def verdict_counts(table: pd.DataFrame) -> pd.Series:
+    """How many claims got each verdict."""
+    return table["verdict"].value_counts().reindex(list(VERDICTS), fill_value=0)
+
+
+def claims_frame(claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
+    """The claims as a table (no verdicts)."""
+    return pd.DataFrame([asdict(c) for c in claims]).set_index("id")
+
+
+# ----------------------------------------------------------------------------- from a run
+
+def _mert_label(metadata: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The run's MERT-v1-330M (1024-d); else a fixture MERT (its figures are labelled and
+    decide nothing); MERT-v1-95M is another model and is not used for 330M claims."""
+    for label, meta in metadata.items():
+        if meta.get("extractor") == "mert" and meta.get("hidden_size") == 1024:
+            return label
+    for label, meta in metadata.items():
+        if meta.get("extractor") == "mert" and meta.get("weights_kind") != "pretrained":
+            return label
+    return None
+
+
+def _vggish_label(metadata: Mapping[str, Mapping[str, Any]]) -> str | None:
+    return next((label for label, m in metadata.items() if m.get("extractor") == "vggish"),
+                None)
+
+
+def _ci(result) -> tuple:
+    m = result.metrics.set_index("metric").loc["accuracy"]
+    return (float(m["value"]), float(m["ci_low"]), float(m["ci_high"]), int(result.n_tracks))
+
+
+def _results_csv(path: Path, labels: Mapping[str, str]) -> dict[str, tuple]:
+    """Accuracy figures from a run's ``results.csv`` (when another step wrote one)."""
+    table = pd.read_csv(path)
+    out = {}
+    acc = table[table["metric"].astype(str).str.lower() == "accuracy"]
+    for key, label in labels.items():
+        hit = acc[acc["system"].astype(str) == label]
+        if len(hit):
+            r = hit.iloc[0]
+            out[key] = (float(r["value"]), float(r["ci_low"]), float(r["ci_high"]),
+                        int(r["n_tracks"]))
+    return out
+
+
+def evidence_from_study(study, *, compute: Mapping[str, Any] | None = None,
+                        run_record: str | None = None, seed: int = 0, n_splits: int = 5,
+                        n_boot: int = 1000) -> Evidence:
+    """Gather the audit's evidence for a run: architecture facts (the real 330M config when
+    its snapshot is on this machine), 07's compute rows, per-track statistics (last layer)
+    and the accuracy of MERT, VGGish, their concatenation and their paired difference on the
+    run's tracks (from ``results.csv`` beside the run record when present, else computed
+    here with :func:`mtbc.analysis.study.compare_systems`)."""
+    import numpy as np
+
+    from mtbc.analysis import stats
+    from mtbc.analysis.study import compare_systems
+    from mtbc.cache.store import load_embeddings
+
+    meta = study.metadata()
+    mert, vgg = _mert_label(meta), _vggish_label(meta)
+    config, source = None, None
+    if mert is not None and meta[mert].get("hidden_size") == 1024 \
+            and meta[mert].get("weights_kind") == "pretrained":
+        ext = study.models[mert]
+        config = ext.config
+        source = f"config.json of {ext.snapshot.model_id} @ {ext.snapshot.commit[:12]}"
+    ev = Evidence(facts=architecture_facts(config, source), collection=study.collection.source,
+                  compute=list((compute or {}).get("rows", [])),
+                  repo_root=Path(__file__).resolve().parents[2])
+    labels = {k: v for k, v in (("mert", mert), ("vggish", vgg)) if v is not None}
+    for key, label in labels.items():
+        ev.weights[key] = meta[label].get("weights_kind", "unknown")
+        ext = study.models[label]
+        tracks, X = load_embeddings(study.tracks, study.store, ext.fingerprint)
+        if not len(tracks):
+            continue
+        last = X.shape[1] - 1
+        _, (segments, index) = load_embeddings(tracks, study.store, ext.fingerprint,
+                                               layers=[last], reduce=None)
+        ev.stats[key] = stats.track_stats(segments, index, tracks, model=label, layer=0)
+    if not labels:
+        return ev
+    csv = Path(run_record).parent / "results.csv" if run_record else None
+    names = {**labels}
+    if len(labels) == 2:
+        names["ensemble"] = f"concat({mert} + {vgg})"
+    if csv is not None and csv.is_file():
+        try:
+            ev.accuracy.update(_results_csv(csv, names))
+        except (KeyError, ValueError):
+            pass
+    if not all(k in ev.accuracy for k in names):
+        from mtbc.analysis.study import Study
+
+        sub = Study(study.collection, study.store, {v: study.models[v] for v in labels.values()})
+        comp = compare_systems(sub, ensembles=[list(labels.values())] if len(labels) == 2
+                               else [], seed=seed, n_splits=n_splits, n_boot=n_boot)
+        by_name = {r.name: r for r in comp.systems}
+        for key, name in names.items():
+            if name in by_name:
+                ev.accuracy[key] = _ci(by_name[name])
+        if len(labels) == 2 and mert in by_name and vgg in by_name:
+            a, b = by_name[mert].predictions, by_name[vgg].predictions
+            joined = a.join(b, lsuffix="_m", rsuffix="_v", how="inner")
+            diff = ((joined["predicted_m"] == joined["label_m"]).astype(float)
+                    - (joined["predicted_v"] == joined["label_v"]).astype(float)).to_numpy()
+            from mtbc.analysis.resampling import bootstrap_mean_ci
+
+            groups = joined["group_m"].to_numpy() if "group_m" in joined else None
+            low, high = bootstrap_mean_ci(diff, groups=groups, n_boot=n_boot, seed=seed)
+            ev.accuracy["margin"] = (float(np.mean(diff)), float(low), float(high), len(diff))
+    return ev
+
+
+def claims_summary(table: pd.DataFrame) -> str:
+    """One sentence: how many claims were confirmed, contradicted, not testable."""
+    n = verdict_counts(table)
+    return (f"{len(table)} claims: {n[CONFIRMED]} confirmed, {n[CONTRADICTED]} contradicted, "
+            f"{n[NOT_TESTABLE]} not testable here.")
+
+
+
