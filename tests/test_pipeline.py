@@ -135,7 +135,7 @@ def test_tagging_report_scores_the_demo_instrument_tags_for_every_model(study):
     assert re.search(r"0\.\d{3} \[0\.\d{3}, [01]\.\d{3}\]", page)
     assert "MagnaTagATune-style" in page and "OpenMIC-style" in page and "top-3 (%)" in page
     assert "the tagging system chosen on validation data" in page
-    assert "ROC-AUC per tag" in page and "Paired tests" in page and "p_holm" in page
+    assert "ROC-AUC per tag" in page and "Paired tests" in page and "p (Holm)" in page
     assert "Skipped: not an OpenMIC-2018 collection" in page
 
 

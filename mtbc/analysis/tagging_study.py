@@ -313,3 +313,17 @@ def openmic_vggish_check(study: Study) -> tuple[pd.DataFrame | None, str]:
                                              study.models[labels[0]].fingerprint, reduce=None)
     ours = {tid: feats[index == i, 0] for i, tid in enumerate(tracks["track_id"])}
     return agreement_summary(vggish_agreement(ours, official)), f"extractor {labels[0]}"
+
+
+def paired_tests_table(tests: pd.DataFrame) -> pd.DataFrame:
+    """:func:`paired_tagging_tests` as a page-width table: the macro ROC-AUC difference
+    (row system a minus b) with its 95% CI, the Holm-adjusted p-value, and n."""
+    out = pd.DataFrame({
+        "system a": tests["system_a"], "system b": tests["system_b"],
+        "ROC-AUC a - b [95% CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in
+                                   zip(tests["diff"], tests["ci_low"], tests["ci_high"],
+                                       strict=True)],
+        "p (Holm)": tests["p_holm"].round(3),
+        "n tracks (groups)": [f"{t} ({g})" for t, g in zip(tests["n_tracks"],
+                                                           tests["n_groups"], strict=True)]})
+    return out.set_index(["system a", "system b"])
