@@ -332,6 +332,7 @@ def main(*, models: str = DEFAULT_MODELS, device: str = "auto", quick: bool = Fa
 
     from mtbc.analysis import compute
     from mtbc.extractors.base import cpu_bf16_capability, resolve_device
+    from mtbc.reports import compute_tables
 
     device = str(resolve_device(device))
     wanted = [m.strip() for m in models.split(",") if m.strip()]
@@ -358,14 +359,14 @@ def main(*, models: str = DEFAULT_MODELS, device: str = "auto", quick: bool = Fa
             model_keys, device=device, dtypes=[d.strip() for d in dtypes.split(",")],
             batch_sizes=sizes, clip_seconds=clip_seconds,
             repeats=repeats or (1 if quick else 2), progress=True)
-        print(compute.memory_frame(result).drop(columns=["label"]).to_string(index=False))
-        print(compute.rows_frame(result).to_string(index=False))
-        skipped = compute.skipped_frame(result)
+        print(compute_tables.memory_frame(result).drop(columns=["label"]).to_string(index=False))
+        print(compute_tables.rows_frame(result).to_string(index=False))
+        skipped = compute_tables.skipped_frame(result)
         if len(skipped):
             print(skipped.to_string(index=False))
         for f in result["failed"]:
             print(f"  {f['model']}: FAILED: {f['reason']}")
-        speed = compute.speedup_table(result)
+        speed = compute_tables.speedup_table(result)
         if len(speed):
             print("\nreduced precision vs fp32 (same subprocess):")
             print(speed.drop(columns=["label"]).to_string(index=False))

@@ -61,6 +61,7 @@ isolate: bool = True  # one subprocess per model (False: in this kernel; peak RA
     ("code", '''from IPython.display import Markdown, display
 
 from mtbc.analysis import compute
+from mtbc.reports import compute_tables
 from mtbc.analysis.study import open_study
 from mtbc.reports.display import fixture_banner, record_summary
 from mtbc.reports.tables import provenance
@@ -79,9 +80,9 @@ Size and memory per model (peak RSS is the model's subprocess, imports included)
 one row per model, precision and batch size. Seconds are per 30 s clip, front end included;
 TFLOP/s are the network's analytic FLOPs over that time, and their share of the matmul peak
 measured in the same subprocess and precision (MFCC has no network)."""),
-    ("code", '''compute.memory_frame(result)'''),
-    ("code", '''compute.rows_frame(result)'''),
-    ("code", '''skipped = compute.skipped_frame(result)
+    ("code", '''compute_tables.memory_frame(result)'''),
+    ("code", '''compute_tables.rows_frame(result)'''),
+    ("code", '''skipped = compute_tables.skipped_frame(result)
 display(skipped if len(skipped) else Markdown("Every timing asked for was run."))'''),
     ("code", '''display(Markdown("Models that could not be measured: " + "; ".join(
     f"{f['label']}: {f['reason']}" for f in result["failed"])) if result["failed"]
@@ -91,8 +92,8 @@ display(skipped if len(skipped) else Markdown("Every timing asked for was run.")
 The comparison's table (its CPU figures are for a Jetson Orin, its GPU figures for an RTX
 3090, the Apple ones for an M1), then ours on this machine, in the precision mtbc uses. Our
 sizes are parameters x 4 bytes (fp32 weights)."""),
-    ("code", '''compute.claimed_compute()'''),
-    ("code", '''compute.ours_beside_claims(result)'''),
+    ("code", '''compute_tables.claimed_compute()'''),
+    ("code", '''compute_tables.ours_beside_claims(result)'''),
     ("md", """## bf16 on this device
 
 `dtype="auto"` runs MERT and VGGish in bf16 on CUDA and on CPUs with native bf16
@@ -100,8 +101,8 @@ sizes are parameters x 4 bytes (fp32 weights)."""),
 over fp32 measured in the same subprocess, and how closely the bf16 time-mean embeddings of
 this run's tracks follow fp32 (per layer, the lowest cosine similarity over chunks)."""),
     ("code", '''compute.precision_capability()'''),
-    ("code", '''compute.speedup_table(result)'''),
-    ("code", '''compute.agreement_table(result)'''),
+    ("code", '''compute_tables.speedup_table(result)'''),
+    ("code", '''compute_tables.agreement_table(result)'''),
     ("md", """### Does bf16 change what a probe learns?
 
 The linear probe trained on the run's MERT embeddings in fp32 and in bf16, same folds."""),

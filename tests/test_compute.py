@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from mtbc.analysis import claims, compute
+from mtbc.analysis import claims, claims_data, compute
 from mtbc.cache import devices
 from mtbc.cache.extract import select_shard
 from mtbc.extractors import base
 from mtbc.extractors.fixtures import make_mert_model, make_mert_snapshot, mert_config
 from mtbc.extractors.memory import mert_batch_size, mert_chunk_bytes
+from mtbc.reports import compute_tables
 
 # ----------------------------------------------------------------------------- dtype policy
 
@@ -252,7 +253,7 @@ def test_measure_tiny_mert_in_two_precisions(tiny_mert, tmp_path):
                for r in rows)
     (agree,) = result["agreement"]
     assert agree["min_cosine"] >= 0.999 and len(agree["per_layer"]) == 4
-    frame = compute.speedup_table({"rows": [{"label": "m", **r} for r in rows]})
+    frame = compute_tables.speedup_table({"rows": [{"label": "m", **r} for r in rows]})
     assert frame["dtype"].tolist() == ["bfloat16"]
 
 
@@ -276,7 +277,7 @@ def test_every_claim_has_a_check_and_unique_id():
     ids = [c.id for c in claims.CLAIMS]
     assert len(ids) == len(set(ids)) >= 35
     for c in claims.CLAIMS:
-        assert c.check in claims.CHECKS and c.how and c.claim and c.section, c.id
+        assert c.check in claims_data.CHECKS and c.how and c.claim and c.section, c.id
         assert c.dataset in (None, *claims.DATASET_PARAMS)
 
 
