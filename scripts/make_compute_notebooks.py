@@ -60,7 +60,7 @@ isolate: bool = True  # one subprocess per model (False: in this kernel; peak RA
 ''', "parameters"),
     ("code", '''from IPython.display import Markdown, display
 
-from mtbc.analysis import compute
+from mtbc.analysis import compute, precision
 from mtbc.reports import compute_tables
 from mtbc.analysis.study import open_study
 from mtbc.reports.display import fixture_banner, record_summary
@@ -70,7 +70,7 @@ study = open_study(collection, extractors, cache_dir=cache_dir)
 models = compute.models_for_run(extractors, extra=extra_models)
 result = compute.bench_rows(models, device=device, dtypes=dtypes, batch_sizes=batch_sizes,
                             clip_seconds=clip_seconds, repeats=repeats, budget_s=budget_s,
-                            agreement_paths=compute.agreement_paths(study, agreement_tracks),
+                            agreement_paths=precision.agreement_paths(study, agreement_tracks),
                             isolate=isolate, seed=seed)
 rows_file = compute.write_rows(result, compute.rows_path(run_record, cache_dir))
 fixture_banner(study.metadata())'''),
@@ -100,13 +100,13 @@ sizes are parameters x 4 bytes (fp32 weights)."""),
 (AVX512-BF16 or AMX), musicnn and MFCC in fp32. What this CPU offers, the speed-up of bf16
 over fp32 measured in the same subprocess, and how closely the bf16 time-mean embeddings of
 this run's tracks follow fp32 (per layer, the lowest cosine similarity over chunks)."""),
-    ("code", '''compute.precision_capability()'''),
+    ("code", '''precision.precision_capability()'''),
     ("code", '''compute_tables.speedup_table(result)'''),
     ("code", '''compute_tables.agreement_table(result)'''),
     ("md", """### Does bf16 change what a probe learns?
 
 The linear probe trained on the run's MERT embeddings in fp32 and in bf16, same folds."""),
-    ("code", '''probe = compute.precision_probe(study, budget_s=probe_budget_s, seed=seed,
+    ("code", '''probe = precision.precision_probe(study, budget_s=probe_budget_s, seed=seed,
                                 rows=result["rows"])
 display(Markdown(probe) if isinstance(probe, str) else probe)'''),
     ("md", """## Decoding
