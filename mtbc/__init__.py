@@ -6,13 +6,16 @@ The subpackages follow the data flow:
     mtbc.extractors  one module per model behind one base class
     mtbc.cache       the embedding store and the extraction runner
     mtbc.files       file hashing and atomic writes (the bottom: every stage uses it)
-    mtbc.analysis    statistics, probes, the evaluation protocol, metrics, ensembles, prediction
+    mtbc.stats       metrics, group-bootstrap intervals, paired tests, descriptive statistics
+    mtbc.evaluation  the engine: tasks x systems x folds, probes, ensembles, results, prediction
+    mtbc.study       what each numbered notebook computes (one module per notebook)
+    mtbc.analysis    compute benchmarking and the claims audit
     mtbc.reports     params schema, notebook execution, HTML and index, plots, tables
     mtbc.pipeline    the main job (``mtbc run``), and mtbc.cli, the command line
 
 ``mtbc.load_collection`` loads a collection (folder, CSV, ``gtzan:<root>``, ``mtat:<root>``,
 ``openmic:<root>``, ``demo``); tagged collections carry ``tags`` / ``tags_negative`` and are
-evaluated by ``mtbc.analysis.tagging_protocol`` (notebook 06, ``docs/tagging.md``).
+evaluated as the :class:`mtbc.evaluation.Tagging` task (notebook 06, ``docs/tagging.md``).
 """
 
 __version__ = "0.1.0"

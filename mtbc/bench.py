@@ -284,12 +284,12 @@ def synthetic_probe_data(*, n_tracks: int = 1000, n_layers: int = 25, dim: int =
 def bench_probe(*, n_tracks: int = 1000, n_layers: int = 25, dim: int = 1024,
                 n_classes: int = 10, probe: str = "linear", selection: str = "auto",
                 n_splits: int = 5, seed: int = 0, progress: bool = False) -> dict:
-    """Time :func:`mtbc.analysis.protocol.evaluate_probe` with layer selection on synthetic embeddings.
+    """Time :func:`mtbc.evaluation.evaluate_probe` with layer selection on synthetic embeddings.
 
     Prints and returns wall seconds, the chosen layers and the accuracy (of synthetic data:
     a timing fixture, not a result).
     """
-    from mtbc.analysis.protocol import evaluate_probe
+    from mtbc.evaluation import evaluate_probe
 
     features, track_index, tracks = synthetic_probe_data(
         n_tracks=n_tracks, n_layers=n_layers, dim=dim, n_classes=n_classes, seed=seed)

@@ -218,8 +218,8 @@ def cmd_cache(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from mtbc.analysis.predict import predict_files
     from mtbc.cache.store import EmbeddingStore
+    from mtbc.evaluation.predict import predict_files
     from mtbc.extractors import ExtractorConfigError
 
     options = _options(args.option)

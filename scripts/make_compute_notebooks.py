@@ -62,7 +62,7 @@ isolate: bool = True  # one subprocess per model (False: in this kernel; peak RA
 
 from mtbc.analysis import compute, precision
 from mtbc.reports import compute_tables
-from mtbc.analysis.study import open_study
+from mtbc.study import open_study
 from mtbc.reports.display import fixture_banner, record_summary
 from mtbc.reports.tables import provenance
 
@@ -135,7 +135,7 @@ n_boot: int = 1000  # bootstrap resamples for their confidence intervals
     ("code", '''from IPython.display import Markdown, display
 
 from mtbc.analysis import claims, compute
-from mtbc.analysis.study import open_study
+from mtbc.study import open_study
 from mtbc.reports.display import fixture_banner, record_summary
 from mtbc.reports.tables import provenance
 

@@ -8,14 +8,14 @@ import pytest
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from mtbc.analysis.ensemble import (
+from mtbc.evaluation import (
     BlockStandardizer,
     evaluate_early_fusion,
     evaluate_late_fusion,
+    evaluate_probe,
     late_fusion,
-    track_means,
 )
-from mtbc.analysis.protocol import evaluate_probe
+from mtbc.evaluation.data import track_means
 
 
 def make_tracks(n_tracks=80, n_classes=4):

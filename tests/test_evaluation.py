@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-from mtbc.analysis.evaluation import (
+from mtbc.stats import (
     METRICS,
     bootstrap_ci,
     bootstrap_mean_ci,
@@ -235,7 +235,7 @@ def test_sign_flip_hand_computed():
 
 
 def test_sign_flip_monte_carlo_approaches_the_exact_p():
-    from mtbc.analysis.resampling import flip_patterns
+    from mtbc.stats import flip_patterns
 
     # 18 groups of 2 tracks, all with d_g != 0 (more than 16: Monte Carlo)
     d_g = np.array([1, 1, 1, 2, -1, 1, 1, -1, 2, 1, 1, -1, 1, 1, 2, -1, 1, 1])
@@ -402,7 +402,7 @@ def test_multilabel_rejects_bad_input():
 def test_weighted_rank_metrics_equal_sklearn_with_sample_weights():
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from mtbc.analysis.multilabel import _rank_metrics
+    from mtbc.stats.multilabel import _rank_metrics
 
     rng = np.random.default_rng(16)
     y = rng.random(40) < 0.4
@@ -480,10 +480,13 @@ def test_multilabel_paired_test():
         multilabel_paired_test(Y, S, S, metric="f1")
 
 
-def test_public_alias_exposes_the_new_api():
-    import mtbc.evaluation as alias
-    from mtbc.analysis import multilabel, resampling
+def test_public_api_reexports_the_statistics():
+    import mtbc.evaluation as api
+    from mtbc.stats import multilabel, resampling
 
-    assert alias.multilabel_metrics is multilabel.multilabel_metrics
-    assert alias.bootstrap_mean_ci is resampling.bootstrap_mean_ci
-    assert alias.paired_test is paired_test
+    assert api.multilabel_metrics is multilabel.multilabel_metrics
+    assert api.bootstrap_mean_ci is resampling.bootstrap_mean_ci
+    assert api.paired_test is paired_test
+    for name in ("bootstrap_ci", "paired_test", "pairwise_tests", "multilabel_metrics",
+                 "classification_metrics"):
+        assert name in api.__all__ and callable(getattr(api, name))

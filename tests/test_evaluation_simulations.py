@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, logit
 
-from mtbc.analysis.evaluation import bootstrap_ci, mcnemar_exact, paired_test
+from mtbc.stats import bootstrap_ci, mcnemar_exact, paired_test
 
 
 def _labels(correct: np.ndarray, rng: np.random.Generator, n_classes: int, offset: int):

@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtbc.analysis.protocol import evaluate_probe
-from mtbc.analysis.results import compare
-from mtbc.analysis.study import answer_sentence, choose_by_validation, plan_classification
 from mtbc.cache.store import EmbeddingStore, load_aligned, load_embeddings
+from mtbc.evaluation import compare, evaluate_probe
 from mtbc.reports.tables import (
     comparison_frame,
     extractor_table,
     results_table,
 )
+from mtbc.study.common import choose_by_validation, plan_classification
+from mtbc.study.compare import answer_sentence
 
 
 def _tracks(labels, split=None):
@@ -115,7 +115,7 @@ def test_load_aligned_keeps_tracks_every_extractor_has(tmp_path):
 
 
 def test_results_table_names_each_models_layer_for_late_fusion(two_results):
-    from mtbc.analysis.ensemble import late_fusion
+    from mtbc.evaluation import late_fusion
 
     fused = late_fusion(two_results, name="late(good + noise)")
     cell = results_table([fused]).loc["late(good + noise)", "layer(s) chosen"]

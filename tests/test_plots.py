@@ -9,8 +9,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from mtbc.analysis import stats  # noqa: E402
 from mtbc.reports import plots
+from mtbc.stats import descriptive as stats  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from mtbc.analysis.predict import load_bundle, predict_files, train_final_probe
 from mtbc.cache.store import EmbeddingStore
 from mtbc.data.audio import chunk_wave
+from mtbc.evaluation.predict import load_bundle, predict_files, train_final_probe
 from mtbc.extractors import Extractor, make_fingerprint
 from mtbc.files import content_hash
 
@@ -194,9 +194,8 @@ def test_a_tampered_model_cannot_name_other_classes(trained, tmp_path):
 def test_mlp_and_early_fusion_probes_round_trip(tmp_path, rng):
     from sklearn.pipeline import Pipeline
 
-    from mtbc.analysis.ensemble import BlockStandardizer
-    from mtbc.analysis.predict import ProbeBundle, save_bundle
-    from mtbc.analysis.probes import LayerSelector, LinearProbe, MLPProbe
+    from mtbc.evaluation import BlockStandardizer, LayerSelector, LinearProbe, MLPProbe
+    from mtbc.evaluation.predict import ProbeBundle, save_bundle
 
     X = rng.standard_normal((60, 2, 6)).astype(np.float32)
     y = np.repeat([0, 1, 2], 20)

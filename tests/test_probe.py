@@ -7,10 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from mtbc.analysis.probes import LayerSelector, LinearProbe, MLPProbe
-from mtbc.analysis.protocol import evaluate_probe
-from mtbc.analysis.selection import limit_threads
 from mtbc.data.splits import LeakageError, check_disjoint, outer_folds, track_groups
+from mtbc.evaluation import LayerSelector, LinearProbe, MLPProbe, evaluate_probe
+from mtbc.evaluation.data import limit_threads
 
 
 def make_tracks(n_tracks=80, n_classes=4, per_group=2, seed=0):
@@ -191,7 +190,7 @@ def test_labelled_track_without_segments_is_named():
 
 
 def test_the_majority_baseline_predicts_each_folds_most_frequent_training_label():
-    from mtbc.analysis.protocol import evaluate_majority
+    from mtbc.evaluation import evaluate_majority
 
     tracks = make_tracks(n_tracks=60, n_classes=3, per_group=1)
     tracks.loc[:29, "label"] = "c0"  # c0 is half of the tracks: the majority in every fold
@@ -204,8 +203,8 @@ def test_the_majority_baseline_predicts_each_folds_most_frequent_training_label(
 def test_nothing_is_chosen_on_test_data():
     """On a predefined train/valid/test split, relabelling the test tracks changes test scores
     but not which system is best, which probe represents a model, or which layer is starred."""
-    from mtbc.analysis.ensemble import evaluate_early_fusion
-    from mtbc.analysis.study import choose_by_validation, validation_accuracy
+    from mtbc.evaluation import evaluate_early_fusion
+    from mtbc.study.common import choose_by_validation, validation_accuracy
 
     rng = np.random.default_rng(3)
     n = 90

@@ -231,8 +231,8 @@ def test_vggish_stream_units_cut_between_examples(tmp_path, fixture_models, monk
 def test_small_collections_use_fewer_inner_folds_not_a_crash():
     import warnings
 
-    from mtbc.analysis.protocol import evaluate_probe
-    from mtbc.analysis.study import plan_classification
+    from mtbc.evaluation import evaluate_probe
+    from mtbc.study.common import plan_classification
 
     tracks = pd.DataFrame({"track_id": [f"t{i}" for i in range(9)],
                            "label": [["x", "y", "z"][i % 3] for i in range(9)],

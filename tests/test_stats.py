@@ -1,10 +1,10 @@
-"""mtbc.analysis.stats on synthetic embeddings with known answers."""
+"""mtbc.stats.descriptive on synthetic embeddings with known answers."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mtbc.analysis import stats
+from mtbc.stats import descriptive as stats
 
 
 def make_tracks(labels):

@@ -8,15 +8,16 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from mtbc.analysis.evaluation import multilabel_metrics
-from mtbc.analysis.tagging import MultiLabelLinearProbe, macro_roc_auc
-from mtbc.analysis.tagging_protocol import (
+from mtbc.data.tags import tag_matrix
+from mtbc.evaluation import (
+    MultiLabelLinearProbe,
+    Tagging,
     evaluate_tagging,
     evaluate_tagging_early_fusion,
-    tagging_folds,
+    multilabel_metrics,
     tagging_late_fusion,
 )
-from mtbc.data.tags import tag_matrix
+from mtbc.stats import macro_roc_auc
 
 TAGS = ["a", "b", "c", "d"]
 
@@ -108,7 +109,7 @@ def test_layer_is_chosen_on_validation_and_predefined_split_is_used():
 def test_folds_keep_groups_apart():
     _, _, tracks = _collection()
     Y, mask, _ = tag_matrix(tracks)
-    folds, desc = tagging_folds(tracks, Y, mask, n_splits=4, seed=0)
+    folds, desc = Tagging(tracks).folds(n_splits=4, seed=0)
     assert len(folds) == 4 and "stratified by most frequent tag" in desc
     for f in folds:
         assert not set(tracks["group"].iloc[f.train]) & set(tracks["group"].iloc[f.test])
@@ -135,14 +136,9 @@ def test_zero_shot_map_results_rows_and_per_tag_plot(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from mtbc.analysis.tagging_study import (
-        RESULT_COLUMNS,
-        append_results,
-        per_tag_frame,
-        tagging_results_rows,
-        zero_shot_map,
-    )
+    from mtbc.reports.audit import RESULT_COLUMNS, audit_results, result_rows
     from mtbc.reports.plots import plot_tag_auc
+    from mtbc.study.tagging import per_tag_frame, zero_shot_map
 
     mtt = ["guitar", "Piano", "choir", "choral", "synth"]
     assert zero_shot_map(["piano", "choir", "organ", "synthesizer", "GUITAR"], mtt) == {
@@ -150,15 +146,16 @@ def test_zero_shot_map_results_rows_and_per_tag_plot(tmp_path):
         "GUITAR": ["guitar"]}
     X, index, tracks = _collection()
     r = evaluate_tagging(X, index, tracks, seed=0, n_splits=3, n_boot=50, name="m")
-    rows = tagging_results_rows([r])
+    rows = result_rows([r])
     assert list(rows.columns) == RESULT_COLUMNS and set(rows["task"]) == {"tagging"}
-    assert "roc_auc_macro" in set(rows["metric"])
-    assert append_results(rows, str(tmp_path / "run.json")) is None  # no results.csv: nothing
+    assert "roc_auc_macro" in set(rows["metric"]) and rows["protocol"].iloc[0].startswith("linear; ")
+    assert audit_results(None, [r]) is None  # no run: nothing written
     pd.DataFrame([{"system": "x", "task": "classification"}]).to_csv(tmp_path / "results.csv",
                                                                       index=False)
-    path = append_results(rows, str(tmp_path / "run.json"))
+    path = audit_results(str(tmp_path / "run.json"), [r]) / "results.csv"
     assert len(pd.read_csv(path)) == 1 + len(rows)
-    append_results(rows, str(tmp_path / "run.json"))  # again: tagging rows replaced
+    audit_results(str(tmp_path / "run.json"), [r])  # again: the system's rows replaced
     assert len(pd.read_csv(path)) == 1 + len(rows)
+    assert not (tmp_path / "predictions.csv").exists()  # tagging has no per-track rows
     ax = plot_tag_auc(per_tag_frame([r]))
     assert ax.get_xlabel().startswith("ROC-AUC") and ax.get_title()

@@ -383,7 +383,7 @@ def _check_stats(claim: Claim, ev: Evidence) -> Verdict:
     unreal = {m: ev.weights.get(m) for m in models if ev.weights.get(m) != "pretrained"}
     if unreal:
         return Verdict(claim.id, NOT_TESTABLE, measured + " (random weights: not a model "
-                       "result)", "notebook 03's statistics (mtbc.analysis.stats.track_stats)",
+                       "result)", "notebook 03's statistics (mtbc.stats.descriptive.track_stats)",
                        f"{', '.join(f'{m}: {k} weights' for m, k in unreal.items())}")
     if parts[1] == "normalised":
         m, v = med["mert"], med["vggish"]
@@ -496,12 +496,13 @@ def evidence_from_study(study, *, compute: Mapping[str, Any] | None = None,
     its snapshot is on this machine), 07's compute rows, per-track statistics (last layer)
     and the accuracy of MERT, VGGish, their concatenation and their paired difference on the
     run's tracks (from ``results.csv`` beside the run record when present, else computed
-    here with :func:`mtbc.analysis.study.compare_systems`)."""
+    here with :func:`mtbc.study.compare.compare_systems`)."""
     import numpy as np
 
-    from mtbc.analysis import stats
-    from mtbc.analysis.study import compare_systems
     from mtbc.cache.store import load_embeddings
+    from mtbc.stats import descriptive as stats
+    from mtbc.study.common import system_name
+    from mtbc.study.compare import compare_systems
 
     meta = study.metadata()
     mert, vgg = _mert_label(meta), _vggish_label(meta)
@@ -528,16 +529,16 @@ def evidence_from_study(study, *, compute: Mapping[str, Any] | None = None,
     if not labels:
         return ev
     csv = Path(run_record).parent / "results.csv" if run_record else None
-    names = {**labels}
+    names = {key: system_name(label, "linear") for key, label in labels.items()}
     if len(labels) == 2:
-        names["ensemble"] = f"concat({mert} + {vgg})"
+        names["ensemble"] = system_name(f"concat({mert} + {vgg})", "linear")
     if csv is not None and csv.is_file():
         try:
             ev.accuracy.update(_results_csv(csv, names))
         except (KeyError, ValueError):
             pass
     if not all(k in ev.accuracy for k in names):
-        from mtbc.analysis.study import Study
+        from mtbc.study.common import Study
 
         sub = Study(study.collection, study.store, {v: study.models[v] for v in labels.values()})
         comp = compare_systems(sub, ensembles=[list(labels.values())] if len(labels) == 2
@@ -546,12 +547,12 @@ def evidence_from_study(study, *, compute: Mapping[str, Any] | None = None,
         for key, name in names.items():
             if name in by_name:
                 ev.accuracy[key] = _ci(by_name[name])
-        if len(labels) == 2 and mert in by_name and vgg in by_name:
-            a, b = by_name[mert].predictions, by_name[vgg].predictions
+        if len(labels) == 2 and names["mert"] in by_name and names["vggish"] in by_name:
+            a, b = by_name[names["mert"]].predictions, by_name[names["vggish"]].predictions
             joined = a.join(b, lsuffix="_m", rsuffix="_v", how="inner")
             diff = ((joined["predicted_m"] == joined["label_m"]).astype(float)
                     - (joined["predicted_v"] == joined["label_v"]).astype(float)).to_numpy()
-            from mtbc.analysis.resampling import bootstrap_mean_ci
+            from mtbc.stats import bootstrap_mean_ci
 
             groups = joined["group_m"].to_numpy() if "group_m" in joined else None
             low, high = bootstrap_mean_ci(diff, groups=groups, n_boot=n_boot, seed=seed)

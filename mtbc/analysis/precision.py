@@ -41,12 +41,12 @@ def precision_probe(study, *, budget_s: float = 120.0, seed: int = 0, n_splits: 
     labels, when this CPU has no native bf16, or when extracting the other precision is
     estimated (from 07's ``rows``) to take longer than ``budget_s``.
     """
-    from mtbc.analysis.protocol import evaluate_probe
-    from mtbc.analysis.study import plan_classification
     from mtbc.cache.extract import extract_collection
     from mtbc.cache.store import load_embeddings
+    from mtbc.evaluation import evaluate_probe
     from mtbc.extractors.base import cpu_bf16_capability
     from mtbc.extractors.mert import MertExtractor
+    from mtbc.study.common import plan_classification
 
     labels = [k for k, e in study.models.items() if e.name == "mert"]
     if not labels:

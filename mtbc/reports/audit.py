@@ -5,9 +5,11 @@ group, fold, label, predicted, correct`` and ``p_<class>`` per class.
 ``reports/<run>/results.csv``: one row per (system, task, metric): ``system, task, metric,
 value, ci_low, ci_high, n_tracks, n_groups, protocol, seed``.
 
-Notebooks add their systems with :func:`append_audit`; rows of a (system, task) already in the
-files are replaced, so re-running a notebook never duplicates them. Both files live beside
-the run record (``run.json``) and the index page links them.
+Notebooks add their systems with :func:`audit_results` (classification and tagging results;
+tagging writes no per-track rows); rows of a (system, task) already in the files are
+replaced, so re-running a notebook never duplicates them. This module is the one writer of
+both files (atomically). Both live beside the run record (``run.json``) and the index page
+links them.
 """
 
 from __future__ import annotations
@@ -28,23 +30,27 @@ PREDICTION_COLUMNS = ["system", "task", "track_id", "group", "fold", "label", "p
                       "correct"]
 
 
-def result_rows(results: Iterable, *, task: str = "classification") -> pd.DataFrame:
-    """``results.csv`` rows of classification results (:class:`ProbeResult`)."""
+def result_rows(results: Iterable) -> pd.DataFrame:
+    """``results.csv`` rows (one per metric) of results of any task
+    (:class:`~mtbc.evaluation.results.Result`)."""
     rows = []
     for r in results:
         for m in r.metrics.itertuples():
-            rows.append({"system": r.name, "task": task, "metric": m.metric,
+            rows.append({"system": r.name, "task": r.task, "metric": m.metric,
                          "value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high,
-                         "n_tracks": getattr(m, "n_tracks", r.n_tracks),
-                         "n_groups": getattr(m, "n_groups", None),
-                         "protocol": r.split, "seed": r.seed})
+                         "n_tracks": m.n_tracks, "n_groups": m.n_groups,
+                         "protocol": r.protocol, "seed": r.seed})
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
-def prediction_rows(results: Iterable, *, task: str = "classification") -> pd.DataFrame:
-    """``predictions.csv`` rows of classification results (:class:`ProbeResult`)."""
+def prediction_rows(results: Iterable) -> pd.DataFrame:
+    """``predictions.csv`` rows of classification results
+    (:class:`~mtbc.evaluation.results.ProbeResult`; other tasks have none)."""
     parts = []
     for r in results:
+        if r.task != "classification":
+            continue
+        task = r.task
         pred = r.predictions.reset_index()
         probs = r.probabilities.reset_index(drop=True).add_prefix("p_")
         part = pd.concat([pred, probs], axis=1).assign(system=r.name, task=task)
@@ -83,8 +89,10 @@ def append_audit(run_record: str | os.PathLike | None, *, results: pd.DataFrame,
     return folder
 
 
-def audit_classification(run_record: str | os.PathLike | None, results: Iterable) -> Path | None:
-    """:func:`append_audit` for classification results (rows of both files)."""
+def audit_results(run_record: str | os.PathLike | None, results: Iterable) -> Path | None:
+    """:func:`append_audit` for results of any task: every result's metric rows, and the
+    per-track rows of classification results."""
     results = list(results)
+    predictions = prediction_rows(results)
     return append_audit(run_record, results=result_rows(results),
-                        predictions=prediction_rows(results))
+                        predictions=predictions if len(predictions) else None)

@@ -72,7 +72,7 @@ def results_table(results, *, chosen=()) -> pd.DataFrame:
     validation data; ``fold range %`` the lowest and highest outer-fold accuracy;
     ``warnings`` the solver's convergence warnings.
     """
-    from mtbc.analysis.study import validation_accuracy
+    from mtbc.study.common import validation_accuracy
 
     chosen = {getattr(r, "name", r) for r in chosen}
     rows = []

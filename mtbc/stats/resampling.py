@@ -10,8 +10,8 @@ test here resamples or permutes whole *groups* of tracks:
 - :func:`group_bootstrap` turns a statistic of weighted tracks into percentile intervals;
   :func:`bootstrap_mean_ci` is the interval of a per-track mean (layer curves, probes).
 - :func:`flip_patterns` and :func:`permutation_p_value` are the within-group swap / sign-flip
-  permutation machinery of :func:`mtbc.analysis.evaluation.paired_test` and
-  :func:`mtbc.analysis.multilabel.multilabel_paired_test`.
+  permutation machinery of :func:`mtbc.stats.classification.paired_test` and
+  :func:`mtbc.stats.multilabel.multilabel_paired_test`.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def bootstrap_mean_ci(values, *, groups=None, n_boot: int = 1000, seed: int = 0,
 
     Resamples groups of tracks when ``groups`` is given (the mean stays a mean over tracks:
     ``sum(w * v) / sum(w)``), tracks otherwise. ``(nan, nan)`` if ``n_boot <= 0`` or there are
-    no values (as :func:`mtbc.analysis.probes.bootstrap_mean_ci`, whose successor this is).
+    no values (layer curves, probes).
     """
     values = np.asarray(values, dtype=float)
     if values.ndim != 1:

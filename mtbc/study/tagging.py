@@ -6,7 +6,7 @@
 - Tables: :func:`tagging_table` (macro ROC-AUC / PR-AUC with CIs and n), the comparison's two
   layouts :func:`mtat_style_table` (ROC-AUC, PR-AUC) and :func:`openmic_style_table` (mAP,
   top-1, top-3), :func:`per_tag_frame` for the per-tag bars.
-- :func:`tagging_results_rows` / :func:`append_results`: rows for the run's ``results.csv``.
+- The run's ``results.csv`` gets the tagging rows from :func:`mtbc.reports.audit.audit_results`.
 - :func:`openmic_vggish_check`: mtbc's VGGish ``pca_uint8`` output against OpenMIC's ``X``.
 
 Zero-shot (no training): musicnn's own MTT tag probabilities score the collection's tags
@@ -20,22 +20,29 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mtbc.analysis.evaluation import holm, multilabel_paired_test
-from mtbc.analysis.study import Study, auto_tags, default_ensembles, musicnn_labels
-from mtbc.analysis.tagging import TaggingResult, make_result
-from mtbc.analysis.tagging_protocol import (
+from mtbc.cache.store import load_aligned, load_embeddings
+from mtbc.data.tags import has_tags, tag_matrix
+from mtbc.evaluation import (
+    TaggingResult,
     evaluate_tagging,
     evaluate_tagging_early_fusion,
     tagging_late_fusion,
-    usable_tags,
 )
-from mtbc.cache.store import load_aligned, load_embeddings
-from mtbc.data.tags import has_tags, tag_matrix
+from mtbc.evaluation.results import ZERO_SHOT as ZERO_SHOT_SYSTEM
+from mtbc.evaluation.results import Provenance, TagScores, tagging_result
+from mtbc.evaluation.tasks import usable_tags
+from mtbc.stats import holm, multilabel_paired_test
+from mtbc.study.common import (
+    Study,
+    auto_tags,
+    default_ensembles,
+    musicnn_labels,
+    system_name,
+)
 
 ZERO_SHOT = "zero-shot (no training)"
 #: Collection tag -> MTT tags that score it zero-shot. Demo GM instruments (mtbc.data.demo.
@@ -48,8 +55,6 @@ ZERO_SHOT_TAGS: dict[str, tuple[str, ...]] = {
     "drums": ("drums",), "voice": ("voice", "vocal", "vocals", "singing"),
     "synthesizer": ("synth",), "sitar": ("sitar",),
 }
-RESULT_COLUMNS = ["system", "task", "metric", "value", "ci_low", "ci_high", "n_tracks",
-                  "n_groups", "protocol", "seed"]
 
 
 def zero_shot_map(tags, model_tags) -> dict[str, list[str]]:
@@ -126,12 +131,14 @@ def zero_shot_musicnn(study: Study, label: str, like: TaggingResult) -> TaggingR
     S = np.column_stack([auto.scores.loc[ids, mapping[t]].max(axis=1).to_numpy()
                          for t in tags])
     truth = like.truth[tags]
-    return make_result(
-        name=f"{label} · {ZERO_SHOT}", tags=tags, track_ids=ids, Y=truth.to_numpy(), S=S,
-        mask=truth.notna().to_numpy(), groups=like.groups.to_numpy(), fold=["zero-shot"] *
-        len(ids), folds=[], layer_scores=pd.DataFrame(), probe=ZERO_SHOT, layer="tags",
-        split=like.split, seed=like.seed, n_boot=like.n_boot,
-        params={"mapping": {t: "+".join(v) for t, v in mapping.items()}, "model": auto.model})
+    scores = TagScores(track_ids=ids, Y=truth.to_numpy(), S=S, mask=truth.notna().to_numpy(),
+                       groups=like.groups.to_numpy(), fold=["zero-shot"] * len(ids))
+    how = Provenance(name=system_name(label, ZERO_SHOT), task="tagging",
+                     system=ZERO_SHOT_SYSTEM, probe=ZERO_SHOT, layer="tags", selection="none",
+                     scorer="none", split=like.split, seed=like.seed, n_boot=like.n_boot,
+                     params={"mapping": {t: "+".join(v) for t, v in mapping.items()},
+                             "model": auto.model})
+    return tagging_result(scores, tags, how)
 
 
 def paired_tagging_tests(systems: list[TaggingResult], *, n_perm: int = 1000,
@@ -193,8 +200,7 @@ def tag_systems(study: Study, *, probes=("linear",), ensembles=None, seed: int =
     for label, ext in study.models.items():
         for probe in probes:
             r = evaluate_tagging(*blocks[label], common, probe=probe, fingerprint=ext.fingerprint,
-                                 name=label if probe == "linear" else f"{label} · {probe}",
-                                 **opts)
+                                 name=system_name(label, probe), **opts)
             out.systems.append(r)
             if probe == "linear":
                 singles[label] = r
@@ -203,10 +209,11 @@ def tag_systems(study: Study, *, probes=("linear",), ensembles=None, seed: int =
         if len(combo) < 2:
             continue
         name = " + ".join(combo)
-        out.systems.append(evaluate_tagging_early_fusion({m: blocks[m] for m in combo}, common,
-                                                         name=f"concat({name})", **opts))
+        out.systems.append(evaluate_tagging_early_fusion(
+            {m: blocks[m] for m in combo}, common,
+            name=system_name(f"concat({name})", "linear"), **opts))
         out.systems.append(tagging_late_fusion([singles[m] for m in combo],
-                                               name=f"late({name})"))
+                                               name=system_name(f"late({name})", "linear")))
     for label in musicnn_labels(study):
         z = zero_shot_musicnn(study, label, singles[label])
         if z is not None:
@@ -265,33 +272,6 @@ def per_tag_frame(results) -> pd.DataFrame:
              for r in results]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=["tag", "roc_auc", "positive", "system"])
-
-
-def tagging_results_rows(results) -> pd.DataFrame:
-    """Rows for ``reports/<run>/results.csv`` (task ``tagging``), one per system and metric."""
-    rows = []
-    for r in results:
-        for m in r.metrics.itertuples():
-            rows.append({"system": r.name, "task": "tagging", "metric": m.metric,
-                         "value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high,
-                         "n_tracks": m.n_tracks, "n_groups": m.n_groups,
-                         "protocol": f"{r.probe}; {r.split}", "seed": r.seed})
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
-
-
-def append_results(rows: pd.DataFrame, run_record: str | None) -> Path | None:
-    """Add ``rows`` to the run's ``results.csv`` beside ``run_record`` when that file exists
-    (earlier tagging rows replaced); returns its path, or None when there is none."""
-    if not run_record:
-        return None
-    path = Path(run_record).parent / "results.csv"
-    if not path.is_file():
-        return None
-    old = pd.read_csv(path)
-    if "task" in old:
-        old = old[old["task"] != "tagging"]
-    pd.concat([old, rows], ignore_index=True).to_csv(path, index=False)
-    return path
 
 
 def openmic_vggish_check(study: Study) -> tuple[pd.DataFrame | None, str]:

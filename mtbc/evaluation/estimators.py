@@ -10,14 +10,26 @@ learned state ends in ``_``, ``random_state`` becomes a generator in ``fit``):
   validation probabilities after every epoch). Deterministic for a given ``random_state``
   (one seeded ``torch.Generator`` for initialisation, shuffling and dropout masks).
 - :class:`LayerSelector`: ``(n, n_layers, dim) -> (n, dim)``, one layer or the mean of layers.
+- :class:`BlockStandardizer`: per-feature standardisation with each model's block scaled to
+  total variance 1 (concatenation of models).
+- :func:`train_mlp`: the one MLP training loop, shared with the tagging MLP
+  (:mod:`mtbc.evaluation.tag_estimators`), which differs only in its loss.
 
-How they are trained and evaluated without leakage is :mod:`mtbc.analysis.protocol`.
+How they are trained and evaluated without leakage is :mod:`mtbc.evaluation.engine`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    OneToOneFeatureMixin,
+    TransformerMixin,
+    clone,
+)
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
@@ -85,7 +97,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     ----------
     C : inverse L2 strength, chosen on validation by the protocol (:data:`DEFAULT_CS`).
     scaler : unfitted transformer to standardise with; ``None`` = ``StandardScaler()``
-        (early fusion passes :class:`mtbc.analysis.ensemble.BlockStandardizer`).
+        (concatenation passes :class:`BlockStandardizer`).
     max_iter, tol : lbfgs limits.
     random_state : stored; lbfgs is deterministic, so it only seeds sklearn's solver state.
     """
@@ -149,7 +161,9 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y, *, eval_X=None):
-        import torch
+        """Train for ``max_epochs`` on ``X (n, dim)``, labels ``y (n,)``; with ``eval_X``
+        keep its probabilities after every epoch (``eval_proba_``)."""
+        import torch  # optional heavy dependency: only MLP training needs torch
         import torch.nn.functional as F
 
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
@@ -164,41 +178,20 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
         gen = torch.Generator().manual_seed(int(rng.randint(2**63 - 1, dtype=np.int64)))
         self.scaler_ = make_scaler(self.scaler).fit(X)
         xt = torch.as_tensor(np.asarray(self.scaler_.transform(X), dtype=np.float32))
-        yt = torch.as_tensor(codes, dtype=torch.long)
         xe = None
         if eval_X is not None:
             eval_X = validate_data(self, eval_X, reset=False, dtype=[np.float64, np.float32])
             xe = torch.as_tensor(np.asarray(self.scaler_.transform(eval_X), dtype=np.float32))
-        n, d = xt.shape
-        k, h = len(self.classes_), int(self.hidden)
+        yt = torch.as_tensor(codes, dtype=torch.long)
 
-        def uniform(shape, fan_in):  # torch.nn.Linear's default initialisation
-            bound = 1.0 / np.sqrt(fan_in)
-            return ((torch.rand(shape, generator=gen) * 2 - 1) * bound).requires_grad_()
+        def loss(logits, idx):
+            return F.cross_entropy(logits, yt[idx])
 
-        w1, b1, w2, b2 = uniform((d, h), d), uniform((h,), d), uniform((h, k), h), uniform((k,), h)
-        params = [w1, b1, w2, b2]
-        opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-        batch = max(1, min(int(self.batch_size), n))
-        keep = 1.0 - self.dropout
-        self.eval_proba_ = [] if xe is not None else None
-        for _ in range(int(self.max_epochs)):
-            perm = torch.randperm(n, generator=gen)
-            for start in range(0, n, batch):
-                idx = perm[start:start + batch]
-                hid = torch.relu(xt[idx] @ w1 + b1)
-                if self.dropout > 0:
-                    hid = hid * (torch.rand(hid.shape, generator=gen) < keep) / keep
-                loss = F.cross_entropy(hid @ w2 + b2, yt[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            if xe is not None:
-                with torch.no_grad():
-                    logits = torch.relu(xe @ w1 + b1) @ w2 + b2
-                    self.eval_proba_.append(torch.softmax(logits, dim=1).numpy())
-        self.coefs_ = [w1.detach().numpy().copy(), w2.detach().numpy().copy()]
-        self.intercepts_ = [b1.detach().numpy().copy(), b2.detach().numpy().copy()]
+        def softmax(logits):
+            return torch.softmax(logits, dim=1).numpy()
+
+        self.coefs_, self.intercepts_, self.eval_proba_ = train_mlp(
+            self, xt, len(self.classes_), loss, gen=gen, eval_x=xe, output=softmax)
         self.n_iter_ = int(self.max_epochs)
         return self
 
@@ -215,3 +208,85 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+
+
+class BlockStandardizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """Standardise each feature, then scale each block by ``1 / sqrt(block_dim)``.
+
+    Parameters
+    ----------
+    blocks : sizes of the consecutive feature blocks (summing to ``n_features``); ``None`` =
+        one block. After ``fit``, every block's features have summed variance 1 on the training
+        data (constant features stay 0, as in ``StandardScaler``).
+    """
+
+    def __init__(self, blocks: Sequence[int] | None = None):
+        self.blocks = blocks
+
+    def fit(self, X, y=None):
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        sizes = [X.shape[1]] if self.blocks is None else [int(b) for b in self.blocks]
+        if any(b <= 0 for b in sizes) or sum(sizes) != X.shape[1]:
+            raise ValueError(f"blocks {sizes} must be positive and sum to the "
+                             f"{X.shape[1]} features")
+        mean = X.mean(axis=0, dtype=np.float64)
+        std = safe_std(mean, X.std(axis=0, dtype=np.float64))
+        self.block_sizes_ = np.asarray(sizes)
+        self.mean_ = mean
+        self.scale_ = std * np.repeat(np.sqrt(self.block_sizes_), self.block_sizes_)
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return ((X - self.mean_) / self.scale_).astype(X.dtype, copy=False)
+
+
+def train_mlp(probe, x, n_out: int, loss, *, gen, eval_x=None, output=None):
+    """The one MLP training loop of mtbc's probes (single-label and tagging).
+
+    ``Linear(dim, hidden) -> ReLU -> Dropout -> Linear(hidden, n_out)``, initialised as
+    ``torch.nn.Linear`` is, trained with Adam for ``probe.max_epochs`` epochs of shuffled
+    mini-batches. ``probe`` supplies ``hidden, dropout, lr, weight_decay, batch_size,
+    max_epochs``; ``x`` is the standardised ``(n, dim)`` float32 tensor; ``loss(logits, idx)``
+    is the batch loss of the rows ``idx`` (cross-entropy, or masked binary cross-entropy for
+    tags); ``gen`` is the seeded ``torch.Generator`` behind initialisation, shuffling and
+    dropout masks. With ``eval_x``, ``output(logits)`` of it is kept after every epoch.
+
+    Returns ``(coefs, intercepts, eval_outputs)``: the weights as numpy arrays
+    ``[(dim, hidden), (hidden, n_out)]`` and ``[(hidden,), (n_out,)]``, and the list of
+    per-epoch outputs (``None`` without ``eval_x``).
+    """
+    import torch  # optional heavy dependency: only MLP training needs torch
+
+    n, d = x.shape
+    h = int(probe.hidden)
+
+    def uniform(shape, fan_in):  # torch.nn.Linear's default initialisation
+        bound = 1.0 / np.sqrt(fan_in)
+        return ((torch.rand(shape, generator=gen) * 2 - 1) * bound).requires_grad_()
+
+    w1, b1 = uniform((d, h), d), uniform((h,), d)
+    w2, b2 = uniform((h, n_out), h), uniform((n_out,), h)
+    opt = torch.optim.Adam([w1, b1, w2, b2], lr=probe.lr, weight_decay=probe.weight_decay)
+    batch = max(1, min(int(probe.batch_size), n))
+    keep = 1.0 - probe.dropout
+    outputs = [] if eval_x is not None else None
+    for _ in range(int(probe.max_epochs)):
+        perm = torch.randperm(n, generator=gen)
+        for start in range(0, n, batch):
+            idx = perm[start:start + batch]
+            hid = torch.relu(x[idx] @ w1 + b1)
+            if probe.dropout > 0:
+                hid = hid * (torch.rand(hid.shape, generator=gen) < keep) / keep
+            value = loss(hid @ w2 + b2, idx)
+            opt.zero_grad()
+            value.backward()
+            opt.step()
+        if eval_x is not None:
+            with torch.no_grad():
+                outputs.append(output(torch.relu(eval_x @ w1 + b1) @ w2 + b2))
+    coefs = [w1.detach().numpy().copy(), w2.detach().numpy().copy()]
+    intercepts = [b1.detach().numpy().copy(), b2.detach().numpy().copy()]
+    return coefs, intercepts, outputs

@@ -15,12 +15,22 @@ protocol is comparable with.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from mtbc.analysis.results import FoldOutcome, ProbeResult, Provenance, build_result
-from mtbc.analysis.selection import limit_threads, prepare_data, track_means
 from mtbc.data import splits
+from mtbc.evaluation.data import check_features, limit_threads, track_means
+from mtbc.evaluation.options import EvalOptions, ProbeOptions
+from mtbc.evaluation.results import (
+    MARBLE,
+    FoldOutcome,
+    FoldRecord,
+    ProbeResult,
+    Provenance,
+)
+from mtbc.evaluation.tasks import Classification
 
 #: Adam learning rates MARBLE searches.
 MARBLE_LRS = (5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2)
@@ -28,11 +38,12 @@ WEIGHTED = "weighted sum 1..L"
 
 
 def _fit(x_tr, y_tr, x_va, y_va, *, n_classes: int, lr: float, weighted: bool, seed: int,
-         max_epochs: int, patience: int, batch_size: int):
+         options: MarbleOptions):
     """Train one MARBLE MLP; returns (best validation accuracy, state at that epoch)."""
-    import torch
+    import torch  # optional heavy dependency: only MLP training needs torch
     import torch.nn.functional as F
 
+    max_epochs, patience, batch_size = options.max_epochs, options.patience, options.batch_size
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     n_layers, dim = (x_tr.shape[1], x_tr.shape[2]) if weighted else (1, x_tr.shape[1])
@@ -91,57 +102,86 @@ def _fit(x_tr, y_tr, x_va, y_va, *, n_classes: int, lr: float, weighted: bool, s
     return best, predict
 
 
+@dataclass(frozen=True)
+class MarbleOptions:
+    """MARBLE's search: Adam learning rates ``lrs``, ``max_epochs``, early-stopping
+    ``patience`` (epochs without a better validation accuracy) and ``batch_size``."""
+
+    lrs: tuple = MARBLE_LRS
+    max_epochs: int = 100
+    patience: int = 20
+    batch_size: int = 64
+
+
+#: ProbeOptions fields that MARBLE's protocol fixes itself (refused when set).
+_NOT_APPLICABLE = ("layer", "selection", "Cs", "probe_params", "per_layer_test")
+
+
 def evaluate_marble(features: np.ndarray, track_index: np.ndarray, tracks: pd.DataFrame, *,
-                    seed: int = 0, n_boot: int = 1000, lrs=MARBLE_LRS, max_epochs: int = 100,
-                    patience: int = 20, batch_size: int = 64, fingerprint: str | None = None,
-                    name: str | None = None, n_threads: int | None = 1) -> ProbeResult:
+                    probe_options=None, eval_options=None,
+                    marble: MarbleOptions | None = None) -> ProbeResult:
     """The MARBLE constrained-track probe on a predefined train/valid/test split.
 
-    ``features``/``track_index``/``tracks`` as in :func:`mtbc.analysis.protocol.evaluate_probe`.
-    Raises ``ValueError`` when the tracks have no predefined split with all three parts.
+    ``features``/``track_index``/``tracks`` as in
+    :func:`mtbc.evaluation.systems.evaluate_probe`; of its options only ``name``,
+    ``fingerprint``, ``seed``, ``n_boot`` and ``n_threads`` apply (the layer, selection and
+    probe grid are MARBLE's own: setting them raises ``ValueError``). Raises ``ValueError``
+    when the tracks have no predefined split with all three parts.
     """
+    p = probe_options or ProbeOptions()
+    e = eval_options or EvalOptions()
+    m = marble or MarbleOptions()
+    default = ProbeOptions()
+    ignored = [f for f in _NOT_APPLICABLE if getattr(p, f) != getattr(default, f)]
+    if ignored:
+        raise ValueError(f"protocol 'marble' chooses its own layer and probe; "
+                         f"{', '.join(ignored)} do(es) not apply to it")
+    seed, n_boot = e.seed, e.n_boot
     if not splits.has_predefined_split(tracks):
         raise ValueError("protocol 'marble' needs a predefined train/valid/test split (e.g. "
                          "GTZAN's fault-filtered split); use the default protocol for other "
                          "collections")
-    data = prepare_data(features, track_index, tracks)
+    features, track_index = check_features(features, track_index, tracks)
+    task = Classification(tracks)
+    task.check_covered(track_index)
+    y = task.y
     split = tracks["split"].to_numpy()
-    part = {s: np.flatnonzero((split == s) & (data.y >= 0)) for s in ("train", "valid", "test")}
+    part = {s: np.flatnonzero((split == s) & (y >= 0)) for s in ("train", "valid", "test")}
     if not all(len(v) for v in part.values()):
         raise ValueError("protocol 'marble' needs labelled train, valid and test tracks")
-    X = track_means(data.features, data.track_index, len(tracks)).astype(np.float64)
+    X = track_means(features, track_index, len(tracks)).astype(np.float64)
     n_layers = X.shape[1]
     candidates = list(range(n_layers)) + ([WEIGHTED] if n_layers > 2 else [])
-    k = len(data.classes)
+    k = len(task.classes)
     scores = []
     best = None
-    with limit_threads(n_threads, torch_too=True):
+    with limit_threads(e.n_threads, torch_too=True):
         for cand in candidates:
             weighted = cand == WEIGHTED
             view = (lambda r, c=cand: X[r, 1:]) if weighted else (lambda r, c=cand: X[r, c])
-            for lr in lrs:
-                acc, predict = _fit(view(part["train"]), data.y[part["train"]],
-                                    view(part["valid"]), data.y[part["valid"]], n_classes=k,
-                                    lr=lr, weighted=weighted, seed=seed, max_epochs=max_epochs,
-                                    patience=patience, batch_size=batch_size)
+            for lr in m.lrs:
+                acc, predict = _fit(view(part["train"]), y[part["train"]],
+                                    view(part["valid"]), y[part["valid"]], n_classes=k,
+                                    lr=lr, weighted=weighted, seed=seed, options=m)
                 scores.append({"layer": cand, "lr": lr, "val_accuracy": acc})
                 if best is None or acc > best[0]:  # ties: the earlier candidate
                     best = (acc, cand, lr, predict, view)
     acc, cand, lr, predict, view = best
     test = part["test"]
     outcome = FoldOutcome(
-        rows=test, proba=predict(view(test)), fold_names=["test"] * len(test),
-        fold_rows=[{"fold": "test", "layer": cand, "param": "lr", "value": lr,
-                    "val_accuracy": acc, "n_train": len(part["train"]),
-                    "n_valid": len(part["valid"]), "n_test": len(test),
-                    "convergence_warnings": 0}],
+        rows=test, scores=predict(view(test)), fold_names=["test"] * len(test),
+        records=[FoldRecord(fold="test", layer=cand, param="lr", value=lr, val_score=acc,
+                            n_train=len(part["train"]), n_valid=len(part["valid"]),
+                            n_test=len(test))],
         layer_records={}, test_records={})
-    how = Provenance(name=name or "MARBLE MLP probe", probe="mlp (MARBLE)", layer="select",
-                     selection="marble", scorer="mlp", split="predefined split (MARBLE)",
-                     seed=seed, n_boot=n_boot, fingerprint=fingerprint,
-                     params={"protocol": "marble", "lrs": list(lrs), "max_epochs": max_epochs,
-                             "patience": patience, "candidates": [str(c) for c in candidates]})
-    result = build_result(tracks, data, outcome, how)
+    how = Provenance(name=p.name or "MARBLE MLP probe", task="classification", system=MARBLE,
+                     probe="mlp (MARBLE)", layer="select", selection="marble", scorer="mlp",
+                     split="predefined split (MARBLE)", seed=seed, n_boot=n_boot,
+                     fingerprint=p.fingerprint,
+                     params={"protocol": "marble", "lrs": list(m.lrs),
+                             "max_epochs": m.max_epochs, "patience": m.patience,
+                             "candidates": [str(c) for c in candidates]})
+    result = task.result(outcome, how)
     table = pd.DataFrame(scores)
     per_layer = table.groupby("layer", sort=False)["val_accuracy"].max().reset_index()
     result.layer_scores = per_layer.rename(columns={"val_accuracy": "accuracy"}).assign(

@@ -6,7 +6,7 @@ See docs/statistics.md for the reasoning and the measured error rates.
   (``labels=None``: the classes present in ``y_true`` or ``y_pred``; an undefined ratio counts
   as 0, i.e. ``zero_division=0``), and the confusion matrix.
 - :func:`bootstrap_ci`: percentile bootstrap, seeded; with ``groups`` a cluster bootstrap
-  (whole groups of tracks resampled, :mod:`mtbc.analysis.resampling`), otherwise over tracks.
+  (whole groups of tracks resampled, :mod:`mtbc.stats.resampling`), otherwise over tracks.
   Every metric is recomputed on each resample from its confusion matrix, vectorised. The
   interval reflects which tracks (groups) happened to be tested, not retraining variability.
 - :func:`paired_test`: two systems on the same tracks -- McNemar's exact test
@@ -15,8 +15,8 @@ See docs/statistics.md for the reasoning and the measured error rates.
   difference by the cluster bootstrap.
 - :func:`metrics_table` and :func:`pairwise_tests` (Holm over a table, :func:`holm`) build
   the pandas tables reports show.
-- Re-exported: the resampling helpers (:func:`group_bootstrap`, :func:`bootstrap_mean_ci`,
-  ...) and the multi-label metrics of :mod:`mtbc.analysis.multilabel`.
+- The resampling core is :mod:`mtbc.stats.resampling`; multi-label metrics are
+  :mod:`mtbc.stats.multilabel`. :mod:`mtbc.stats` exports all of them.
 """
 
 from __future__ import annotations
@@ -29,26 +29,16 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from mtbc.analysis.multilabel import (
-    multilabel_bootstrap_ci,
-    multilabel_metrics,
-    multilabel_paired_test,
-)
-from mtbc.analysis.resampling import (
-    bootstrap_mean_ci,
+from mtbc.stats.resampling import (
     flip_patterns,
     group_bootstrap,
     group_codes,
-    percentile_interval,
     permutation_p_value,
-    resample_weights,
 )
 
 __all__ = [
-    "METRICS", "PairedTest", "bootstrap_ci", "bootstrap_mean_ci", "classification_metrics",
-    "confusion_frame", "group_bootstrap", "group_codes", "holm", "mcnemar_exact",
-    "metrics_table", "multilabel_bootstrap_ci", "multilabel_metrics", "multilabel_paired_test",
-    "paired_test", "pairwise_tests", "percentile_interval", "resample_weights",
+    "METRICS", "PairedTest", "bootstrap_ci", "classification_metrics", "confusion_frame", "holm",
+    "mcnemar_exact", "metrics_table", "paired_test", "pairwise_tests",
 ]
 
 METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
@@ -136,7 +126,7 @@ def bootstrap_ci(y_true: Sequence, y_pred: Sequence, *, groups: Sequence | None 
     groups : sequence of shape (n,), optional
         Group label per track (e.g. :func:`mtbc.data.splits.track_groups`). Given, the
         bootstrap is a cluster bootstrap: each resample draws ``n_groups`` groups with
-        replacement and takes all their tracks (:func:`~mtbc.analysis.resampling.resample_weights`).
+        replacement and takes all their tracks (:func:`~mtbc.stats.resampling.resample_weights`).
         ``None``, or one track per group: the ordinary track bootstrap -- resample ``b`` is
         ``np.random.default_rng(seed).integers(0, n, (n_boot, n))`` drawn in row batches of
         ``batch`` (the stream is the same).

@@ -30,26 +30,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
 from mtbc import __version__
-from mtbc.analysis.probes import DEFAULT_CS, LayerSelector
-from mtbc.analysis.selection import (
-    Design,
-    ProbeSpec,
-    candidate_layers,
-    fit_fold,
-    layer_scorer,
-    layer_view,
-    limit_threads,
-    prepare_data,
-    resolve_selection,
-)
 from mtbc.cache.extract import embed_file, load_model
 from mtbc.cache.store import EmbeddingStore
 from mtbc.data import splits
 from mtbc.data.audio import check_file
+from mtbc.evaluation.data import (
+    Design,
+    candidate_layers,
+    check_features,
+    layer_view,
+    limit_threads,
+)
+from mtbc.evaluation.estimators import BlockStandardizer, LayerSelector, LinearProbe, MLPProbe
+from mtbc.evaluation.options import ProbeOptions
+from mtbc.evaluation.selection import Search, fit_fold
+from mtbc.evaluation.specs import resolve_selection
+from mtbc.evaluation.tasks import Classification
 from mtbc.extractors import Extractor, get_extractor
 from mtbc.files import atomic_write, content_hash
 
@@ -96,12 +98,6 @@ class ProbeBundle:
 
 
 def _estimators() -> dict[str, type]:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    from mtbc.analysis.ensemble import BlockStandardizer
-    from mtbc.analysis.probes import LinearProbe, MLPProbe
-
     return {c.__name__: c for c in (Pipeline, LayerSelector, LinearProbe, MLPProbe,
                                     StandardScaler, BlockStandardizer, LogisticRegression)}
 
@@ -280,46 +276,41 @@ def load_bundle(path: str | Path) -> ProbeBundle:
         raise reader.fail(f"header lacks {exc}") from None
 
 
-def train_final_probe(
-    features: np.ndarray,
-    track_index: np.ndarray,
-    tracks: pd.DataFrame,
-    *,
-    extractor: Extractor | None = None,
-    extractor_name: str | None = None,
-    extractor_options: dict | None = None,
-    fingerprint: str | None = None,
-    probe: str = "linear",
-    layer: int | str = "select",
-    selection: str = "auto",
-    seed: int = 0,
-    n_splits: int = 5,
-    Cs: Sequence[float] = DEFAULT_CS,
-    probe_params: dict | None = None,
-    n_threads: int | None = 1,
-    progress: bool = False,
-) -> ProbeBundle:
+def train_final_probe(features: np.ndarray, track_index: np.ndarray, tracks: pd.DataFrame, *,
+                      extractor: Extractor | None = None, extractor_options: dict | None = None,
+                      probe_options: ProbeOptions | None = None, n_splits: int = 5,
+                      seed: int = 0, n_threads: int | None = 1) -> ProbeBundle:
     """Fit a probe on every labelled track, for saving and predicting new files.
 
     Layer and hyperparameter are chosen by grouped ``n_splits``-fold CV over all labelled
     tracks (any ``split`` column is ignored: every labelled track trains the final model);
-    then the probe is fit on all of them. Name the extractor by passing it (``extractor``) or
-    by ``extractor_name``/``fingerprint``; ``extractor_options`` are what
-    ``get_extractor(name, **options)`` needs to rebuild it at prediction time.
-    Other arguments as in :func:`mtbc.analysis.protocol.evaluate_probe`. Returns a :class:`ProbeBundle`.
+    then the probe is fit on all of them. ``extractor`` names the model (its name,
+    fingerprint and metadata are recorded; without it ``probe_options.fingerprint`` is);
+    ``extractor_options`` are what ``get_extractor(name, **options)`` needs to rebuild it at
+    prediction time. ``probe_options``: probe, layer, selection, ``Cs``, ``probe_params``
+    (:class:`~mtbc.evaluation.options.ProbeOptions`). Returns a :class:`ProbeBundle`.
+
+    Example
+    -------
+    >>> bundle = train_final_probe(feats, index, tracks, extractor=ext,
+    ...                            extractor_options={"model": "MTT_musicnn"})  # doctest: +SKIP
+    >>> bundle.save("models/musicnn.npz")  # doctest: +SKIP
     """
-    selection = resolve_selection(probe, selection)
-    data = prepare_data(features, track_index, tracks)
-    features, classes, y = data.features, data.classes, data.y
+    opts = probe_options or ProbeOptions()
+    probe, layer = opts.probe, opts.layer
+    selection = resolve_selection(probe, opts.selection)
+    features, track_index = check_features(features, track_index, tracks)
+    task = Classification(tracks)
+    task.check_covered(track_index)
+    classes, y = task.classes, task.y
+    fingerprint, extractor_name, metadata = opts.fingerprint, None, {}
     if extractor is not None:
-        extractor_name = extractor_name or extractor.name
+        extractor_name = extractor.name
         fingerprint = fingerprint or extractor.fingerprint
         metadata = extractor.metadata()
         if fingerprint != extractor.fingerprint:
             raise ValueError(f"fingerprint {fingerprint} does not match the extractor's "
                              f"{extractor.fingerprint}")
-    else:
-        metadata = {}
     labelled = np.flatnonzero(y >= 0)
     n_splits = splits.fold_count(pd.Series(y[labelled]), n_splits)  # e.g. GTZAN's 5 folds
     if n_splits < 2:
@@ -327,25 +318,23 @@ def train_final_probe(
                          "regularisation of a final probe by cross-validation")
     table = tracks.drop(columns=["split"], errors="ignore")
     inner = splits.inner_splits(table, labelled, n_splits=n_splits, seed=seed)
-    design = Design(data.track_index, len(tracks), y)
-    params = dict(probe_params or {})
-    spec = ProbeSpec(probe, len(classes), seed, params, tuple(Cs))
-    scorer = layer_scorer(spec, selection, params)
-    view = layer_view(features)
+    params = dict(opts.probe_params or {})
+    spec = task.spec(probe, seed=seed, params=params, Cs=opts.Cs)
+    search = Search(task, Design(track_index, len(tracks)), layer_view(features), inner)
     with limit_threads(n_threads, torch_too=probe == "mlp"), \
             warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        fitted, lc, pc = fit_fold(design, view, candidate_layers(layer, features.shape[1]), inner,
-                                   labelled, spec, scorer)
+        fitted, lc, pc = fit_fold(search, candidate_layers(layer, features.shape[1]),
+                                  labelled, spec, spec.ranker(selection))
     selector = LayerSelector(layer=lc.candidate).fit(features[:1])
-    segs, _ = design.segments(labelled)
+    segs, _ = search.design.segments(labelled)
     training = {
         "n_tracks": len(labelled), "n_segments": len(segs),
         "label_counts": pd.Series(np.asarray(classes)[y[labelled]]).value_counts().to_dict(),
         "layer": lc.candidate, "layer_requested": layer, "selection": selection,
-        "param": spec.param, "value": pc.value, "cv_accuracy": pc.accuracy,
-        "layer_cv_accuracy": {str(k): v[0] for k, v in lc.by_candidate.items()},
-        "n_splits": n_splits, "Cs": list(Cs), "probe_params": params,
+        "param": spec.param, "value": pc.value, "cv_accuracy": pc.score,
+        "layer_cv_accuracy": {str(k): v.score for k, v in lc.by_candidate.items()},
+        "n_splits": n_splits, "Cs": list(opts.Cs), "probe_params": params,
         "convergence_warnings": sum(issubclass(w.category, ConvergenceWarning) for w in caught),
         "n_layers": features.shape[1], "dim": features.shape[2],
         "mtbc_version": __version__, "created": datetime.now(UTC).isoformat(timespec="seconds"),

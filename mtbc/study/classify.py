@@ -1,0 +1,98 @@
+"""Notebook 04 (train classifiers): linear and MLP probes per model; the probe that
+represents a model is chosen by **validation** accuracy only; one probe per model refit on
+every labelled track for ``mtbc predict``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from mtbc import config
+from mtbc.cache.store import load_embeddings
+from mtbc.evaluation import ProbeOptions, ProbeResult, evaluate_majority, evaluate_probe
+from mtbc.evaluation.predict import save_bundle, train_final_probe
+from mtbc.study.common import (
+    ClassificationPlan,
+    Study,
+    choose_by_validation,
+    plan_classification,
+    system_name,
+)
+
+
+@dataclass
+class Classification:
+    """Notebook 04's results: every (model, probe) result, the probe chosen per model on
+    validation data (``representative``), and each model's segments (for refitting)."""
+
+    plan: ClassificationPlan
+    results: dict[tuple[str, str], ProbeResult] = field(default_factory=dict)
+    representative: dict[str, ProbeResult] = field(default_factory=dict)
+    segments: dict[str, tuple] = field(default_factory=dict)
+    baseline: ProbeResult | None = None
+
+    def all_results(self) -> list[ProbeResult]:
+        """Every result, the majority-class baseline last."""
+        return [*self.results.values(), *([self.baseline] if self.baseline else [])]
+
+    def layer_curves(self) -> list[tuple[str, ProbeResult]]:
+        """``(model, linear-probe result)`` for every multi-layer model."""
+        return [(label, r) for (label, probe), r in self.results.items()
+                if probe == "linear" and r.params.get("n_layers", 1) > 1]
+
+
+def classify_models(study: Study, *, probes: list[str], seed: int = 0, n_splits: int = 5,
+                    n_boot: int = 1000, protocol: str = "default") -> Classification:
+    """Evaluate every probe on every model (same folds for all); pick each model's
+    representative probe by validation accuracy. Multi-layer models also get each layer's
+    held-out test accuracy, for display only. ``protocol="marble"`` runs MARBLE's MLP probe
+    (predefined split only) in place of ``probes``."""
+    plan = plan_classification(study.tracks, n_splits=n_splits)
+    out = Classification(plan)
+    if plan.why_not:
+        return out
+    for label, ext in study.models.items():
+        sub, (feats, index) = load_embeddings(plan.tracks, study.store, ext.fingerprint,
+                                              reduce=None)
+        out.segments[label] = (sub, feats, index)
+        names = ["marble"] if protocol == "marble" else probes
+        for probe in names:
+            opts = {"seed": seed, "n_splits": plan.n_folds, "n_boot": n_boot,
+                    "fingerprint": ext.fingerprint, "name": system_name(label, probe)}
+            if probe == "marble":
+                out.results[label, probe] = evaluate_probe(feats, index, sub, protocol="marble",
+                                                           **opts)
+                continue
+            out.results[label, probe] = evaluate_probe(
+                feats, index, sub, probe=probe, per_layer_test=feats.shape[1] > 1
+                and probe == "linear", **opts)
+        chosen = choose_by_validation([out.results[label, p] for p in names])
+        if chosen is not None:
+            out.representative[label] = chosen
+    out.baseline = evaluate_majority(plan.tracks, seed=seed, n_splits=plan.n_folds,
+                                     n_boot=n_boot)
+    return out
+
+
+def save_final_models(study: Study, classification: Classification, *, out_dir: str | Path,
+                      extractors: dict, seed: int = 0) -> pd.DataFrame:
+    """Refit each model's linear probe on every labelled track and save it for
+    ``mtbc predict``; one row per saved model with the full command line."""
+    out_dir = Path(out_dir)
+    rows = []
+    for label, (sub, feats, index) in classification.segments.items():
+        bundle = train_final_probe(feats, index, sub, extractor=study.models[label],
+                                   extractor_options=extractors[label],
+                                   probe_options=ProbeOptions(probe="linear"), seed=seed, n_splits=classification.plan.n_folds)
+        path = save_bundle(bundle, out_dir / f"{label}.npz")
+        rows.append({"model": label, "layer": bundle.layer, "classes": len(bundle.classes),
+                     "classify new songs with": f"mtbc predict {path} song1.mp3 song2.wav"})
+    return pd.DataFrame(rows, columns=["model", "layer", "classes",
+                                       "classify new songs with"]).set_index("model")
+
+
+def default_models_dir(run: str) -> Path:
+    """Where a run's trained probes go: ``data/models/<run>``."""
+    return config.data_dir() / "models" / run
