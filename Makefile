@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mtbc-installed
 PARAMS ?= params/demo.yaml
 
-.PHONY: run run-fixtures test lab lint bench demo clean-reports
+.PHONY: run run-fixtures test test-fast lab lint bench demo clean-reports
 
 # The last step downloads (never installs) the musicnn 0.1.0 wheel: the tests check that the
 # musicnn weights shipped in mtbc convert from it byte for byte. Without a package index the
@@ -29,6 +29,10 @@ run-fixtures: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Everything but the end-to-end runs (marked slow): under 2 minutes on 2 cores.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

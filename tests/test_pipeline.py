@@ -19,6 +19,9 @@ from mtbc.extractors.fixtures import make_mert_snapshot, make_vggish_weights
 from mtbc.pipeline import run
 from mtbc.reports.display import FIXTURE_TEXT
 
+# every test here runs the pipeline (papermill kernels): `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 # 07 kept short in tests: the run's models only, one 2 s clip, batch 1, in the kernel.
 FAST_07 = {"extra_models": [], "dtypes": ["auto", "bfloat16"], "batch_sizes": [1],
