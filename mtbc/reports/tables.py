@@ -72,8 +72,6 @@ def results_table(results, *, chosen=()) -> pd.DataFrame:
     validation data; ``fold range %`` the lowest and highest outer-fold accuracy;
     ``warnings`` the solver's convergence warnings.
     """
-    from mtbc.study.common import validation_accuracy
-
     chosen = {getattr(r, "name", r) for r in chosen}
     rows = []
     for r in results:
@@ -84,7 +82,7 @@ def results_table(results, *, chosen=()) -> pd.DataFrame:
             if metric in m.index:
                 row[title] = _with_ci(m.loc[metric, "value"], m.loc[metric, "ci_low"],
                                       m.loc[metric, "ci_high"])
-        val = validation_accuracy(r)
+        val = r.validation_score()
         row["validation %"] = round(100 * val, 1) if np.isfinite(val) else ""
         if chosen:
             row["chosen"] = "yes" if r.name in chosen else ""
