@@ -37,9 +37,11 @@ MARBLE_LRS = (5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2)
 WEIGHTED = "weighted sum 1..L"
 
 
-def _fit(x_tr, y_tr, x_va, y_va, *, n_classes: int, lr: float, weighted: bool, seed: int,
+def _fit(train: tuple, valid: tuple, *, n_classes: int, lr: float, weighted: bool, seed: int,
          options: MarbleOptions):
-    """Train one MARBLE MLP; returns (best validation accuracy, state at that epoch)."""
+    """Train one MARBLE MLP on ``train = (x, y)``, stopping on ``valid = (x, y)``; returns
+    (best validation accuracy, predict function of the state at that epoch)."""
+    (x_tr, y_tr), (x_va, y_va) = train, valid
     import torch  # optional heavy dependency: only MLP training needs torch
     import torch.nn.functional as F
 
@@ -160,8 +162,8 @@ def evaluate_marble(features: np.ndarray, track_index: np.ndarray, tracks: pd.Da
             weighted = cand == WEIGHTED
             view = (lambda r, c=cand: X[r, 1:]) if weighted else (lambda r, c=cand: X[r, c])
             for lr in m.lrs:
-                acc, predict = _fit(view(part["train"]), y[part["train"]],
-                                    view(part["valid"]), y[part["valid"]], n_classes=k,
+                acc, predict = _fit((view(part["train"]), y[part["train"]]),
+                                    (view(part["valid"]), y[part["valid"]]), n_classes=k,
                                     lr=lr, weighted=weighted, seed=seed, options=m)
                 scores.append({"layer": cand, "lr": lr, "val_accuracy": acc})
                 if best is None or acc > best[0]:  # ties: the earlier candidate

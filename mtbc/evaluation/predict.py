@@ -48,7 +48,7 @@ from mtbc.evaluation.data import (
     limit_threads,
 )
 from mtbc.evaluation.estimators import BlockStandardizer, LayerSelector, LinearProbe, MLPProbe
-from mtbc.evaluation.options import ProbeOptions
+from mtbc.evaluation.options import EvalOptions, ProbeOptions, split_options
 from mtbc.evaluation.selection import Search, fit_fold
 from mtbc.evaluation.specs import resolve_selection
 from mtbc.evaluation.tasks import Classification
@@ -278,8 +278,8 @@ def load_bundle(path: str | Path) -> ProbeBundle:
 
 def train_final_probe(features: np.ndarray, track_index: np.ndarray, tracks: pd.DataFrame, *,
                       extractor: Extractor | None = None, extractor_options: dict | None = None,
-                      probe_options: ProbeOptions | None = None, n_splits: int = 5,
-                      seed: int = 0, n_threads: int | None = 1) -> ProbeBundle:
+                      probe_options: ProbeOptions | None = None,
+                      eval_options: EvalOptions | None = None, **overrides) -> ProbeBundle:
     """Fit a probe on every labelled track, for saving and predicting new files.
 
     Layer and hyperparameter are chosen by grouped ``n_splits``-fold CV over all labelled
@@ -288,7 +288,9 @@ def train_final_probe(features: np.ndarray, track_index: np.ndarray, tracks: pd.
     fingerprint and metadata are recorded; without it ``probe_options.fingerprint`` is);
     ``extractor_options`` are what ``get_extractor(name, **options)`` needs to rebuild it at
     prediction time. ``probe_options``: probe, layer, selection, ``Cs``, ``probe_params``
-    (:class:`~mtbc.evaluation.options.ProbeOptions`). Returns a :class:`ProbeBundle`.
+    (:class:`~mtbc.evaluation.options.ProbeOptions`); ``eval_options``: ``n_splits``,
+    ``seed``, ``n_threads`` (:class:`~mtbc.evaluation.options.EvalOptions`); ``overrides``:
+    fields of either by name. Returns a :class:`ProbeBundle`.
 
     Example
     -------
@@ -296,7 +298,8 @@ def train_final_probe(features: np.ndarray, track_index: np.ndarray, tracks: pd.
     ...                            extractor_options={"model": "MTT_musicnn"})  # doctest: +SKIP
     >>> bundle.save("models/musicnn.npz")  # doctest: +SKIP
     """
-    opts = probe_options or ProbeOptions()
+    opts, e = split_options(probe_options, eval_options, overrides)
+    n_splits, seed, n_threads = e.n_splits, e.seed, e.n_threads
     probe, layer = opts.probe, opts.layer
     selection = resolve_selection(probe, opts.selection)
     features, track_index = check_features(features, track_index, tracks)

@@ -30,6 +30,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from mtbc.stats.resampling import (
+    Resampling,
     flip_patterns,
     group_bootstrap,
     group_codes,
@@ -229,8 +230,8 @@ SWAP = "swap permutation within groups"
 
 
 def paired_test(y_true: Sequence, pred_a: Sequence, pred_b: Sequence, *,
-                groups: Sequence | None = None, metric: str = "accuracy", n_perm: int = 10000,
-                n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> PairedTest:
+                groups: Sequence | None = None, metric: str = "accuracy",
+                **resampling) -> PairedTest:
     """Paired comparison of two systems on the same tracks, respecting groups of tracks.
 
     Parameters
@@ -242,9 +243,10 @@ def paired_test(y_true: Sequence, pred_a: Sequence, pred_b: Sequence, *,
         is its own group.
     metric : {"accuracy", "macro_f1"}
         ``diff`` is ``metric(a) - metric(b)``.
-    n_perm : int
-        Random swap patterns when exact enumeration is out of reach (more than 16 groups in
-        which the systems differ).
+    **resampling
+        :class:`~mtbc.stats.resampling.Resampling` fields: ``n_perm`` (default 10000), the
+        random swap patterns when exact enumeration is out of reach (more than 16 groups in
+        which the systems differ);
     n_boot, level : int, float
         Cluster-bootstrap resamples and level of the interval ``ci_low, ci_high`` of ``diff``
         (the same resamples for both systems; ``n_boot=0``: NaN).
@@ -277,6 +279,8 @@ def paired_test(y_true: Sequence, pred_a: Sequence, pred_b: Sequence, *,
     - ``macro_f1``: the same scheme on macro-F1, swapping the two systems' predictions within
       each group (``method="swap permutation within groups"``), also with one track per group.
     """
+    opts = Resampling(**resampling)
+    n_perm, n_boot, seed, level = opts.n_perm, opts.n_boot, opts.seed, opts.level
     if metric not in PAIRED_METRICS:
         raise ValueError(f"metric must be one of {PAIRED_METRICS}, got {metric!r}")
     y_true, pred_a, pred_b = (np.asarray(v) for v in (y_true, pred_a, pred_b))

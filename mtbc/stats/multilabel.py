@@ -26,6 +26,7 @@ from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from mtbc.stats.resampling import (
+    Resampling,
     bootstrap_mean_ci,
     flip_patterns,
     group_bootstrap,
@@ -209,8 +210,7 @@ def multilabel_bootstrap_ci(Y_true, Y_score, *, mask=None, groups: Sequence | No
 
 def multilabel_paired_test(Y_true, score_a, score_b, *, mask=None,
                            groups: Sequence | None = None, metric: str = "roc_auc_macro",
-                           n_perm: int = 1000, n_boot: int = 1000, seed: int = 0,
-                           level: float = 0.95) -> dict:
+                           **resampling) -> dict:
     """Compare two systems' tag scores on the same tracks: bootstrap CI and permutation p.
 
     Parameters
@@ -220,9 +220,10 @@ def multilabel_paired_test(Y_true, score_a, score_b, *, mask=None,
     groups : sequence of shape (n_tracks,), optional
         Group label per track; ``None``: every track its own group.
     metric : {"roc_auc_macro", "pr_auc_macro", "map", "roc_auc_micro"}
-    n_perm : int
-        Random swap patterns when there are more than 10 groups (else all ``2**n_groups``).
-    n_boot, seed, level
+    **resampling
+        :class:`~mtbc.stats.resampling.Resampling` fields: ``n_perm`` (default 1000 here),
+        random swap patterns when there are more than 10 groups (else all ``2**n_groups``);
+        ``n_boot``, ``seed``, ``level``:
         Cluster-bootstrap resamples (the same for both systems), seed
         (``default_rng(seed)`` for the bootstrap, ``default_rng((seed, 1))`` for swaps), level.
 
@@ -234,6 +235,8 @@ def multilabel_paired_test(Y_true, score_a, score_b, *, mask=None,
         the two systems' scores on all tracks of a random half of the groups (exact
         enumeration with at most 10 groups) and is two-sided in ``diff``.
     """
+    opts = Resampling(**{"n_perm": 1000, **resampling})
+    n_perm, n_boot, seed, level = opts.n_perm, opts.n_boot, opts.seed, opts.level
     key = "pr_auc_macro" if metric == "map" else metric
     if key not in SUMMARY:
         raise ValueError(f"metric must be one of {SUMMARY + ('map',)}, got {metric!r}")

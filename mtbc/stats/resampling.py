@@ -17,6 +17,7 @@ test here resamples or permutes whole *groups* of tracks:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,18 @@ import pandas as pd
 BATCH = 250  # bootstrap resamples drawn (and evaluated) at a time
 EXACT_MAX = 16  # exact enumeration of the 2**m sign patterns up to this many groups
 
+
+
+@dataclass(frozen=True)
+class Resampling:
+    """How a paired test resamples: ``n_perm`` permutations for the p-value, ``n_boot``
+    bootstrap resamples for the interval of the difference (0: none), the ``seed`` and the
+    interval ``level``. The tests take these fields as keywords."""
+
+    n_perm: int = 10000
+    n_boot: int = 1000
+    seed: int = 0
+    level: float = 0.95
 
 def group_codes(groups, n: int) -> tuple[np.ndarray, int]:
     """Group code ``0..n_groups-1`` per track (order of first appearance) and ``n_groups``.
