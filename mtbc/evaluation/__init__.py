@@ -24,11 +24,11 @@ Example
 -------
 >>> import numpy as np, pandas as pd
 >>> from mtbc.evaluation import evaluate_probe
->>> tracks = pd.DataFrame({"track_id": [f"t{i}" for i in range(30)],
-...                        "label": ["a", "b", "c"] * 10})
->>> X = np.random.default_rng(0).standard_normal((30, 3, 8)).astype(np.float32)
->>> X[:, 2, 0] += np.tile([0.0, 3.0, 6.0], 10)  # the labels show in layer 2
->>> result = evaluate_probe(X, np.arange(30), tracks, n_splits=3, n_boot=200, seed=0)
+>>> tracks = pd.DataFrame({"track_id": [f"t{i}" for i in range(60)],
+...                        "label": ["a", "b", "c"] * 20})
+>>> X = np.random.default_rng(0).standard_normal((60, 3, 4)).astype(np.float32)
+>>> X[:, 2, 0] += np.tile([0.0, 10.0, 20.0], 20)  # the labels show in layer 2
+>>> result = evaluate_probe(X, np.arange(60), tracks, n_splits=3, n_boot=200, seed=0)
 >>> result.metric("accuracy") > 0.9, result.chosen_layers()
 (True, '2 (x3)')
 """
@@ -57,7 +57,6 @@ from mtbc.evaluation.results import (
     Result,
     TaggingResult,
     compare,
-    summarize,
 )
 from mtbc.evaluation.systems import (
     LayerProbe,
@@ -97,7 +96,7 @@ __all__ = [
     "evaluate_marble", "evaluate_probe", "evaluate_tagging", "evaluate_tagging_early_fusion",
     "late_fusion", "tagging_late_fusion",
     # results
-    "ProbeResult", "Provenance", "Result", "TaggingResult", "compare", "summarize",
+    "ProbeResult", "Provenance", "Result", "TaggingResult", "compare",
     # estimators
     "DEFAULT_CS", "BlockStandardizer", "LayerSelector", "LinearProbe", "MLPProbe",
     "MultiLabelLinearProbe", "MultiLabelMLPProbe",

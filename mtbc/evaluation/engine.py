@@ -21,11 +21,11 @@ Example
 -------
 >>> import numpy as np, pandas as pd
 >>> from mtbc.evaluation import Classification, EvalOptions, LayerProbe, evaluate
->>> tracks = pd.DataFrame({"track_id": [f"t{i}" for i in range(30)],
-...                        "label": ["a", "b", "c"] * 10})
->>> X = np.random.default_rng(0).standard_normal((30, 2, 4)).astype(np.float32)
->>> X[:, 1, 0] += np.tile([0.0, 3.0, 6.0], 10)  # the labels show in layer 1
->>> result = evaluate(Classification(tracks), LayerProbe(X, np.arange(30)),
+>>> tracks = pd.DataFrame({"track_id": [f"t{i}" for i in range(60)],
+...                        "label": ["a", "b", "c"] * 20})
+>>> X = np.random.default_rng(0).standard_normal((60, 2, 4)).astype(np.float32)
+>>> X[:, 1, 0] += np.tile([0.0, 10.0, 20.0], 20)  # the labels show in layer 1
+>>> result = evaluate(Classification(tracks), LayerProbe(X, np.arange(60)),
 ...                   EvalOptions(n_splits=3, n_boot=0))
 >>> result.metric("accuracy") > 0.9
 True

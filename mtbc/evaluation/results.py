@@ -375,11 +375,6 @@ def tag_layer_table(records: dict) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def summarize(results: Sequence[ProbeResult]) -> pd.DataFrame:
-    """One row per result (see :meth:`ProbeResult.summary`)."""
-    return pd.DataFrame([r.summary() for r in results])
-
-
 def compare(results: Sequence[ProbeResult]) -> pd.DataFrame:
     """Paired test between every pair of results, on the tracks all of them predicted, with
     Holm's adjustment across the table. Groups (artist, duplicates) are the unit: McNemar's

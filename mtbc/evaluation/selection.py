@@ -43,10 +43,6 @@ class Choice:
     val_rows: np.ndarray
     by_candidate: dict[Any, CandidateScore] = field(default_factory=dict)
 
-    @property
-    def accuracy(self) -> float:  # the classification name of the score
-        return self.score
-
 
 @dataclass(frozen=True)
 class Search:

@@ -143,11 +143,11 @@ def evaluate_probe(features: np.ndarray, track_index: np.ndarray, tracks: pd.Dat
     Example
     -------
     >>> import numpy as np, pandas as pd
-    >>> tracks = pd.DataFrame({"track_id": [f"t{i}" for i in range(30)],
-    ...                        "label": ["a", "b", "c"] * 10})
-    >>> X = np.random.default_rng(0).standard_normal((60, 2, 4)).astype(np.float32)
-    >>> X[:, 1, 0] += np.repeat(np.tile([0.0, 3.0, 6.0], 10), 2)  # two segments per track
-    >>> r = evaluate_probe(X, np.repeat(np.arange(30), 2), tracks, n_splits=3, n_boot=0)
+    >>> tracks = pd.DataFrame({"track_id": [f"t{i}" for i in range(60)],
+    ...                        "label": ["a", "b", "c"] * 20})
+    >>> X = np.random.default_rng(0).standard_normal((120, 2, 4)).astype(np.float32)
+    >>> X[:, 1, 0] += np.repeat(np.tile([0.0, 10.0, 20.0], 20), 2)  # two segments per track
+    >>> r = evaluate_probe(X, np.repeat(np.arange(60), 2), tracks, n_splits=3, n_boot=0)
     >>> r.metric("accuracy") > 0.9, r.name
     (True, 'linear probe')
     """
