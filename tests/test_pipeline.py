@@ -133,6 +133,11 @@ def test_the_run_writes_an_audit_trail_linked_from_the_index(study):
     assert len(one) == one["track_id"].nunique() == 20  # every labelled track, once
     page = study[1].read_text(encoding="utf-8")
     assert 'href="results.csv"' in page and 'href="predictions.csv"' in page
+    # the index's answers name systems exactly as results.csv and the notebooks do
+    answers = [re.sub("<[^>]+>", "", a) for a in
+               re.findall(r'<p class="answer"[^>]*>(.*?)</p>', page, re.S)]
+    assert answers and all(re.search(r"\S+ · (linear|mlp)", a) for a in answers)
+    assert all(any(f"{s}," in a for s in systems) for a in answers), answers
 def test_tagging_report_scores_the_demo_instrument_tags_for_every_model(study):
     page = _html(study, "06_tagging")
     assert "macro ROC-AUC [95% CI]" in page and "macro PR-AUC (mAP) [95% CI]" in page
