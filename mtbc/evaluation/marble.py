@@ -136,8 +136,8 @@ def evaluate_marble(features: np.ndarray, track_index: np.ndarray, tracks: pd.Da
     default = ProbeOptions()
     ignored = [f for f in _NOT_APPLICABLE if getattr(p, f) != getattr(default, f)]
     if ignored:
-        raise ValueError(f"protocol 'marble' chooses its own layer and probe; "
-                         f"{', '.join(ignored)} do(es) not apply to it")
+        raise ValueError(f"protocol 'marble' chooses its own layer and probe: the option(s) "
+                         f"{', '.join(ignored)} do not apply to it; leave them unset")
     seed, n_boot = e.seed, e.n_boot
     if not splits.has_predefined_split(tracks):
         raise ValueError("protocol 'marble' needs a predefined train/valid/test split (e.g. "
