@@ -19,6 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtbc.extractors.base import FIXTURE_MARKER
+from mtbc.extractors.mert_model import random_model
+from mtbc.extractors.vggish_net import build_vggish
+
 #: Architecture numbers of the real releases (``docs/models/mert.md``).
 MERT_SIZES: dict[str, dict[str, Any]] = {
     "95m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -94,20 +98,7 @@ def make_mert_model(variant: str = "95m", *, tiny: bool = True, seed: int = 0,
     Norm scales and biases are perturbed away from 1 and 0, so a loader that skipped them
     would give different outputs.
     """
-    import torch
-    from transformers import HubertModel
-
-    from mtbc.extractors.mert import ATTN_IMPLEMENTATION, hubert_config
-
-    torch.manual_seed(seed)
-    hconfig = hubert_config(config or mert_config(variant, tiny=tiny))
-    hconfig._attn_implementation = ATTN_IMPLEMENTATION
-    model = HubertModel(hconfig)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("bias") or "layer_norm" in name or "original0" in name:
-                param.add_(0.1 * torch.randn_like(param))
-    return model.eval()
+    return random_model(config or mert_config(variant, tiny=tiny), seed=seed)
 
 
 def old_weight_norm_names(state: dict[str, Any]) -> dict[str, Any]:
@@ -163,8 +154,6 @@ def make_mert_snapshot(path: str | Path, *, variant: str = "95m", tiny: bool = T
 
 def mark_fixture(folder: str | Path) -> None:
     """Mark ``folder`` as holding random test-fixture weights (see FIXTURE_MARKER)."""
-    from mtbc.extractors.base import FIXTURE_MARKER
-
     (Path(folder) / FIXTURE_MARKER).write_text(
         "The weights in this folder are random test fixtures written by mtbc.extractors.fixtures; "
         "embeddings made from them mean nothing.\n")
@@ -178,8 +167,6 @@ PCA_NAME = "vggish_pca_params-970ea276.pth"
 
 def random_vggish_state_dict(*, seed: int = 0, final_relu: bool = False) -> dict[str, torch.Tensor]:
     """Full-size VGGish state dict (18 tensors, ~72.1M params) with He-normal random weights."""
-    from mtbc.extractors.vggish import build_vggish
-
     gen = torch.Generator().manual_seed(seed)
     model = build_vggish(final_relu=final_relu)
     state = {}

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import os
 import sys
 from collections.abc import Sequence
@@ -248,6 +249,33 @@ class MusicnnExtractor(Extractor):
         bounds = np.cumsum([len(p) for p in parts])[:-1]
         split = {k: np.split(v, bounds) for k, v in flat.items()}
         return [{k: v[i] for k, v in split.items()} for i in range(len(parts))]
+
+
+    # -- cost model
+    @property
+    def network(self) -> Musicnn:
+        return self.net
+
+    def weights_files(self) -> list[Path]:
+        return [self.weights_path]
+
+    def with_dtype(self, dtype: str) -> MusicnnExtractor:
+        twin = copy.copy(self)  # shares the loaded network
+        twin.dtype = resolve_dtype(dtype, self.device)
+        return twin
+
+    def fit_batch(self, n_clips: int, clip: np.ndarray) -> None:
+        self.batch_size = int(n_clips) * len(self.patches(clip))
+
+    def flops_per_clip(self, clip: np.ndarray) -> float:
+        """Counted by ``torch.utils.flop_counter`` on one patch, times the patches."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        parts = self.patches(clip)
+        patch = torch.from_numpy(parts[:1]).to(self.device)
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            self.net(patch)
+        return float(counter.get_total_flops() * len(parts))
 
 
 # ----------------------------------------------------------------------------- command line
