@@ -40,8 +40,8 @@ __all__ = ["EXTRACTORS", "FIXTURE_MARKER", "Extractor", "ExtractorConfigError",
 EXTRACTORS: dict[str, str | type[Extractor]] = {
     "mert": "mtbc.extractors.mert:MertExtractor",
     "vggish": "mtbc.extractors.vggish:VGGishExtractor",
-    "mfcc": "mtbc.extractors.mfcc:MfccExtractor",
     "musicnn": "mtbc.extractors.musicnn:MusicnnExtractor",
+    "mfcc": "mtbc.extractors.mfcc:MfccExtractor",
 }
 
 

@@ -234,6 +234,12 @@ class Extractor(abc.ABC):
         return cls.bench_keys()[0]
 
     @classmethod
+    def prepare_imports(cls) -> None:
+        """Import the libraries loading will need, so that a timed load measures loading
+        only (nothing by default: the extractor's module imported them)."""
+        return None
+
+    @classmethod
     def write_random_weights(cls, key: str, folder: Path, *, seed: int = 0
                              ) -> dict[str, Any] | None:
         """Write full-size random weights for bench key ``key`` into ``folder`` (speed-only

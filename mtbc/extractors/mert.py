@@ -321,6 +321,10 @@ class MertExtractor(Extractor):
         return "mert-330m"
 
     @classmethod
+    def prepare_imports(cls) -> None:
+        import transformers.models.hubert.modeling_hubert  # noqa: F401 - heavy, loading needs it
+
+    @classmethod
     def random_full_size(cls, key: str, *, device: str, seed: int = 0) -> MertExtractor:
         """The released architecture of ``key`` with random weights, built in memory (no
         1.2 GB file); speed-only timing."""
@@ -348,9 +352,13 @@ class MertExtractor(Extractor):
         model = self.model
         if self.device.type != "cpu" and dtype != "float32":
             model = copy.deepcopy(model)  # cast to bf16 on the device: keep fp32 intact
-        return type(self).from_model(
+        twin = type(self).from_model(
             model, config=self.config, preprocessor=self.snapshot.preprocessor,
-            device=str(self.device), dtype=dtype, chunk_seconds=self.chunk_seconds)
+            model_id=self.snapshot.model_id, commit=self.snapshot.commit,
+            device=str(self.device), dtype=dtype, chunk_seconds=self.chunk_seconds,
+            batch_size=self.batch_size)
+        twin.snapshot = self.snapshot  # same files: same fingerprint but for the precision
+        return twin
 
     def fit_batch(self, n_clips: int, clip: np.ndarray) -> None:
         self.batch_size = int(n_clips)
