@@ -145,16 +145,19 @@ class MertExtractor(Extractor):
 
     @classmethod
     def from_model(cls, model, *, config: dict[str, Any], preprocessor: dict[str, Any],
-                   model_id: str = "in-memory", commit: str = "in-memory",
-                   device: str = "auto", dtype: str = "auto", chunk_seconds: float = 30.0,
+                   snapshot: MertSnapshot | None = None, device: str = "auto",
+                   dtype: str = "auto", chunk_seconds: float = 30.0,
                    batch_size: int | None = None) -> MertExtractor:
         """Wrap an already built ``HubertModel`` (benchmarks, tests); no files are read.
 
         The model is put in eval mode, moved to ``device`` and given the extractor's hooks.
+        ``snapshot``: the files the model was loaded from (its identity for the fingerprint);
+        default an ``in-memory`` one made of ``config`` and ``preprocessor``.
         """
         obj = cls.__new__(cls)
-        snapshot = MertSnapshot(folder=Path("."), model_id=model_id, revision=None,
-                                commit=commit, config=config, preprocessor=preprocessor)
+        snapshot = snapshot or MertSnapshot(folder=Path("."), model_id="in-memory",
+                                            revision=None, commit="in-memory", config=config,
+                                            preprocessor=preprocessor)
         obj._configure(snapshot, device=device, dtype=dtype, chunk_seconds=chunk_seconds,
                        batch_size=batch_size)
         obj._install(model.eval())
@@ -352,13 +355,11 @@ class MertExtractor(Extractor):
         model = self.model
         if self.device.type != "cpu" and dtype != "float32":
             model = copy.deepcopy(model)  # cast to bf16 on the device: keep fp32 intact
-        twin = type(self).from_model(
+        # Same files (snapshot): the same fingerprint but for the precision.
+        return type(self).from_model(
             model, config=self.config, preprocessor=self.snapshot.preprocessor,
-            model_id=self.snapshot.model_id, commit=self.snapshot.commit,
-            device=str(self.device), dtype=dtype, chunk_seconds=self.chunk_seconds,
-            batch_size=self.batch_size)
-        twin.snapshot = self.snapshot  # same files: same fingerprint but for the precision
-        return twin
+            snapshot=self.snapshot, device=str(self.device), dtype=dtype,
+            chunk_seconds=self.chunk_seconds, batch_size=self.batch_size)
 
     def fit_batch(self, n_clips: int, clip: np.ndarray) -> None:
         self.batch_size = int(n_clips)
