@@ -177,4 +177,7 @@ def test_vggish_cost_model_counts_examples(files):
     assert n == 3 and ext.flops_per_clip(clip) == n * vggish_flops_per_example()
     ext.fit_batch(2, clip)
     assert ext.batch_size == 2 * n
-    assert [p.name for p in ext.weights_files()] == [files["weights"].name, files["pca"].name]
+    assert [p.name for p in ext.weights_files()] == [files["weights"].name]  # no PCA asked
+    with_pca = _build("vggish", files, postprocess="pca")
+    assert [p.name for p in with_pca.weights_files()] == [files["weights"].name,
+                                                          files["pca"].name]
