@@ -343,3 +343,17 @@ def test_accuracy_claims_need_the_data_set_and_real_weights(facts):
                                                                      "statistics")],
                          "verdict"] == claims.NOT_TESTABLE).all()
     assert "random weights" in fixtures.loc["gtzan-mert", "mtbc found"]
+
+
+def test_peak_rss_of_a_subprocess_is_its_own_not_its_parents():
+    # ru_maxrss survives fork + exec: a worker started from a big parent would report the
+    # parent's memory. The benchmark's figure must be the worker's own.
+    import subprocess
+    import sys
+
+    ballast = np.ones(300 * 2**20 // 8)  # 300 MiB resident in this (the parent) process
+    code = "from mtbc.benchmark.timing import peak_rss_mib; print(peak_rss_mib())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    parent = benchmark.timing.rss_now_mib()  # the ballast, torch and the test suite
+    assert ballast.sum() > 0 and float(out) < parent - 200, (out, parent)

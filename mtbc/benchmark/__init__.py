@@ -12,7 +12,7 @@ FLOPs per clip, batch per clip, precisions). Each row holds :data:`ROW_FIELDS` a
 - ``tflops`` = the extractor's analytic network FLOPs over that time; ``peak_fraction`` =
   ``tflops`` over the matmul peak measured in the same subprocess, in the same dtype, before
   and after the timings (the larger is used);
-- ``peak_rss_mib``: the subprocess's peak resident memory (``ru_maxrss``, imports included;
+- ``peak_rss_mib``: the subprocess's peak resident memory (``VmHWM`` on Linux, imports included;
   ``baseline_rss_mib`` is the resident memory after imports, before the model);
   ``peak_vram_mib``: ``torch.cuda.max_memory_allocated`` (``None`` off CUDA);
 - ``load_s``: constructing and loading the extractor (weights read from disk and hashed) or,

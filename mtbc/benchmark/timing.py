@@ -52,20 +52,34 @@ def matmul_peak_tflops(*, device: str = "cpu", dtype: torch.dtype = torch.float3
     return 2 * n**3 / seconds / 1e12
 
 
-def rss_now_mib() -> float:
-    """Resident memory of this process now (MiB; NaN where ``/proc`` is missing)."""
+def _proc_status_mib(key: str) -> float | None:
+    """A ``kB`` line of ``/proc/self/status`` in MiB (``None`` where there is no ``/proc``)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) / 1024
-    except OSError:
+    except (OSError, ValueError, IndexError):
         pass
-    return float("nan")
+    return None
+
+
+def rss_now_mib() -> float:
+    """Resident memory of this process now (MiB; NaN where ``/proc`` is missing)."""
+    now = _proc_status_mib("VmRSS")
+    return float("nan") if now is None else now
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (MiB; ``ru_maxrss`` is bytes on macOS,
-    KiB elsewhere)."""
+    """Peak resident memory of this process so far (MiB).
+
+    Linux: ``VmHWM``, the high-water mark of this program's own memory. Not ``ru_maxrss``:
+    that one survives ``fork`` + ``exec``, so a benchmark subprocess would report at least
+    its parent's resident memory at the fork. Elsewhere ``ru_maxrss`` (bytes on macOS, KiB
+    otherwise).
+    """
+    peak = _proc_status_mib("VmHWM")
+    if peak is not None:
+        return peak
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
