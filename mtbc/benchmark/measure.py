@@ -8,6 +8,7 @@ extractor's cost model (:class:`mtbc.extractors.base.Extractor`), never from its
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import json
 import sys
@@ -225,8 +226,6 @@ def json_default(value):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m mtbc.benchmark.measure --worker SPEC``: one model's measurement as JSON."""
-    import argparse  # the worker's command line only
-
     parser = argparse.ArgumentParser(prog="python -m mtbc.benchmark.measure")
     parser.add_argument("--worker", required=True, help="JSON spec (see measure_model)")
     spec = json.loads(parser.parse_args(argv).worker)

@@ -10,9 +10,8 @@ import torch
 from torchvggish import vggish_params
 from transformers import HubertModel
 
-from mtbc.extractors.fixtures import mert_config as recorded_config
-from mtbc.extractors.fixtures import mert_preprocessor
-from mtbc.extractors.mert_model import hubert_config
+from mtbc.extractors.mert_model import hubert_config, mert_preprocessor
+from mtbc.extractors.mert_model import mert_config as recorded_config
 from mtbc.extractors.vggish_net import build_vggish
 
 

@@ -37,7 +37,7 @@ class Collection:
     skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SKIPPED_COLUMNS))
     name: str = "collection"
     source: str = ""
-    #: Exact and near duplicate pairs (:data:`mtbc.data.duplicates.DUPLICATE_COLUMNS`).
+    #: Exact and near duplicate pairs (:data:`DUPLICATE_COLUMNS`).
     duplicates: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DUPLICATE_COLUMNS))
     #: Duplicates whose labels disagree; those tracks carry no label (:mod:`mtbc.data.duplicates`).
     conflicts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CONFLICT_COLUMNS))

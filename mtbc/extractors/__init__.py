@@ -17,6 +17,7 @@ parameters all read it. A new extractor is one entry::
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -114,8 +115,6 @@ def get_extractor(name: str, **options: Any) -> Extractor:
     WeightsUnavailableError
         Model files missing (the message says how to get them).
     """
-    import inspect
-
     cls = extractor_class(name)
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(options) - set(accepted))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,6 @@ CPU_BF16_ENV = "MTBC_CPU_BF16"
 def cpu_has_native_bf16() -> bool:
     """Whether ``"auto"`` may use bf16 on this CPU: native bf16 instructions (see
     :func:`cpu_bf16_capability`), unless :data:`CPU_BF16_ENV` says otherwise."""
-    import os
-
     override = os.environ.get(CPU_BF16_ENV, "").strip()
     if override in ("0", "1"):
         return override == "1"

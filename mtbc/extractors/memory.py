@@ -75,7 +75,7 @@ def mert_forward_flops(config: Mapping[str, Any], n_samples: int) -> float:
 
     Examples
     --------
-    >>> from mtbc.extractors.fixtures import mert_config
+    >>> from mtbc.extractors.mert_model import mert_config
     >>> round(mert_forward_flops(mert_config("95m", tiny=False), 30 * 24000) / 1e12, 2)
     0.81
     """

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from mtbc.data.audio import chunk_wave
 from mtbc.extractors.base import (
@@ -53,6 +54,8 @@ from mtbc.extractors.mert_model import (
     build_model,
     feature_convs_as_matmul,
     hubert_config,
+    mert_config,
+    mert_preprocessor,
     positional_conv_in_fp32,
     random_model,
     zero_mean_unit_var,
@@ -251,8 +254,6 @@ class MertExtractor(Extractor):
         Returns one ``(n_chunks_i, n_layers, hidden)`` array per wave, equal (to float
         rounding) to embedding each wave alone.
         """
-        from tqdm import tqdm
-
         chunks = [self.chunks(self.check_wave(w, index=i)) for i, w in enumerate(waves)]
         out = [np.empty((len(c), self.n_layers, self.hidden_size), np.float32) for c in chunks]
         by_length: dict[int, list[tuple[int, int]]] = {}
@@ -331,9 +332,6 @@ class MertExtractor(Extractor):
     def random_full_size(cls, key: str, *, device: str, seed: int = 0) -> MertExtractor:
         """The released architecture of ``key`` with random weights, built in memory (no
         1.2 GB file); speed-only timing."""
-        # torch and transformers are heavy: imported only when a model is built here.
-        from mtbc.extractors.fixtures import mert_config, mert_preprocessor
-
         variant = key.split("-")[1]
         config = mert_config(variant, tiny=False)
         return cls.from_model(random_model(config, seed=seed), config=config,

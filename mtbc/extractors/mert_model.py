@@ -4,7 +4,9 @@ and the CPU bf16 workarounds (:mod:`mtbc.extractors.mert` embeds with them).
 The hub ``config.json`` becomes a ``HubertConfig`` (the MERT keys HubertModel cannot
 reproduce are refused), the checkpoint is loaded with every key accounted for, and
 :func:`random_model` builds the same architecture with random weights (tests, speed-only
-timing).
+timing), and :func:`mert_config` is mtbc's record of the released configs (and of the tiny
+stand-ins tests use). torch and transformers are imported inside the functions that build or
+load a model: they are heavy, and importing the extractor must stay cheap.
 """
 
 from __future__ import annotations
@@ -215,6 +217,66 @@ def positional_conv_in_fp32(model) -> None:
     pos.forward = fp32_forward
 
 
+#: Architecture numbers of the real releases (``docs/models/mert.md``).
+MERT_SIZES: dict[str, dict[str, Any]] = {
+    "95m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                intermediate_size=3072, do_stable_layer_norm=False),
+    "330m": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                 intermediate_size=4096, do_stable_layer_norm=True),
+}
+#: Tiny stand-ins: same kinds of layers (post-LN 95M, pre-LN 330M), same conv strides and
+#: kernels (75 frames per second at 24 kHz) and positional conv kernel, narrow widths.
+MERT_TINY: dict[str, dict[str, Any]] = {
+    "95m": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                intermediate_size=64, do_stable_layer_norm=False, conv_dim=[32] * 7),
+    "330m": dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                 intermediate_size=64, do_stable_layer_norm=True, conv_dim=[32] * 7),
+}
+
+
+def mert_config(variant: str = "95m", *, tiny: bool = True, **overrides: Any) -> dict[str, Any]:
+    """A MERT-v1 ``config.json`` dict (``model_type`` mert_model, ``auto_map``, MERT extras)."""
+    if variant not in MERT_SIZES:
+        raise ValueError(f"variant must be one of {sorted(MERT_SIZES)}, not {variant!r}")
+    config: dict[str, Any] = {
+        "_name_or_path": f"m-a-p/MERT-v1-{variant.upper()}",
+        "architectures": ["MERTModel"],
+        "auto_map": {"AutoConfig": "configuration_MERT.MERTConfig",
+                     "AutoModel": "modeling_MERT.MERTModel"},
+        "model_type": "mert_model",
+        "activation_dropout": 0.0, "attention_dropout": 0.0, "hidden_dropout": 0.0,
+        "feat_proj_dropout": 0.0, "final_dropout": 0.0, "layerdrop": 0.05,
+        "apply_spec_augment": True, "mask_time_prob": 0.05, "mask_time_length": 5,
+        "mask_time_min_masks": 2, "mask_feature_prob": 0.0, "mask_feature_length": 10,
+        "mask_feature_min_masks": 0,
+        "hidden_act": "gelu", "feat_extract_activation": "gelu", "feat_extract_norm": "group",
+        "feat_proj_layer_norm": True, "conv_bias": False,
+        "conv_dim": [512] * 7, "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+        "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "num_feat_extract_layers": 7,
+        "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16,
+        "initializer_range": 0.02, "layer_norm_eps": 1e-5,
+        "vocab_size": 32, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,
+        "ctc_loss_reduction": "sum", "ctc_zero_infinity": False, "use_weighted_layer_sum": False,
+        "classifier_proj_size": 256, "tokenizer_class": "Wav2Vec2CTCTokenizer",
+        "torch_dtype": "float32", "transformers_version": "4.25.1",
+        # MERT extras (MERTConfig): the two flags HubertModel cannot reproduce are off.
+        "feature_extractor_cqt": False, "feature_extractor_cqt_bins": 336, "deepnorm": False,
+        "attention_relax": 32.0 if variant == "330m" else -1.0, "sample_rate": 24000,
+    }
+    config.update(MERT_SIZES[variant])
+    if tiny:
+        config.update(MERT_TINY[variant])
+    config.update(overrides)
+    return config
+
+
+def mert_preprocessor(*, do_normalize: bool = True, sampling_rate: int = 24000) -> dict[str, Any]:
+    """A MERT-v1 ``preprocessor_config.json`` dict (Wav2Vec2FeatureExtractor)."""
+    return {"do_normalize": do_normalize, "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+            "feature_size": 1, "padding_side": "right", "padding_value": 0,
+            "return_attention_mask": True, "sampling_rate": sampling_rate}
+
+
 def random_model(config: dict[str, Any], *, seed: int = 0):
     """A ``HubertModel`` (eval mode) for a MERT ``config.json`` dict, with random weights.
 
@@ -223,7 +285,6 @@ def random_model(config: dict[str, Any], *, seed: int = 0):
 
     Examples
     --------
-    >>> from mtbc.extractors.fixtures import mert_config
     >>> model = random_model(mert_config("95m", tiny=True), seed=0)
     """
     import torch  # heavy: only when a model is built

@@ -37,7 +37,9 @@ from typing import Any
 import librosa
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from mtbc.data.audio import load_audio
 from mtbc.extractors.base import (
     Extractor,
     make_fingerprint,
@@ -269,8 +271,6 @@ class MusicnnExtractor(Extractor):
 
     def flops_per_clip(self, clip: np.ndarray) -> float:
         """Counted by ``torch.utils.flop_counter`` on one patch, times the patches."""
-        from torch.utils.flop_counter import FlopCounterMode
-
         parts = self.patches(clip)
         patch = torch.from_numpy(parts[:1]).to(self.device)
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
@@ -299,7 +299,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.out / info['file']}  sha256 {info['sha256']}  "
                   f"{info['n_parameters']} parameters")
         return 0
-    from mtbc.data.audio import load_audio
 
     ext = MusicnnExtractor(model=args.model, device=args.device)
     wave = load_audio(args.audio, SAMPLE_RATE, res_type=ext.res_type)

@@ -36,6 +36,7 @@ with ``--final-relu``: raw 0.131 / 0.238, postprocessed 123.0 / 75.0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -59,6 +60,7 @@ from mtbc.extractors.base import (
     resolve_dtype,
     weights_kind,
 )
+from mtbc.extractors.fixtures import make_vggish_weights
 from mtbc.extractors.vggish_net import (
     EMBEDDING_SIZE,
     FINAL_RELU_INDEX,
@@ -235,8 +237,6 @@ class VGGishExtractor(Extractor):
     # -- network
     def embed_examples(self, examples: np.ndarray) -> np.ndarray:
         """Run log-mel examples ``(n, 96, 64)`` through the network: ``(n, 128)`` float32."""
-        import contextlib
-
         model = self.model
         out = []
         autocast = (torch.autocast(self.device.type, dtype=getattr(torch, self.dtype))
@@ -275,9 +275,6 @@ class VGGishExtractor(Extractor):
     @classmethod
     def write_random_weights(cls, key: str, folder: Path, *, seed: int = 0) -> dict[str, Any]:
         """Full-size random weights (~289 MB) written into ``folder``; speed-only timing."""
-        # torch.save of a random state dict: only when a benchmark asks for one.
-        from mtbc.extractors.fixtures import make_vggish_weights
-
         return {"weights": str(make_vggish_weights(Path(folder), seed=seed)[0])}
 
     @property
