@@ -9,7 +9,8 @@ The subpackages follow the data flow:
     mtbc.stats       metrics, group-bootstrap intervals, paired tests, descriptive statistics
     mtbc.evaluation  the engine: tasks x systems x folds, probes, ensembles, results, prediction
     mtbc.study       what each numbered notebook computes (one module per notebook)
-    mtbc.analysis    compute benchmarking and the claims audit
+    mtbc.benchmark   what each model costs: timing, memory, FLOPs (notebook 07, mtbc bench)
+    mtbc.claims      the claims audit (notebook 08)
     mtbc.reports     params schema, notebook execution, HTML and index, plots, tables
     mtbc.pipeline    the main job (``mtbc run``), and mtbc.cli, the command line
 

@@ -239,18 +239,19 @@ def cmd_predict(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from mtbc import bench
+    from mtbc.benchmark import suite
+    from mtbc.benchmark.models import model_keys
 
-    known = {"mert-95m", "mert-330m", "vggish", "musicnn", "mfcc", "probe", "store"}
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    known = (*model_keys(), *suite.OTHER_BENCHES)
+    models = [m.strip() for m in (args.models or ",".join(known)).split(",") if m.strip()]
     bad = [m for m in models if m not in known]
     if bad or not models:
         raise UsageError(f"--models {args.models!r}: unknown {', '.join(bad) or '(empty)'}; "
-                         f"choose among {', '.join(sorted(known))}")
+                         f"choose among {', '.join(known)}")
     if (args.device not in ("auto", "cpu", "cuda", "mps")
             and not args.device.startswith("cuda:")):
         raise UsageError(f"--device {args.device!r}: use cpu, cuda, cuda:N, mps or auto")
-    return bench.main(models=args.models, device=args.device, quick=args.quick,
+    return suite.main(models=",".join(models), device=args.device, quick=args.quick,
                       json_path=args.json, dtypes=args.dtypes, batch_sizes=args.batch_sizes,
                       clip_seconds=args.clip_seconds, repeats=args.repeats)
 
@@ -324,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     coll_help = ("'demo', a CSV manifest, a GTZAN, MagnaTagATune or OpenMIC-2018 root, or a "
                  "folder of label folders")
     from mtbc.data.collection import KINDS
+    from mtbc.extractors import available_extractors
 
     kinds = ["auto", *KINDS]
     p = sub.add_parser("scan", help="check a collection: labels, durations, skipped files",
@@ -342,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "e.g. -o model=m-a-p/MERT-v1-95M -o chunk_seconds=30.")
     p.add_argument("collection", help=coll_help)
     p.add_argument("--extractor", "-e", action="append", required=True,
-                   help="mert, vggish, mfcc or musicnn (repeatable)")
+                   choices=available_extractors(), metavar="NAME",
+                   help=f"{', '.join(available_extractors())} (repeatable)")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="extractor option (value parsed as YAML)")
     p.add_argument("--kind", choices=kinds, default="auto", help="collection layout")
@@ -382,9 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Measure extractor and probe throughput and compare with "
                                    "the matmul peak measured in the same run; --json writes "
                                    "every figure as rows.")
-    p.add_argument("--models", default="mert-95m,mert-330m,vggish,musicnn,mfcc,probe,store",
-                   help="comma-separated: mert-95m, mert-330m, vggish, musicnn, mfcc, probe, "
-                        "store")
+    p.add_argument("--models", default=None,
+                   help="comma-separated bench keys of the registered extractors (e.g. "
+                        "mert-95m,vggish) and probe, store; default: all of them")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
     p.add_argument("--quick", action="store_true", help="batch 1 only, one repeat")
     p.add_argument("--json", type=Path, default=None, metavar="FILE",

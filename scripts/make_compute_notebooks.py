@@ -60,19 +60,20 @@ isolate: bool = True  # one subprocess per model (False: in this kernel; peak RA
 ''', "parameters"),
     ("code", '''from IPython.display import Markdown, display
 
-from mtbc.analysis import compute, precision
-from mtbc.reports import compute_tables
+from mtbc import benchmark
+from mtbc.benchmark import precision
 from mtbc.study import open_study
 from mtbc.reports.display import fixture_banner, record_summary
 from mtbc.reports.tables import provenance
 
 study = open_study(collection, extractors, cache_dir=cache_dir)
-models = compute.models_for_run(extractors, extra=extra_models)
-result = compute.bench_rows(models, device=device, dtypes=dtypes, batch_sizes=batch_sizes,
-                            clip_seconds=clip_seconds, repeats=repeats, budget_s=budget_s,
-                            agreement_paths=precision.agreement_paths(study, agreement_tracks),
-                            isolate=isolate, seed=seed)
-rows_file = compute.write_rows(result, compute.rows_path(run_record, cache_dir))
+models = benchmark.models_for_run(extractors, extra=extra_models)
+options = benchmark.BenchOptions(
+    device=device, dtypes=dtypes, batch_sizes=batch_sizes, clip_seconds=clip_seconds,
+    repeats=repeats, budget_s=budget_s, seed=seed,
+    agreement_paths=precision.agreement_paths(study, agreement_tracks))
+result = benchmark.bench_rows(models, options, isolate=isolate)
+rows_file = benchmark.write_rows(result, benchmark.rows_path(run_record, cache_dir))
 fixture_banner(study.metadata())'''),
     ("md", """## Cost per model
 
@@ -80,9 +81,9 @@ Size and memory per model (peak RSS is the model's subprocess, imports included)
 one row per model, precision and batch size. Seconds are per 30 s clip, front end included;
 TFLOP/s are the network's analytic FLOPs over that time, and their share of the matmul peak
 measured in the same subprocess and precision (MFCC has no network)."""),
-    ("code", '''compute_tables.memory_frame(result)'''),
-    ("code", '''compute_tables.rows_frame(result)'''),
-    ("code", '''skipped = compute_tables.skipped_frame(result)
+    ("code", '''benchmark.memory_frame(result)'''),
+    ("code", '''benchmark.rows_frame(result)'''),
+    ("code", '''skipped = benchmark.skipped_frame(result)
 display(skipped if len(skipped) else Markdown("Every timing asked for was run."))'''),
     ("code", '''display(Markdown("Models that could not be measured: " + "; ".join(
     f"{f['label']}: {f['reason']}" for f in result["failed"])) if result["failed"]
@@ -92,8 +93,8 @@ display(skipped if len(skipped) else Markdown("Every timing asked for was run.")
 The comparison's table (its CPU figures are for a Jetson Orin, its GPU figures for an RTX
 3090, the Apple ones for an M1), then ours on this machine, in the precision mtbc uses. Our
 sizes are parameters x 4 bytes (fp32 weights)."""),
-    ("code", '''compute_tables.claimed_compute()'''),
-    ("code", '''compute_tables.ours_beside_claims(result)'''),
+    ("code", '''benchmark.claimed_compute()'''),
+    ("code", '''benchmark.ours_beside_claims(result)'''),
     ("md", """## bf16 on this device
 
 `dtype="auto"` runs MERT and VGGish in bf16 on CUDA and on CPUs with native bf16
@@ -101,8 +102,8 @@ sizes are parameters x 4 bytes (fp32 weights)."""),
 over fp32 measured in the same subprocess, and how closely the bf16 time-mean embeddings of
 this run's tracks follow fp32 (per layer, the lowest cosine similarity over chunks)."""),
     ("code", '''precision.precision_capability()'''),
-    ("code", '''compute_tables.speedup_table(result)'''),
-    ("code", '''compute_tables.agreement_table(result)'''),
+    ("code", '''benchmark.speedup_table(result)'''),
+    ("code", '''benchmark.agreement_table(result)'''),
     ("md", """### Does bf16 change what a probe learns?
 
 The linear probe trained on the run's MERT embeddings in fp32 and in bf16, same folds."""),
@@ -113,7 +114,7 @@ display(Markdown(probe) if isinstance(probe, str) else probe)'''),
 
 What it costs to decode and resample one 30 s clip per format, as extraction does, and how many
 decode threads keep a model fed at 100 clips per second (a GPU's rate)."""),
-    ("code", '''compute.decode_costs(formats=decode_formats, clip_seconds=clip_seconds)'''),
+    ("code", '''benchmark.decode_costs(formats=decode_formats, clip_seconds=clip_seconds)'''),
     ("code", '''measured = sorted({r["label"] for r in result["rows"]})
 record_summary(f"{len(measured)} model(s) timed on {device}: {', '.join(measured)}; "
                f"{len(result['failed'])} failed")
@@ -134,14 +135,14 @@ n_boot: int = 1000  # bootstrap resamples for their confidence intervals
 ''', "parameters"),
     ("code", '''from IPython.display import Markdown, display
 
-from mtbc.analysis import claims, compute
+from mtbc import benchmark, claims
 from mtbc.study import open_study
 from mtbc.reports.display import fixture_banner, record_summary
 from mtbc.reports.tables import provenance
 
 study = open_study(collection, extractors, cache_dir=cache_dir)
 fixture_banner(study.metadata())
-rows = compute.read_rows(compute.rows_path(run_record, cache_dir))
+rows = benchmark.read_rows(benchmark.rows_path(run_record, cache_dir))
 evidence = claims.evidence_from_study(study, compute=rows, run_record=run_record, seed=seed,
                                       n_splits=n_splits, n_boot=n_boot)
 table = claims.audit_table(evidence)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mtbc import bench
+from mtbc.benchmark import suite as bench
 
 
 def test_store_bench_runs_and_reports_every_timing(tmp_path, capsys):

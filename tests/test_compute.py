@@ -10,13 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
-from mtbc.analysis import claims, claims_data, compute
+from mtbc import benchmark, claims
+from mtbc.benchmark import BenchOptions, suite
 from mtbc.cache import devices
 from mtbc.cache.extract import select_shard
+from mtbc.claims import data as claims_data
 from mtbc.extractors import base
 from mtbc.extractors.fixtures import make_mert_model, make_mert_snapshot, mert_config
 from mtbc.extractors.memory import mert_batch_size, mert_chunk_bytes
-from mtbc.reports import compute_tables
 
 # ----------------------------------------------------------------------------- dtype policy
 
@@ -111,7 +112,7 @@ def test_vggish_auto_precision_and_exact_uint8_mode(capability, tmp_path):
 @pytest.mark.parametrize("variant", ["95m", "330m"])
 def test_bf16_follows_fp32_on_a_tiny_mert(variant):
     # Tiny random models are noisier than real ones; full-size random MERT-v1-95M gives
-    # >= 0.99999 per layer on 30 s clips (docs/compute.md).
+    # >= 0.99999 per layer on 30 s clips (docs/benchmark.md).
     from mtbc.extractors.fixtures import mert_preprocessor
     from mtbc.extractors.mert import MertExtractor
 
@@ -124,7 +125,7 @@ def test_bf16_follows_fp32_on_a_tiny_mert(variant):
                                        preprocessor=mert_preprocessor(), device="cpu",
                                        dtype=dtype, chunk_seconds=1.5)
         out[dtype] = np.concatenate(ext.embed_many(waves))
-    cos = compute.cosine_per_layer(out["float32"], out["bfloat16"])
+    cos = benchmark.cosine_per_layer(out["float32"], out["bfloat16"])
     assert cos.shape == (out["float32"].shape[1],)
     assert cos.min() >= 0.999, cos
 
@@ -214,27 +215,23 @@ def test_decode_workers_follow_the_device(monkeypatch):
 # ----------------------------------------------------------------------------- rows
 
 def test_bench_json_rows_have_the_schema(tmp_path, capsys):
-    from mtbc import bench
-
     out = tmp_path / "rows.json"
-    assert bench.main(models="mfcc", json_path=out, batch_sizes="1,2", clip_seconds=3.0,
+    assert suite.main(models="mfcc", json_path=out, batch_sizes="1,2", clip_seconds=3.0,
                       repeats=1) == 0
     payload = json.loads(out.read_text())
     assert {"machine", "rows", "agreement", "failed"} <= set(payload)
     assert len(payload["rows"]) == 2 and not payload["failed"]
     for row in payload["rows"]:
-        assert set(compute.ROW_FIELDS) <= set(row)
+        assert set(benchmark.ROW_FIELDS) <= set(row)
         assert row["model"] == "mfcc" and row["weights_kind"] == "none"
         assert row["seconds_per_clip"] > 0 and row["peak_rss_mib"] > 0
         assert row["tflops"] is None and row["peak_vram_mib"] is None
-    assert compute.read_rows(out)["rows"] == payload["rows"]
+    assert benchmark.read_rows(out)["rows"] == payload["rows"]
     assert "mfcc" in capsys.readouterr().out
 
 
 def test_bench_refuses_unknown_models(capsys):
-    from mtbc import bench
-
-    assert bench.main(models="mert-95m,jukebox") == 2
+    assert suite.main(models="mert-95m,jukebox") == 2
     assert "jukebox" in capsys.readouterr().out
 
 
@@ -242,30 +239,30 @@ def test_measure_tiny_mert_in_two_precisions(tiny_mert, tmp_path):
     import soundfile as sf
 
     path = tmp_path / "t.wav"
-    sf.write(path, compute.synthetic_clip(2.0, 24000), 24000)
-    result = compute.measure_model("mert-330m", {"model": str(tiny_mert), "chunk_seconds": 1.0},
-                                   device="cpu", dtypes=["float32", "bfloat16"],
-                                   batch_sizes=[1], clip_seconds=2.0,
-                                   agreement_paths=[str(path)])
+    sf.write(path, benchmark.synthetic_clip(2.0, 24000), 24000)
+    options = BenchOptions(device="cpu", dtypes=["float32", "bfloat16"], batch_sizes=[1],
+                           clip_seconds=2.0, agreement_paths=[str(path)])
+    result = benchmark.measure_model("mert-330m", {"model": str(tiny_mert), "chunk_seconds": 1.0},
+                                     options)
     rows = result["rows"]
     assert [r["dtype"] for r in rows] == ["float32", "bfloat16"]
     assert all(r["weights_kind"] == "fixture" and r["tflops"] > 0 and 0 < r["peak_fraction"]
                for r in rows)
     (agree,) = result["agreement"]
     assert agree["min_cosine"] >= 0.999 and len(agree["per_layer"]) == 4
-    frame = compute_tables.speedup_table({"rows": [{"label": "m", **r} for r in rows]})
+    frame = benchmark.speedup_table({"rows": [{"label": "m", **r} for r in rows]})
     assert frame["dtype"].tolist() == ["bfloat16"]
 
 
 def test_budget_skips_batches_that_would_not_fit():
-    result = compute.measure_model("mfcc", device="cpu", batch_sizes=[1, 1000],
-                                   clip_seconds=2.0, budget_s=0.5)
+    result = benchmark.measure_model("mfcc", None, BenchOptions(
+        device="cpu", batch_sizes=[1, 1000], clip_seconds=2.0, budget_s=0.5))
     assert "skipped" in result["rows"][1] and result["rows"][1]["seconds_per_clip"] is None
 
 
 def test_models_for_run_labels_weights():
-    models = compute.models_for_run({"m": {"name": "mert", "model": "m-a-p/MERT-v1-95M"},
-                                     "mfcc": {"name": "mfcc"}}, extra=["mert-330m", "mfcc"])
+    models = benchmark.models_for_run({"m": {"name": "mert", "model": "m-a-p/MERT-v1-95M"},
+                                       "mfcc": {"name": "mfcc"}}, extra=["mert-330m", "mfcc"])
     assert {k: v["key"] for k, v in models.items()} == {"m": "mert-95m", "mfcc": "mfcc",
                                                         "mert-330m": "mert-330m"}
     assert models["mert-330m"]["options"] is None  # random full-size weights
@@ -309,7 +306,7 @@ def test_architecture_claims(facts):
 def _row(model, seconds, **kw):
     return {"model": model, "device": "cpu", "dtype": "float32", "auto_dtype": "float32",
             "batch_size": 1, "clip_seconds": 30.0, "seconds_per_clip": seconds,
-            "peak_rss_mib": 2400.0, "load_s": 3.0, "weights_kind": compute.RANDOM,
+            "peak_rss_mib": 2400.0, "load_s": 3.0, "weights_kind": benchmark.RANDOM,
             "peak_vram_mib": None, **kw}
 
 
@@ -346,3 +343,17 @@ def test_accuracy_claims_need_the_data_set_and_real_weights(facts):
                                                                      "statistics")],
                          "verdict"] == claims.NOT_TESTABLE).all()
     assert "random weights" in fixtures.loc["gtzan-mert", "mtbc found"]
+
+
+def test_peak_rss_of_a_subprocess_is_its_own_not_its_parents():
+    # ru_maxrss survives fork + exec: a worker started from a big parent would report the
+    # parent's memory. The benchmark's figure must be the worker's own.
+    import subprocess
+    import sys
+
+    ballast = np.ones(300 * 2**20 // 8)  # 300 MiB resident in this (the parent) process
+    code = "from mtbc.benchmark.timing import peak_rss_mib; print(peak_rss_mib())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    parent = benchmark.timing.rss_now_mib()  # the ballast, torch and the test suite
+    assert ballast.sum() > 0 and float(out) < parent - 200, (out, parent)

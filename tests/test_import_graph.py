@@ -1,112 +1,99 @@
-"""The import graph of mtbc, counting imports inside functions, has no circle."""
+"""mtbc's import graph, counting imports inside functions and under TYPE_CHECKING, has no
+circle (issue 17): a package imports only what sits below it."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-import pytest
+import mtbc
 
-PACKAGE = Path(__file__).resolve().parents[1] / "mtbc"
+ROOT = Path(mtbc.__file__).resolve().parent
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in ROOT.rglob("*.py"):
+        parts = path.relative_to(ROOT.parent).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
 
 
 def import_graph() -> dict[str, set[str]]:
-    """``module -> {mtbc modules it imports}``, from every ``import`` / ``from`` statement in
-    the module (top level, functions, methods, ``if TYPE_CHECKING`` blocks alike). ``from
-    pkg import name`` counts ``pkg.name`` when that is a module, else ``pkg``."""
-    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
-    graph: dict[str, set[str]] = {}
+    """Module -> the mtbc modules it imports anywhere in its source (a package's own
+    ``__init__`` importing its submodules is not an edge back to the package)."""
+    modules = _modules()
+
+    def resolve(target: str) -> str | None:
+        parts = target.split(".")
+        return next((".".join(parts[:i]) for i in range(len(parts), 0, -1)
+                     if ".".join(parts[:i]) in modules), None)
+
+    graph: dict[str, set[str]] = {m: set() for m in modules}
     for name, path in modules.items():
-        is_pkg = path.name == "__init__.py"
-        edges = set()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            targets = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:  # relative import
-                    pkg = name.split(".") if is_pkg else name.split(".")[:-1]
-                    pkg = pkg[: len(pkg) - (node.level - 1)]
-                    base = ".".join(pkg + ([base] if base else []))
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                           for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            else:
+                continue
             for target in targets:
-                while target and target not in modules:  # `import a.b.c` -> closest module
-                    target = target.rpartition(".")[0]
-                if target and target != name:
-                    edges.add(target)
-        graph[name] = edges
+                hit = resolve(target) if target.startswith("mtbc") else None
+                if hit and hit != name and not name.startswith(hit + "."):
+                    graph[name].add(hit)
     return graph
 
 
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import circle as ``[a, b, ..., a]``, or None. A package's ``__init__`` importing
-    its own submodules is not a circle by itself, but a submodule importing its package's
-    ``__init__`` while that imports it back is."""
-    state: dict[str, int] = {}
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
     stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    top = stack.pop()
+                    on_stack.discard(top)
+                    component.append(top)
+                    if top == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
 
-    def visit(node):
-        state[node] = 1
-        stack.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
-            if nxt not in state:
-                found = visit(nxt)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
 
-    for node in sorted(graph):
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
-    return None
+def test_the_cycle_finder_finds_a_planted_circle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
 
 
-def test_the_graph_sees_imports_inside_functions():
+def test_mtbc_has_no_import_circle():
     graph = import_graph()
-    # mtbc.load_collection imports the loader inside the function
-    assert "mtbc.data.collection" in graph["mtbc"]
-    assert "mtbc.evaluation.engine" in graph["mtbc.evaluation.systems"]
-    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
-    assert find_cycle({"a": {"b"}, "b": set()}) is None
-
-
-#: Modules whose circles are left to the compute / claims / data-loader move (issue 17's other
-#: half): circles among these modules alone are tolerated below, and only there.
-OTHER_AREA = ("mtbc.analysis", "mtbc.bench", "mtbc.reports.compute_tables",
-              "mtbc.data.collection", "mtbc.data.duplicates", "mtbc.data.mtat",
-              "mtbc.data.openmic")
-
-
-def _other(module: str) -> bool:
-    return module.startswith(OTHER_AREA)
-
-
-def test_no_import_circle_through_the_rest_of_mtbc():
-    graph = import_graph()
-    # drop only the edges between two modules of the other area: any circle that passes
-    # through another module (the engine, stats, study, reports...) still shows
-    kept = {m: {t for t in e if not (_other(m) and _other(t))} for m, e in graph.items()}
-    cycle = find_cycle(kept)
-    assert cycle is None, " -> ".join(cycle)
-
-
-def test_no_import_circle_in_mtbc(request):
-    cycle = find_cycle(import_graph())
-    if cycle is not None and all(_other(m) for m in cycle):
-        request.applymarker(pytest.mark.xfail(
-            reason=f"circle in the compute/claims/data-loader area, moved separately: "
-                   f"{' -> '.join(cycle)}", strict=False))
-    assert cycle is None, " -> ".join(cycle)
+    assert "mtbc.benchmark.measure" in graph and "mtbc.extractors" in graph["mtbc.benchmark.measure"]
+    assert cycles(graph) == [], "import circles (every import counted, also inside functions)"

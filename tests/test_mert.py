@@ -327,7 +327,7 @@ def test_missing_local_folder_or_files_is_a_fixable_error(tmp_path):
 
 
 def test_analytic_flops_match_design_figures():
-    from mtbc.bench import mert_forward_flops
+    from mtbc.extractors.memory import mert_forward_flops
 
     assert mert_forward_flops(mert_config("95m", tiny=False), 30 * SR) == pytest.approx(0.81e12, rel=0.01)
     assert mert_forward_flops(mert_config("330m", tiny=False), 30 * SR) == pytest.approx(2.1e12, rel=0.01)

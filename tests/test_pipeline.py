@@ -310,7 +310,7 @@ def test_compute_report_labels_weights_and_measures_every_model(study):
 
 
 def test_claims_report_gives_every_claim_a_verdict(study):
-    from mtbc.analysis.claims import CLAIMS
+    from mtbc.claims import CLAIMS
 
     page = _html(study, "08_claims")
     for claim in CLAIMS:

@@ -135,3 +135,15 @@ def test_layer_separability_plot_marks_the_best_layer():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "best layer (1)" in labels
     plt.close(ax.figure)
+
+
+def test_matrix_plot_takes_colour_limits_and_labels_its_colour_bar():
+    names = ["a", "b", "c"]
+    matrix = pd.DataFrame([[np.nan, 0.2, 0.9], [0.2, np.nan, 0.5], [0.9, 0.5, np.nan]],
+                          index=names, columns=names)
+    ax = plots.plot_matrix(matrix, title="p", colorbar="Holm-adjusted p-value", limits=(0.0, 1.0))
+    mesh = ax.collections[0]
+    assert mesh.get_clim() == (0.0, 1.0)
+    assert mesh.colorbar.ax.get_ylabel() == "Holm-adjusted p-value" and ax.get_title() == "p"
+    free = plots.plot_matrix(matrix, title="q", colorbar="x")
+    assert free.collections[0].get_clim() == pytest.approx((0.2, 0.9))

@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -40,16 +39,26 @@ from tqdm import tqdm
 
 from mtbc import config
 from mtbc.data.audio import AUDIO_EXTENSIONS, DEFAULT_MAX_DURATION, AudioError, probe_audio
-from mtbc.data.duplicates import CONFLICT_COLUMNS, DUPLICATE_COLUMNS, link_duplicates
+from mtbc.data.core import (
+    SCAN_COLUMNS,
+    SKIPPED_COLUMNS,
+    SPLIT_ORDER,
+    TRACK_COLUMNS,
+    Collection,
+    CollectionError,
+    make_table,
+)
+from mtbc.data.duplicates import link_duplicates
 from mtbc.data.mtat import find_mtat_root, from_mtat
 from mtbc.data.openmic import find_openmic_root, from_openmic
-from mtbc.data.tags import TAG_COLUMNS, as_tuples, complete_negatives, tag_summary
+from mtbc.data.tags import as_tuples, complete_negatives
 from mtbc.files import atomic_write, content_hash
 
-TRACK_COLUMNS = ["track_id", "path", "label", "artist", "split", "group"]
-SCAN_COLUMNS = ["content_hash", "duration", "sample_rate", "channels"]
-SKIPPED_COLUMNS = ["track_id", "path", "label", "reason"]
-SPLIT_ORDER = ("train", "valid", "test")
+__all__ = ["GTZAN_GENRES", "GTZAN_SPLIT_SHA256", "KINDS", "SCAN_COLUMNS", "SCAN_VERSION",
+           "SKIPPED_COLUMNS", "SPLIT_ORDER", "TRACK_COLUMNS", "Collection", "CollectionError",
+           "find_gtzan_root", "from_csv", "from_demo", "from_folder", "from_gtzan",
+           "from_mtat", "from_openmic", "gtzan_split_lists", "load_collection", "make_table",
+           "open_collection", "scan"]
 
 GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop",
                 "reggae", "rock")
@@ -61,75 +70,7 @@ GTZAN_SPLIT_SHA256 = {
 }
 
 
-class CollectionError(ValueError):
-    """A collection that cannot be read at all (bad manifest, missing folder)."""
-
-
-@dataclass
-class Collection:
-    """A scanned collection: usable ``tracks`` and the ``skipped`` files with reasons."""
-
-    tracks: pd.DataFrame
-    skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SKIPPED_COLUMNS))
-    name: str = "collection"
-    source: str = ""
-    #: Exact and near duplicate pairs (:data:`mtbc.data.duplicates.DUPLICATE_COLUMNS`).
-    duplicates: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DUPLICATE_COLUMNS))
-    #: Duplicates whose labels disagree; those tracks carry no label (:mod:`mtbc.data.duplicates`).
-    conflicts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CONFLICT_COLUMNS))
-
-    def __len__(self) -> int:
-        return len(self.tracks)
-
-    @property
-    def labels(self) -> list[str]:
-        return sorted(self.tracks["label"].dropna().unique())
-
-    def to_json(self) -> str:
-        """The whole collection as JSON (see :meth:`from_json`)."""
-        return json.dumps({"name": self.name, "source": self.source} | {
-            k: json.loads(getattr(self, k).to_json(orient="split", index=False))
-            for k in ("tracks", "skipped", "duplicates", "conflicts")})
-
-    @classmethod
-    def from_json(cls, text: str) -> Collection:
-        d = json.loads(text)
-        frames = {k: pd.DataFrame(d[k]["data"], columns=d[k]["columns"])
-                  for k in ("tracks", "skipped", "duplicates", "conflicts") if k in d}
-        for col in TAG_COLUMNS:  # JSON has lists; the tracks table holds tuples
-            if col in frames["tracks"].columns:
-                frames["tracks"][col] = as_tuples(frames["tracks"][col])
-        return cls(**frames, name=d["name"], source=d["source"])
-
-    def summary(self) -> pd.DataFrame:
-        """Per-label counts and durations (s), plus the sample rates seen (indexed by label)."""
-        t = self.tracks.assign(label=self.tracks["label"].fillna("(unlabelled)"))
-        return (t.groupby("label")
-                 .agg(tracks=("track_id", "size"), total_s=("duration", "sum"),
-                      mean_s=("duration", "mean"), min_s=("duration", "min"),
-                      max_s=("duration", "max"),
-                      sample_rates=("sample_rate", lambda s: ", ".join(map(str, sorted(set(s)))))))
-
-    def tag_summary(self) -> pd.DataFrame:
-        """Per tag: tracks annotated present, absent and unknown (see :mod:`mtbc.data.tags`)."""
-        return tag_summary(self.tracks)
-
-
 # -- helpers ---------------------------------------------------------------------------
-def _table(rows: list[dict]) -> pd.DataFrame:
-    df = pd.DataFrame(rows)
-    for col in TRACK_COLUMNS:
-        if col not in df.columns:
-            df[col] = None
-    df["group"] = df["group"].where(df["group"].notna(), df["artist"])
-    df["group"] = df["group"].where(df["group"].notna(), df["track_id"])
-    extra = [c for c in df.columns if c not in TRACK_COLUMNS]
-    return df[TRACK_COLUMNS + extra].reset_index(drop=True)
-
-
-make_table = _table  # public for the data set loaders (mtbc.data.mtat, mtbc.data.openmic)
-
-
 def _is_audio_name(path: Path) -> bool:
     return path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
 
@@ -149,7 +90,7 @@ def from_folder(root: str | Path) -> pd.DataFrame:
                      "label": rel.parts[0] if len(rel.parts) > 1 else None})
     if not rows:
         raise CollectionError(f"{root}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
-    return _table(rows)
+    return make_table(rows)
 
 
 def from_csv(csv_path: str | Path) -> pd.DataFrame:
@@ -189,7 +130,7 @@ def from_csv(csv_path: str | Path) -> pd.DataFrame:
         df["tags"] = as_tuples(df["tags"])
         df["tags_negative"] = (as_tuples(df["tags_negative"]) if "tags_negative" in df.columns
                                else complete_negatives(list(df["tags"])))
-    return _table(df.to_dict("records"))
+    return make_table(df.to_dict("records"))
 
 
 def gtzan_split_lists() -> dict[str, list[str]]:
@@ -225,7 +166,7 @@ def from_gtzan(root: str | Path) -> pd.DataFrame:
             genre, fname = rel.split("/")
             rows.append({"track_id": Path(fname).stem, "path": str((genres / rel).absolute()),
                          "label": genre, "split": split})
-    return _table(rows)
+    return make_table(rows)
 
 
 def from_demo(root: str | Path | None = None) -> pd.DataFrame:

@@ -52,7 +52,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
 
 import librosa
 import numpy as np
@@ -60,8 +59,13 @@ import pandas as pd
 import soundfile as sf
 from scipy.signal import fftconvolve
 
-if TYPE_CHECKING:
-    from mtbc.data.collection import Collection
+from mtbc.data.core import (
+    CONFLICT_COLUMNS,
+    DUPLICATE_COLUMNS,
+    SKIPPED_COLUMNS,
+    SPLIT_ORDER,
+    Collection,
+)
 
 #: Rate the fingerprint is computed at, Hz.
 FP_SAMPLE_RATE = 8000
@@ -92,8 +96,6 @@ FLOOR_DB = 50.0
 #: Only the strongest half of a track's bits count (|difference| above its median).
 STRONG_QUANTILE = 0.5
 
-DUPLICATE_COLUMNS = ["track_id", "duplicate_of", "kind", "ber", "offset_s", "cosine"]
-CONFLICT_COLUMNS = ["track_id", "label", "other_track_id", "other_label", "kind", "action"]
 #: Columns never tested as confounds (identifiers and continuous measurements).
 NOT_CONFOUNDS = ("track_id", "path", "content_hash", "label", "split", "duration",
                  "duplicate_group")
@@ -314,8 +316,6 @@ def link_duplicates(coll: Collection, *, exact: pd.DataFrame | None = None, near
     ``duplicates`` and ``conflicts`` tables; conflicting tracks have no label and near
     duplicates in a later predefined split than their group's first member are skipped.
     """
-    from mtbc.data.collection import SKIPPED_COLUMNS, SPLIT_ORDER, Collection
-
     tracks = coll.tracks.reset_index(drop=True).copy()
     skipped = coll.skipped.copy()
     exact = exact if exact is not None else pd.DataFrame(columns=["track_id", "label",

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mtbc.data.core import CollectionError, make_table
+
 ANNOTATIONS = "annotations_final.csv"
 TOP_K = 50
 #: Folder (first hex digit of the path) -> split: 12 train, 1 valid, 3 test.
@@ -46,8 +48,6 @@ def song_of(mp3_path: str) -> str:
 
 def read_annotations(root: str | Path) -> pd.DataFrame:
     """``annotations_final.csv`` as a table (clip_id and mp3_path as strings, tags as ints)."""
-    from mtbc.data.collection import CollectionError
-
     path = Path(root) / ANNOTATIONS
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
@@ -76,8 +76,6 @@ def top_tags(annotations: pd.DataFrame, *, top_k: int = TOP_K) -> list[str]:
 def from_mtat(root: str | Path, *, top_k: int = TOP_K) -> pd.DataFrame:
     """The MTAT tracks table: one row per clip with ``tags`` / ``tags_negative`` (top-k
     vocabulary), ``split`` by folder and ``group`` by song (unscanned)."""
-    from mtbc.data.collection import CollectionError, make_table
-
     base = find_mtat_root(root)
     if base is None:
         raise CollectionError(f"{root}: no MagnaTagATune layout found (expected {ANNOTATIONS} "

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mtbc.data.core import CollectionError, make_table
+
 NPZ = "openmic-2018.npz"
 CLASS_MAP = "class-map.json"
 VALID_FRACTION = 1 / 8
@@ -43,8 +45,6 @@ def find_openmic_root(root: str | Path) -> Path | None:
 
 
 def _error(msg: str):
-    from mtbc.data.collection import CollectionError
-
     return CollectionError(msg)
 
 
@@ -100,8 +100,6 @@ def from_openmic(root: str | Path, *, partition: str = "split01", seed: int = 0
                  ) -> pd.DataFrame:
     """The OpenMIC-2018 tracks table (unscanned): ``tags`` / ``tags_negative`` from
     ``Y_true`` and ``Y_mask``, ``split`` train / valid / test, ``group`` the FMA track."""
-    from mtbc.data.collection import make_table
-
     base = find_openmic_root(root)
     if base is None:
         raise _error(f"{root}: no OpenMIC-2018 layout found (expected {NPZ}, {CLASS_MAP}, "

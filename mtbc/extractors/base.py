@@ -13,7 +13,8 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,6 @@ CPU_BF16_ENV = "MTBC_CPU_BF16"
 def cpu_has_native_bf16() -> bool:
     """Whether ``"auto"`` may use bf16 on this CPU: native bf16 instructions (see
     :func:`cpu_bf16_capability`), unless :data:`CPU_BF16_ENV` says otherwise."""
-    import os
-
     override = os.environ.get(CPU_BF16_ENV, "").strip()
     if override in ("0", "1"):
         return override == "1"
@@ -210,3 +209,84 @@ class Extractor(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(fingerprint={self.fingerprint!r})"
+
+    # ----------------------------------------------------------------- cost model
+    # What running the extractor costs, and how to time it: :mod:`mtbc.benchmark` asks
+    # these and never switches on an extractor's name. The defaults describe an extractor
+    # without a network (MFCC): one bench key, its default options, float32 only, no FLOPs.
+
+    @classmethod
+    def bench_keys(cls) -> tuple[str, ...]:
+        """The ``mtbc bench --models`` keys of this extractor, one per size it comes in.
+
+        Examples
+        --------
+        >>> from mtbc.extractors import extractor_class
+        >>> extractor_class("mert").bench_keys()
+        ('mert-95m', 'mert-330m')
+        """
+        return (cls.name,)
+
+    @classmethod
+    def bench_key(cls, options: Mapping[str, Any]) -> str:
+        """Which of :meth:`bench_keys` a run's extractor with these ``options`` is."""
+        return cls.bench_keys()[0]
+
+    @classmethod
+    def prepare_imports(cls) -> None:
+        """Import the libraries loading will need, so that a timed load measures loading
+        only (nothing by default: the extractor's module imported them)."""
+        return None
+
+    @classmethod
+    def write_random_weights(cls, key: str, folder: Path, *, seed: int = 0
+                             ) -> dict[str, Any] | None:
+        """Write full-size random weights for bench key ``key`` into ``folder`` (speed-only
+        timing when the real ones are not here) and return the options that load them;
+        ``None`` when nothing is written (no network, shipped weights, or
+        :meth:`random_full_size` builds them in memory)."""
+        return None
+
+    @classmethod
+    def random_full_size(cls, key: str, *, device: str, seed: int = 0) -> Extractor | None:
+        """The extractor at full size with random weights built in memory, loaded, in
+        float32 (speed-only timing); ``None`` when the default options are what to time."""
+        return None
+
+    @property
+    def network(self):
+        """The ``torch.nn.Module`` that does the work (loaded on access); ``None`` without one."""
+        return None
+
+    def n_params(self) -> int:
+        """Parameters of :attr:`network` (0 without one)."""
+        net = self.network
+        return 0 if net is None else int(sum(p.numel() for p in net.parameters()))
+
+    def weights_files(self) -> list[Path]:
+        """The files the weights were read from (empty: none, or built in memory)."""
+        return []
+
+    def auto_dtype(self) -> str:
+        """What ``dtype="auto"`` resolves to for this extractor on its device."""
+        return "float32"
+
+    def with_dtype(self, dtype: str) -> Extractor:
+        """This extractor computing in ``dtype`` (``"float32"``, ``"bfloat16"``, ...), sharing
+        the loaded network; ``self`` when it has no precision to change."""
+        return self
+
+    def fit_batch(self, n_clips: int, clip: np.ndarray) -> None:
+        """Set the batch size so that ``n_clips`` clips like ``clip`` run in one forward pass
+        (nothing to set by default)."""
+        return None
+
+    def flops_per_clip(self, clip: np.ndarray) -> float | None:
+        """Network FLOPs (2 per multiply-add) to embed ``clip`` (mono, at ``sample_rate``);
+        ``None`` without a network."""
+        return None
+
+    def chunk_bytes(self, n_samples: int) -> int | None:
+        """Peak activation memory (bytes) of one forward pass over one input of ``n_samples``
+        in this extractor's precision; ``None`` when not modelled."""
+        return None

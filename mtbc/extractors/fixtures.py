@@ -19,21 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 
-#: Architecture numbers of the real releases (``docs/models/mert.md``).
-MERT_SIZES: dict[str, dict[str, Any]] = {
-    "95m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                intermediate_size=3072, do_stable_layer_norm=False),
-    "330m": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                 intermediate_size=4096, do_stable_layer_norm=True),
-}
-#: Tiny stand-ins: same kinds of layers (post-LN 95M, pre-LN 330M), same conv strides and
-#: kernels (75 frames per second at 24 kHz) and positional conv kernel, narrow widths.
-MERT_TINY: dict[str, dict[str, Any]] = {
-    "95m": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                intermediate_size=64, do_stable_layer_norm=False, conv_dim=[32] * 7),
-    "330m": dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                 intermediate_size=64, do_stable_layer_norm=True, conv_dim=[32] * 7),
-}
+from mtbc.extractors.base import FIXTURE_MARKER
+from mtbc.extractors.mert_model import (  # noqa: F401 - re-exported for tests
+    MERT_SIZES,
+    MERT_TINY,
+    mert_config,
+    mert_preprocessor,
+    random_model,
+)
+from mtbc.extractors.vggish_net import build_vggish
 
 DECOY_MARKER = "DECOY_EXECUTED"
 _DECOY = f'''"""mtbc test decoy standing in for MERT remote code: it must never be executed."""
@@ -44,49 +38,6 @@ raise RuntimeError("mtbc decoy: MERT remote code was executed; it must never be"
 '''
 
 
-def mert_config(variant: str = "95m", *, tiny: bool = True, **overrides: Any) -> dict[str, Any]:
-    """A MERT-v1 ``config.json`` dict (``model_type`` mert_model, ``auto_map``, MERT extras)."""
-    if variant not in MERT_SIZES:
-        raise ValueError(f"variant must be one of {sorted(MERT_SIZES)}, not {variant!r}")
-    config: dict[str, Any] = {
-        "_name_or_path": f"m-a-p/MERT-v1-{variant.upper()}",
-        "architectures": ["MERTModel"],
-        "auto_map": {"AutoConfig": "configuration_MERT.MERTConfig",
-                     "AutoModel": "modeling_MERT.MERTModel"},
-        "model_type": "mert_model",
-        "activation_dropout": 0.0, "attention_dropout": 0.0, "hidden_dropout": 0.0,
-        "feat_proj_dropout": 0.0, "final_dropout": 0.0, "layerdrop": 0.05,
-        "apply_spec_augment": True, "mask_time_prob": 0.05, "mask_time_length": 5,
-        "mask_time_min_masks": 2, "mask_feature_prob": 0.0, "mask_feature_length": 10,
-        "mask_feature_min_masks": 0,
-        "hidden_act": "gelu", "feat_extract_activation": "gelu", "feat_extract_norm": "group",
-        "feat_proj_layer_norm": True, "conv_bias": False,
-        "conv_dim": [512] * 7, "conv_stride": [5, 2, 2, 2, 2, 2, 2],
-        "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "num_feat_extract_layers": 7,
-        "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16,
-        "initializer_range": 0.02, "layer_norm_eps": 1e-5,
-        "vocab_size": 32, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,
-        "ctc_loss_reduction": "sum", "ctc_zero_infinity": False, "use_weighted_layer_sum": False,
-        "classifier_proj_size": 256, "tokenizer_class": "Wav2Vec2CTCTokenizer",
-        "torch_dtype": "float32", "transformers_version": "4.25.1",
-        # MERT extras (MERTConfig): the two flags HubertModel cannot reproduce are off.
-        "feature_extractor_cqt": False, "feature_extractor_cqt_bins": 336, "deepnorm": False,
-        "attention_relax": 32.0 if variant == "330m" else -1.0, "sample_rate": 24000,
-    }
-    config.update(MERT_SIZES[variant])
-    if tiny:
-        config.update(MERT_TINY[variant])
-    config.update(overrides)
-    return config
-
-
-def mert_preprocessor(*, do_normalize: bool = True, sampling_rate: int = 24000) -> dict[str, Any]:
-    """A MERT-v1 ``preprocessor_config.json`` dict (Wav2Vec2FeatureExtractor)."""
-    return {"do_normalize": do_normalize, "feature_extractor_type": "Wav2Vec2FeatureExtractor",
-            "feature_size": 1, "padding_side": "right", "padding_value": 0,
-            "return_attention_mask": True, "sampling_rate": sampling_rate}
-
-
 def make_mert_model(variant: str = "95m", *, tiny: bool = True, seed: int = 0,
                     config: dict[str, Any] | None = None):
     """A random-weight ``HubertModel`` (eval mode) for ``mert_config(variant, tiny=tiny)``.
@@ -94,20 +45,7 @@ def make_mert_model(variant: str = "95m", *, tiny: bool = True, seed: int = 0,
     Norm scales and biases are perturbed away from 1 and 0, so a loader that skipped them
     would give different outputs.
     """
-    import torch
-    from transformers import HubertModel
-
-    from mtbc.extractors.mert import ATTN_IMPLEMENTATION, hubert_config
-
-    torch.manual_seed(seed)
-    hconfig = hubert_config(config or mert_config(variant, tiny=tiny))
-    hconfig._attn_implementation = ATTN_IMPLEMENTATION
-    model = HubertModel(hconfig)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("bias") or "layer_norm" in name or "original0" in name:
-                param.add_(0.1 * torch.randn_like(param))
-    return model.eval()
+    return random_model(config or mert_config(variant, tiny=tiny), seed=seed)
 
 
 def old_weight_norm_names(state: dict[str, Any]) -> dict[str, Any]:
@@ -136,8 +74,6 @@ def make_mert_snapshot(path: str | Path, *, variant: str = "95m", tiny: bool = T
     key_prefix : prepended to every weight name (checkpoints saved from a wrapper).
     config_overrides : extra or replaced ``config.json`` keys (e.g. ``deepnorm=True``).
     """
-    import torch
-
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config = mert_config(variant, tiny=tiny, **config_overrides)
@@ -151,7 +87,7 @@ def make_mert_snapshot(path: str | Path, *, variant: str = "95m", tiny: bool = T
     if weights_format == "bin":
         torch.save(state, path / "pytorch_model.bin")
     elif weights_format == "safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save_file  # only for this format
         save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
     else:
         raise ValueError(f"weights_format must be 'bin' or 'safetensors', not {weights_format!r}")
@@ -163,8 +99,6 @@ def make_mert_snapshot(path: str | Path, *, variant: str = "95m", tiny: bool = T
 
 def mark_fixture(folder: str | Path) -> None:
     """Mark ``folder`` as holding random test-fixture weights (see FIXTURE_MARKER)."""
-    from mtbc.extractors.base import FIXTURE_MARKER
-
     (Path(folder) / FIXTURE_MARKER).write_text(
         "The weights in this folder are random test fixtures written by mtbc.extractors.fixtures; "
         "embeddings made from them mean nothing.\n")
@@ -178,8 +112,6 @@ PCA_NAME = "vggish_pca_params-970ea276.pth"
 
 def random_vggish_state_dict(*, seed: int = 0, final_relu: bool = False) -> dict[str, torch.Tensor]:
     """Full-size VGGish state dict (18 tensors, ~72.1M params) with He-normal random weights."""
-    from mtbc.extractors.vggish import build_vggish
-
     gen = torch.Generator().manual_seed(seed)
     model = build_vggish(final_relu=final_relu)
     state = {}

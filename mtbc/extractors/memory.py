@@ -1,4 +1,8 @@
-"""How many equal-length chunks fit on a device: a pure function of free bytes and model shape.
+"""What a MERT chunk costs: FLOPs and activation memory, pure functions of the config.
+
+:func:`mert_forward_flops` counts one forward pass (the benchmark's achieved TFLOP/s);
+:func:`mert_chunk_bytes` and :func:`mert_batch_size` say how many equal-length chunks fit on
+a device.
 
 MERT runs equal-length chunks together (``MertExtractor.embed_many``); on a GPU the batch is
 chosen when the model loads, from ``torch.cuda.mem_get_info`` measured *after* the weights
@@ -59,3 +63,32 @@ def mert_batch_size(free_bytes: int, config: Mapping[str, Any], n_samples: int, 
         raise ValueError(f"free_bytes must be >= 0, not {free_bytes}")
     per_chunk = mert_chunk_bytes(config, n_samples, dtype_bytes=dtype_bytes)
     return int(max(1, min(max_batch, (fraction * free_bytes) // per_chunk)))
+
+
+def mert_forward_flops(config: Mapping[str, Any], n_samples: int) -> float:
+    """FLOPs (2 per multiply-add) of one ``HubertModel`` forward over ``n_samples`` samples.
+
+    Counts the conv feature encoder, the feature projection, the positional convolution,
+    the q/k/v/out and feed-forward matmuls and the two attention matmuls (QK^T and AV);
+    norms, activations and softmax are left out (a few percent). ``config`` is a MERT
+    ``config.json`` dict. About 0.81 TFLOP (95M) and 2.1 TFLOP (330M) per 30 s at 24 kHz.
+
+    Examples
+    --------
+    >>> from mtbc.extractors.mert_model import mert_config
+    >>> round(mert_forward_flops(mert_config("95m", tiny=False), 30 * 24000) / 1e12, 2)
+    0.81
+    """
+    length, c_in, flops = n_samples, 1, 0.0
+    for dim, kernel, stride in zip(config["conv_dim"], config["conv_kernel"],
+                                   config["conv_stride"], strict=True):
+        length = (length - kernel) // stride + 1
+        flops += 2.0 * length * c_in * dim * kernel
+        c_in = dim
+    frames, hidden, ffn = length, config["hidden_size"], config["intermediate_size"]
+    flops += 2.0 * frames * c_in * hidden  # feature projection
+    flops += 2.0 * frames * hidden * (hidden // config["num_conv_pos_embedding_groups"]) \
+        * config["num_conv_pos_embeddings"]  # positional conv
+    per_layer = 2.0 * frames * hidden * hidden * 4 + 2.0 * frames * hidden * ffn * 2 \
+        + 2.0 * frames * frames * hidden * 2
+    return flops + per_layer * config["num_hidden_layers"]

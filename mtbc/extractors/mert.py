@@ -26,12 +26,14 @@ does not depend on what it is batched with.
 from __future__ import annotations
 
 import contextlib
-import warnings
-from collections.abc import Sequence
+import copy
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from mtbc.data.audio import chunk_wave
 from mtbc.extractors.base import (
@@ -41,216 +43,30 @@ from mtbc.extractors.base import (
     resolve_dtype,
     weights_kind,
 )
+from mtbc.extractors.memory import mert_batch_size, mert_chunk_bytes, mert_forward_flops
 from mtbc.extractors.mert_hub import (
-    MODEL_95M,
     MODEL_330M,
     MertSnapshot,
     resolve_snapshot,
 )
+from mtbc.extractors.mert_model import (
+    MIN_BF16_GROUP,
+    build_model,
+    feature_convs_as_matmul,
+    hubert_config,
+    mert_config,
+    mert_preprocessor,
+    positional_conv_in_fp32,
+    random_model,
+    zero_mean_unit_var,
+)
 
 OUTPUT_VERSION = 1
-#: Attention kernel HubertModel is built with: torch's scaled_dot_product_attention (fused
-#: flash / memory-efficient kernels on CUDA, the same result as the eager path to rounding).
-ATTN_IMPLEMENTATION = "sdpa"
 #: Shortest input, in samples: one frame of the conv front end (receptive field 400 samples).
 MIN_SAMPLES = 400
 #: A remainder after the last full chunk is kept when at least this long (seconds).
 MIN_LAST_SECONDS = 1.0
 
-#: config.json keys that describe the file rather than the architecture: dropped.
-_METADATA_KEYS = {"model_type", "architectures", "auto_map", "_name_or_path", "transformers_version",
-                  "torch_dtype", "dtype", "tokenizer_class", "num_feat_extract_layers"}
-#: MERTConfig keys beyond HubertConfig. ``attention_relax`` only acts inside MERT's deepnorm
-#: encoder, which we refuse, so with ``deepnorm=false`` it changes nothing.
-_MERT_KEYS = {"feature_extractor_cqt", "feature_extractor_cqt_bins", "deepnorm", "attention_relax",
-              "sample_rate"}
-#: Prefixes a checkpoint's keys may carry (MERTModel itself saves without one).
-_KEY_PREFIXES = ("", "mert_model.", "hubert.", "model.")
-
-
-# ----------------------------------------------------------------------------- config and weights
-
-def hubert_config(config: dict[str, Any]):
-    """Build a ``transformers.HubertConfig`` from a MERT ``config.json`` dict.
-
-    Drops the file-describing keys (``model_type`` ``mert_model``, ``architectures``
-    ``["MERTModel"]``, ``auto_map``, ...). Raises ``ValueError`` for MERT options HubertModel
-    cannot reproduce: ``feature_extractor_cqt`` (a CQT branch concatenated to the conv
-    features) and ``deepnorm`` (scaled residuals).
-    """
-    from transformers import HubertConfig
-
-    for key, what in (("feature_extractor_cqt", "a CQT input branch"),
-                      ("deepnorm", "DeepNorm-scaled residual connections")):
-        if config.get(key):
-            raise ValueError(
-                f"this MERT config sets {key}=true ({what}), which transformers.HubertModel "
-                "cannot reproduce and mtbc will not run through remote code; use a MERT-v1 "
-                f"release ({MODEL_95M}, {MODEL_330M}) whose config has {key}=false")
-    known = {f.name for f in getattr(HubertConfig, "__dataclass_fields__", {}).values()}
-    unknown = sorted(set(config) - known - _METADATA_KEYS - _MERT_KEYS) if known else []
-    if unknown:
-        warnings.warn(f"MERT config keys unknown to HubertConfig, ignored: {unknown}", stacklevel=2)
-    kwargs = {k: v for k, v in config.items()
-              if k not in _METADATA_KEYS and k not in _MERT_KEYS and k not in unknown}
-    return HubertConfig(**kwargs)
-
-
-def load_state_dict(paths: Sequence[Path]) -> dict[str, Any]:
-    """Read checkpoint tensors from ``*.safetensors`` files or one ``pytorch_model.bin``."""
-    import torch
-
-    state: dict[str, Any] = {}
-    for path in paths:
-        try:
-            if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
-                part = load_file(str(path))
-            else:
-                try:
-                    part = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-                except RuntimeError:  # legacy (non-zip) checkpoints cannot be memory-mapped
-                    part = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - garbage files raise anything
-            raise ValueError(f"{path}: not a loadable MERT checkpoint ({type(exc).__name__}: "
-                             f"{exc}); re-download the model or point model= at a good "
-                             f"snapshot") from exc
-        if not isinstance(part, dict) or not all(torch.is_tensor(v) for v in part.values()):
-            raise ValueError(f"{path}: not a flat mapping of names to tensors")
-        state.update(part)
-    return state
-
-
-def map_checkpoint_keys(state: dict[str, Any], expected: set[str]) -> dict[str, Any]:
-    """Rename checkpoint keys to ``HubertModel``'s: strip a prefix, map weight-norm names.
-
-    Old ``torch.nn.utils.weight_norm`` names ``<conv>.weight_g`` / ``<conv>.weight_v`` become
-    the parametrization names ``<conv>.parametrizations.weight.original0`` / ``original1``
-    (and back, if the model uses the old names). Keys that match nothing are left as they are
-    so the caller reports them as unexpected.
-    """
-    pairs = {".weight_g": ".parametrizations.weight.original0",
-             ".weight_v": ".parametrizations.weight.original1"}
-
-    def rename(key: str) -> str:
-        if key in expected:
-            return key
-        for old, new in pairs.items():
-            if key.endswith(old) and key.removesuffix(old) + new in expected:
-                return key.removesuffix(old) + new
-            if key.endswith(new) and key.removesuffix(new) + old in expected:
-                return key.removesuffix(new) + old
-        return key
-
-    best_prefix, best_hits = "", -1
-    for prefix in _KEY_PREFIXES:
-        hits = sum(k.startswith(prefix) and rename(k[len(prefix):]) in expected for k in state)
-        if hits > best_hits:
-            best_prefix, best_hits = prefix, hits
-    return {rename(k[len(best_prefix):]) if k.startswith(best_prefix) else k: v
-            for k, v in state.items()}
-
-
-def build_model(config: dict[str, Any], weights: Sequence[Path]):
-    """A ``HubertModel`` in eval mode holding the checkpoint; every key must match.
-
-    Raises ``ValueError`` listing missing keys, unexpected keys and shape mismatches.
-    """
-    import torch
-    from transformers import HubertModel
-
-    hconfig = hubert_config(config)
-    hconfig._attn_implementation = ATTN_IMPLEMENTATION
-    with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
-        model = HubertModel(hconfig)
-    expected = {k: v.shape for k, v in model.state_dict().items()}
-    state = map_checkpoint_keys(load_state_dict(weights), set(expected))
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(s)}"
-                        for k, s in expected.items() if k in state and state[k].shape != s)
-    if missing or unexpected or mismatched:
-        names = ", ".join(str(p) for p in weights)
-        raise ValueError(
-            f"{names} does not match HubertModel built from its config.json: "
-            f"{len(missing)} missing keys {missing}, {len(unexpected)} unexpected keys "
-            f"{unexpected}, {len(mismatched)} shape mismatches {mismatched}")
-    state = {k: v.to(torch.float32) for k, v in state.items()}
-    model.load_state_dict(state, strict=True, assign=True)
-    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
-    if left:
-        raise ValueError(f"tensors left uninitialised after loading: {left}")
-    return model.eval()
-
-
-# ----------------------------------------------------------------------------- the extractor
-
-def zero_mean_unit_var(x):
-    """Normalise each row of ``(B, n)`` to ``(x - mean) / sqrt(var + 1e-7)`` (float32 out).
-
-    ``Wav2Vec2FeatureExtractor``'s ``do_normalize``, applied per chunk; statistics in float64.
-    """
-    import torch
-
-    x64 = x.double()
-    mean = x64.mean(dim=1, keepdim=True)
-    var = x64.var(dim=1, unbiased=False, keepdim=True)
-    return ((x64 - mean) / torch.sqrt(var + 1e-7)).to(torch.float32)
-
-
-def _feature_convs_as_matmul(model) -> None:
-    """Run conv layers 2..7 of the feature encoder as unfold + matmul (CPU bf16 autocast).
-
-    oneDNN's bf16 conv1d gains almost nothing over fp32 here (1.34 vs 1.41 s for the 95M
-    front end on 10 s, one thread), while the same layers as a bf16 matmul take 0.83 s with
-    the same agreement (cosine 0.99994 to fp32 either way). Same arithmetic: each output
-    frame is the dot product of the weights with the ``kernel x channels`` window.
-    """
-    import torch
-
-    for layer in model.feature_extractor.conv_layers[1:]:
-        conv = layer.conv
-        if conv.groups != 1 or conv.padding[0] != 0 or conv.dilation[0] != 1:
-            continue
-        kernel, stride = conv.kernel_size[0], conv.stride[0]
-
-        def forward(x, conv=conv, kernel=kernel, stride=stride, original=conv.forward):
-            if not torch.is_autocast_enabled("cpu"):  # fp32 users of a shared model
-                return original(x)
-            b, c, _ = x.shape
-            windows = x.unfold(2, kernel, stride).permute(0, 2, 1, 3).reshape(b, -1, c * kernel)
-            y = torch.matmul(windows, conv.weight.reshape(conv.out_channels, c * kernel).t())
-            if conv.bias is not None:
-                y = y + conv.bias
-            return y.transpose(1, 2)
-
-        conv.forward = forward
-
-
-#: Fewest channels per group of the positional conv that oneDNN's bf16 kernel gets right
-#: (see :func:`_positional_conv_in_fp32`); the released models have 48 (95M) and 64 (330M).
-MIN_BF16_GROUP = 16
-
-
-def _positional_conv_in_fp32(model) -> None:
-    """Run the positional convolution outside CPU autocast, in float32.
-
-    oneDNN's bf16 grouped conv1d (torch 2.13, CPU) is wrong for few channels per group: the
-    tiny test MERT (2 channels per group) gets cosine 0.09 to fp32 at that layer, while the
-    full-size layer (48 or 64 channels per group) agrees to 0.99997. So below
-    :data:`MIN_BF16_GROUP` channels per group the layer runs in float32 under autocast (in
-    fp32 it would cost about 10% of a full-size bf16 forward, so the real models keep bf16).
-    """
-    import torch
-
-    pos = model.encoder.pos_conv_embed
-    forward = pos.forward
-
-    def fp32_forward(hidden_states, *args, **kwargs):
-        with torch.autocast("cpu", enabled=False):
-            return forward(hidden_states.float(), *args, **kwargs)
-
-    pos.forward = fp32_forward
 
 
 def _check_options(chunk_seconds: float, batch_size: int | None) -> None:
@@ -332,16 +148,19 @@ class MertExtractor(Extractor):
 
     @classmethod
     def from_model(cls, model, *, config: dict[str, Any], preprocessor: dict[str, Any],
-                   model_id: str = "in-memory", commit: str = "in-memory",
-                   device: str = "auto", dtype: str = "auto", chunk_seconds: float = 30.0,
+                   snapshot: MertSnapshot | None = None, device: str = "auto",
+                   dtype: str = "auto", chunk_seconds: float = 30.0,
                    batch_size: int | None = None) -> MertExtractor:
         """Wrap an already built ``HubertModel`` (benchmarks, tests); no files are read.
 
         The model is put in eval mode, moved to ``device`` and given the extractor's hooks.
+        ``snapshot``: the files the model was loaded from (its identity for the fingerprint);
+        default an ``in-memory`` one made of ``config`` and ``preprocessor``.
         """
         obj = cls.__new__(cls)
-        snapshot = MertSnapshot(folder=Path("."), model_id=model_id, revision=None,
-                                commit=commit, config=config, preprocessor=preprocessor)
+        snapshot = snapshot or MertSnapshot(folder=Path("."), model_id="in-memory",
+                                            revision=None, commit="in-memory", config=config,
+                                            preprocessor=preprocessor)
         obj._configure(snapshot, device=device, dtype=dtype, chunk_seconds=chunk_seconds,
                        batch_size=batch_size)
         obj._install(model.eval())
@@ -363,13 +182,11 @@ class MertExtractor(Extractor):
         if self.precision_mode == "weights":
             model = model.to(getattr(torch, self.dtype))
         if self.precision_mode == "autocast":
-            _feature_convs_as_matmul(model)
+            feature_convs_as_matmul(model)
         groups = int(self.config.get("num_conv_pos_embedding_groups", 16))
         if self.precision_mode == "autocast" and self.hidden_size // groups < MIN_BF16_GROUP:
-            _positional_conv_in_fp32(model)
+            positional_conv_in_fp32(model)
         if self._auto_batch:
-            from mtbc.extractors.memory import mert_batch_size
-
             free, _total = torch.cuda.mem_get_info(self.device)
             self.batch_size = mert_batch_size(free, self.config, self.chunk_samples,
                                               dtype_bytes=2 if self.dtype != "float32" else 4)
@@ -437,8 +254,6 @@ class MertExtractor(Extractor):
         Returns one ``(n_chunks_i, n_layers, hidden)`` array per wave, equal (to float
         rounding) to embedding each wave alone.
         """
-        from tqdm import tqdm
-
         chunks = [self.chunks(self.check_wave(w, index=i)) for i, w in enumerate(waves)]
         out = [np.empty((len(c), self.n_layers, self.hidden_size), np.float32) for c in chunks]
         by_length: dict[int, list[tuple[int, int]]] = {}
@@ -488,6 +303,71 @@ class MertExtractor(Extractor):
             "attn_implementation": (getattr(self._model.config, "_attn_implementation", None)
                                     if self._model is not None else None),
         }
+
+    # --------------------------------------------------------------------------- cost model
+
+    @classmethod
+    def bench_keys(cls) -> tuple[str, ...]:
+        return ("mert-95m", "mert-330m")
+
+    @classmethod
+    def bench_key(cls, options: Mapping[str, Any]) -> str:
+        """``mert-95m`` or ``mert-330m`` from the ``model`` option (hub id, or a local
+        folder's ``config.json`` hidden size); 330M when it cannot tell."""
+        model = str(options.get("model", MODEL_330M))
+        for key in cls.bench_keys():
+            if key.split("-")[1] in model.lower():
+                return key
+        config = Path(model) / "config.json"
+        if config.is_file():
+            hidden = json.loads(config.read_text()).get("hidden_size", 1024)
+            return "mert-95m" if hidden == 768 else "mert-330m"
+        return "mert-330m"
+
+    @classmethod
+    def prepare_imports(cls) -> None:
+        import transformers.models.hubert.modeling_hubert  # noqa: F401 - heavy, loading needs it
+
+    @classmethod
+    def random_full_size(cls, key: str, *, device: str, seed: int = 0) -> MertExtractor:
+        """The released architecture of ``key`` with random weights, built in memory (no
+        1.2 GB file); speed-only timing."""
+        variant = key.split("-")[1]
+        config = mert_config(variant, tiny=False)
+        return cls.from_model(random_model(config, seed=seed), config=config,
+                              preprocessor=mert_preprocessor(), device=device, dtype="float32")
+
+    @property
+    def network(self):
+        return self.model
+
+    def weights_files(self) -> list[Path]:
+        return list(self.snapshot.weights)
+
+    def auto_dtype(self) -> str:
+        return resolve_dtype("auto", self.device, cpu_bf16=True)
+
+    def with_dtype(self, dtype: str) -> MertExtractor:
+        if dtype == self.dtype:
+            return self
+        model = self.model
+        if self.device.type != "cpu" and dtype != "float32":
+            model = copy.deepcopy(model)  # cast to bf16 on the device: keep fp32 intact
+        # Same files (snapshot): the same fingerprint but for the precision.
+        return type(self).from_model(
+            model, config=self.config, preprocessor=self.snapshot.preprocessor,
+            snapshot=self.snapshot, device=str(self.device), dtype=dtype,
+            chunk_seconds=self.chunk_seconds, batch_size=self.batch_size)
+
+    def fit_batch(self, n_clips: int, clip: np.ndarray) -> None:
+        self.batch_size = int(n_clips)
+
+    def flops_per_clip(self, clip: np.ndarray) -> float:
+        return float(sum(mert_forward_flops(self.config, len(c)) for c in self.chunks(clip)))
+
+    def chunk_bytes(self, n_samples: int) -> int:
+        return mert_chunk_bytes(self.config, n_samples,
+                                dtype_bytes=4 if self.dtype == "float32" else 2)
 
     def layer_names(self, n_layers: int | None = None) -> list[str]:
         n = self.n_layers if n_layers is None else n_layers

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import os
 import sys
 from collections.abc import Sequence
@@ -36,7 +37,9 @@ from typing import Any
 import librosa
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from mtbc.data.audio import load_audio
 from mtbc.extractors.base import (
     Extractor,
     make_fingerprint,
@@ -250,6 +253,31 @@ class MusicnnExtractor(Extractor):
         return [{k: v[i] for k, v in split.items()} for i in range(len(parts))]
 
 
+    # -- cost model
+    @property
+    def network(self) -> Musicnn:
+        return self.net
+
+    def weights_files(self) -> list[Path]:
+        return [self.weights_path]
+
+    def with_dtype(self, dtype: str) -> MusicnnExtractor:
+        twin = copy.copy(self)  # shares the loaded network
+        twin.dtype = resolve_dtype(dtype, self.device)
+        return twin
+
+    def fit_batch(self, n_clips: int, clip: np.ndarray) -> None:
+        self.batch_size = int(n_clips) * len(self.patches(clip))
+
+    def flops_per_clip(self, clip: np.ndarray) -> float:
+        """Counted by ``torch.utils.flop_counter`` on one patch, times the patches."""
+        parts = self.patches(clip)
+        patch = torch.from_numpy(parts[:1]).to(self.device)
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            self.net(patch)
+        return float(counter.get_total_flops() * len(parts))
+
+
 # ----------------------------------------------------------------------------- command line
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,7 +299,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.out / info['file']}  sha256 {info['sha256']}  "
                   f"{info['n_parameters']} parameters")
         return 0
-    from mtbc.data.audio import load_audio
 
     ext = MusicnnExtractor(model=args.model, device=args.device)
     wave = load_audio(args.audio, SAMPLE_RATE, res_type=ext.res_type)

@@ -2,3 +2,7 @@
 (:mod:`~mtbc.reports.execute`), HTML pages and the index (:mod:`~mtbc.reports.html`), plots
 (:mod:`~mtbc.reports.plots`), the tables notebooks show (:mod:`~mtbc.reports.tables`) and what
 a notebook displays for the index (:mod:`~mtbc.reports.display`)."""
+
+#: The public modules (imported on demand: importing the package stays cheap).
+__all__ = ["audit", "browser", "display", "execute", "html", "hygiene", "params", "plot_style",
+           "plots", "plots_eval", "record", "tables"]

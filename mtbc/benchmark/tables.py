@@ -1,4 +1,4 @@
-"""The tables of notebook 07 and ``mtbc bench``: what :func:`mtbc.analysis.compute.bench_rows`
+"""The tables of notebook 07 and ``mtbc bench``: what :func:`mtbc.benchmark.bench_rows`
 measured (memory, speed, skipped timings, the bf16 speed-up, agreement with fp32), and the
 comparison's own compute figures beside ours (``docs/compute.md``)."""
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from mtbc.analysis.compute import ROW_FIELDS
+from mtbc.benchmark.models import ROW_FIELDS
 
 
 def _frame(result: Mapping[str, Any] | Sequence[dict]) -> pd.DataFrame:

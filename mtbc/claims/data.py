@@ -1,7 +1,7 @@
 """The claims of the MERT-vs-VGGish comparison that started mtbc, kept as mtbc's own data.
 
 Each :class:`Claim` says what was claimed (in mtbc's words), where (the comparison's section),
-how mtbc checks it and the expected value or range; :mod:`mtbc.analysis.claims` audits them.
+how mtbc checks it and the expected value or range; :mod:`mtbc.claims.audit` audits them.
 """
 
 from __future__ import annotations

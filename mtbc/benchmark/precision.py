@@ -1,7 +1,7 @@
 """Precision helpers of notebook 07: whether this CPU has native bf16, and how bf16 and fp32
 compare on the run's own tracks (per-layer agreement, probe accuracy both ways).
 
-The timing rows themselves come from :func:`mtbc.analysis.compute.bench_rows`.
+The timing rows themselves come from :func:`mtbc.benchmark.bench_rows`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,12 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-#: The columns every row carries (``mtbc bench --json`` writes them; tests check them).
+from mtbc.cache.extract import extract_collection
+from mtbc.cache.store import load_embeddings
+from mtbc.evaluation import evaluate_probe
+from mtbc.extractors.base import CPU_BF16_ENV, cpu_bf16_capability, cpu_has_native_bf16
+from mtbc.study.common import plan_classification
+
 
 def agreement_paths(study, n_tracks: int) -> list[str]:
     """The first ``n_tracks`` tracks of the run (by track id): the audio the precision
@@ -22,8 +27,6 @@ def agreement_paths(study, n_tracks: int) -> list[str]:
 
 def precision_capability() -> pd.DataFrame:
     """This CPU's bf16 support as torch reports it, and what ``dtype="auto"`` picks here."""
-    from mtbc.extractors.base import CPU_BF16_ENV, cpu_bf16_capability, cpu_has_native_bf16
-
     caps = cpu_bf16_capability()
     rows = [{"check": k, "value": v} for k, v in caps.items()]
     rows.append({"check": f"auto picks bf16 on this CPU (MERT, VGGish; {CPU_BF16_ENV}="
@@ -41,13 +44,6 @@ def precision_probe(study, *, budget_s: float = 120.0, seed: int = 0, n_splits: 
     labels, when this CPU has no native bf16, or when extracting the other precision is
     estimated (from 07's ``rows``) to take longer than ``budget_s``.
     """
-    from mtbc.cache.extract import extract_collection
-    from mtbc.cache.store import load_embeddings
-    from mtbc.evaluation import evaluate_probe
-    from mtbc.extractors.base import cpu_bf16_capability
-    from mtbc.extractors.mert import MertExtractor
-    from mtbc.study.common import plan_classification
-
     labels = [k for k, e in study.models.items() if e.name == "mert"]
     if not labels:
         return "No MERT model ran in this study, so there is no probe to compare."
@@ -69,11 +65,7 @@ def precision_probe(study, *, budget_s: float = 120.0, seed: int = 0, n_splits: 
                 return (f"{label}: extracting {audio:.0f} s of audio in {other} would take "
                         f"about {estimate:.0f} s here (over the {budget_s:.0f} s budget; raise "
                         f"`probe_budget_s` to run it).")
-        twin = MertExtractor.from_model(
-            ext.model, config=ext.config, preprocessor=ext.snapshot.preprocessor,
-            model_id=ext.snapshot.model_id, commit=ext.snapshot.commit, device=str(ext.device),
-            dtype=other, chunk_seconds=ext.chunk_seconds, batch_size=ext.batch_size)
-        twin.snapshot = ext.snapshot
+        twin = ext.with_dtype(other)  # the same weights and files, the other precision
         extract_collection(plan.tracks, twin, study.store, progress=False)
         for e in (ext, twin):
             sub, (feats, index) = load_embeddings(plan.tracks, study.store, e.fingerprint,

@@ -1,4 +1,4 @@
-"""The claims of the MERT-vs-VGGish comparison that started mtbc, as data, and their audit.
+"""The audit of the MERT-vs-VGGish comparison's claims: a verdict for every claim.
 
 Each :class:`Claim` says what was claimed (in mtbc's words), where (the comparison's section),
 how mtbc checks it (``check``: ``config``, ``architecture``, ``compute``, ``accuracy``,
@@ -11,14 +11,14 @@ that do not depend on weight values (architecture, sizes, memory) are decided wi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mtbc.analysis.claims_data import (
+from mtbc.claims.data import (
     CLAIMS,
     CONFIRMED,
     CONTRADICTED,
@@ -47,7 +47,7 @@ class Evidence:
     need it *not testable here*, saying what is missing.
 
     - ``facts``: ``key -> value`` from configs and architectures (:func:`architecture_facts`).
-    - ``compute``: rows of :func:`mtbc.analysis.compute.bench_rows` (notebook 07).
+    - ``compute``: rows of :func:`mtbc.benchmark.bench_rows` (notebook 07).
     - ``accuracy``: ``{"mert": (value, low, high, n), "vggish": ..., "ensemble": ...,
       "margin": (value, low, high, n)}`` on the run's collection.
     - ``stats``: ``{"mert": per-track stats frame, "vggish": ...}`` (last layer).
@@ -63,61 +63,6 @@ class Evidence:
     weights: dict[str, str] = field(default_factory=dict)
     collection: str = ""
     repo_root: Path | None = None
-
-
-# ----------------------------------------------------------------------------- facts
-
-def architecture_facts(mert_config: Mapping[str, Any] | None = None,
-                       mert_source: str | None = None) -> dict[str, Any]:
-    """Facts read from the MERT-v1-330M config and the VGGish network, without weights.
-
-    ``mert_config``: a 330M ``config.json`` dict (the real one when its snapshot is on this
-    machine); default mtbc's record of the released config
-    (:func:`mtbc.extractors.fixtures.mert_config`). Parameter counts come from the models
-    built on the meta device (shapes only, no memory, no weights).
-    """
-    import torch
-    from torchvggish import vggish_params
-    from transformers import HubertModel
-
-    from mtbc.extractors.fixtures import mert_config as recorded_config
-    from mtbc.extractors.fixtures import mert_preprocessor
-    from mtbc.extractors.mert import hubert_config
-    from mtbc.extractors.vggish import build_vggish
-
-    source = mert_source or "mtbc's record of the released m-a-p/MERT-v1-330M config.json"
-    config = dict(mert_config or recorded_config("330m", tiny=False))
-    cqt = bool(config.get("feature_extractor_cqt", False))
-    safe = {k: v for k, v in config.items() if k not in ("feature_extractor_cqt", "deepnorm")}
-    with torch.device("meta"):
-        mert = HubertModel(hubert_config(safe))
-        vgg = build_vggish()
-    features = list(vgg.features)
-    blocks = sum(isinstance(m, torch.nn.MaxPool2d) for m in features)
-    convs = sum(isinstance(m, torch.nn.Conv2d) for m in features)
-    first_fc = vgg.embeddings[0]
-    return {
-        "mert.source": source,
-        "mert.sample_rate": int(config.get("sample_rate", mert_preprocessor()["sampling_rate"])),
-        "mert.cqt": cqt,
-        "mert.front_end": f"{len(config['conv_dim'])} conv layers of "
-                          f"{config['conv_dim'][0]} channels on the raw waveform",
-        "mert.layers": int(config["num_hidden_layers"]),
-        "mert.dim": int(config["hidden_size"]),
-        "mert.params": int(sum(p.numel() for p in mert.parameters())),
-        "vggish.source": "torchvggish's network (make_layers) and vggish_params",
-        "vggish.sample_rate": int(vggish_params.SAMPLE_RATE),
-        "vggish.mel_bands": int(vggish_params.NUM_BANDS),
-        "vggish.frames": int(vggish_params.NUM_FRAMES),
-        "vggish.blocks": int(blocks),
-        "vggish.convs": int(convs),
-        "vggish.fc_in": int(first_fc.in_features),
-        "vggish.pca": (int(vggish_params.EMBEDDING_SIZE), int(vggish_params.EMBEDDING_SIZE)),
-        "vggish.dim": int(vgg.embeddings[-1].out_features
-                          if hasattr(vgg.embeddings[-1], "out_features")
-                          else vggish_params.EMBEDDING_SIZE),
-        "vggish.params": int(sum(p.numel() for p in vgg.parameters())),
-    }
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -451,120 +396,8 @@ def claims_frame(claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
     return pd.DataFrame([asdict(c) for c in claims]).set_index("id")
 
 
-# ----------------------------------------------------------------------------- from a run
-
-def _mert_label(metadata: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """The run's MERT-v1-330M (1024-d); else a fixture MERT (its figures are labelled and
-    decide nothing); MERT-v1-95M is another model and is not used for 330M claims."""
-    for label, meta in metadata.items():
-        if meta.get("extractor") == "mert" and meta.get("hidden_size") == 1024:
-            return label
-    for label, meta in metadata.items():
-        if meta.get("extractor") == "mert" and meta.get("weights_kind") != "pretrained":
-            return label
-    return None
-
-
-def _vggish_label(metadata: Mapping[str, Mapping[str, Any]]) -> str | None:
-    return next((label for label, m in metadata.items() if m.get("extractor") == "vggish"),
-                None)
-
-
-def _ci(result) -> tuple:
-    m = result.metrics.set_index("metric").loc["accuracy"]
-    return (float(m["value"]), float(m["ci_low"]), float(m["ci_high"]), int(result.n_tracks))
-
-
-def _results_csv(path: Path, labels: Mapping[str, str]) -> dict[str, tuple]:
-    """Accuracy figures from a run's ``results.csv`` (when another step wrote one)."""
-    table = pd.read_csv(path)
-    out = {}
-    acc = table[table["metric"].astype(str).str.lower() == "accuracy"]
-    for key, label in labels.items():
-        hit = acc[acc["system"].astype(str) == label]
-        if len(hit):
-            r = hit.iloc[0]
-            out[key] = (float(r["value"]), float(r["ci_low"]), float(r["ci_high"]),
-                        int(r["n_tracks"]))
-    return out
-
-
-def evidence_from_study(study, *, compute: Mapping[str, Any] | None = None,
-                        run_record: str | None = None, seed: int = 0, n_splits: int = 5,
-                        n_boot: int = 1000) -> Evidence:
-    """Gather the audit's evidence for a run: architecture facts (the real 330M config when
-    its snapshot is on this machine), 07's compute rows, per-track statistics (last layer)
-    and the accuracy of MERT, VGGish, their concatenation and their paired difference on the
-    run's tracks (from ``results.csv`` beside the run record when present, else computed
-    here with :func:`mtbc.study.compare.compare_systems`)."""
-    import numpy as np
-
-    from mtbc.cache.store import load_embeddings
-    from mtbc.stats import descriptive as stats
-    from mtbc.study.common import system_name
-    from mtbc.study.compare import compare_systems
-
-    meta = study.metadata()
-    mert, vgg = _mert_label(meta), _vggish_label(meta)
-    config, source = None, None
-    if mert is not None and meta[mert].get("hidden_size") == 1024 \
-            and meta[mert].get("weights_kind") == "pretrained":
-        ext = study.models[mert]
-        config = ext.config
-        source = f"config.json of {ext.snapshot.model_id} @ {ext.snapshot.commit[:12]}"
-    ev = Evidence(facts=architecture_facts(config, source), collection=study.collection.source,
-                  compute=list((compute or {}).get("rows", [])),
-                  repo_root=Path(__file__).resolve().parents[2])
-    labels = {k: v for k, v in (("mert", mert), ("vggish", vgg)) if v is not None}
-    for key, label in labels.items():
-        ev.weights[key] = meta[label].get("weights_kind", "unknown")
-        ext = study.models[label]
-        tracks, X = load_embeddings(study.tracks, study.store, ext.fingerprint)
-        if not len(tracks):
-            continue
-        last = X.shape[1] - 1
-        _, (segments, index) = load_embeddings(tracks, study.store, ext.fingerprint,
-                                               layers=[last], reduce=None)
-        ev.stats[key] = stats.track_stats(segments, index, tracks, model=label, layer=0)
-    if not labels:
-        return ev
-    csv = Path(run_record).parent / "results.csv" if run_record else None
-    names = {key: system_name(label, "linear") for key, label in labels.items()}
-    if len(labels) == 2:
-        names["ensemble"] = system_name(f"concat({mert} + {vgg})", "linear")
-    if csv is not None and csv.is_file():
-        try:
-            ev.accuracy.update(_results_csv(csv, names))
-        except (KeyError, ValueError):
-            pass
-    if not all(k in ev.accuracy for k in names):
-        from mtbc.study.common import Study
-
-        sub = Study(study.collection, study.store, {v: study.models[v] for v in labels.values()})
-        comp = compare_systems(sub, ensembles=[list(labels.values())] if len(labels) == 2
-                               else [], seed=seed, n_splits=n_splits, n_boot=n_boot)
-        by_name = {r.name: r for r in comp.systems}
-        for key, name in names.items():
-            if name in by_name:
-                ev.accuracy[key] = _ci(by_name[name])
-        if len(labels) == 2 and names["mert"] in by_name and names["vggish"] in by_name:
-            a, b = by_name[names["mert"]].predictions, by_name[names["vggish"]].predictions
-            joined = a.join(b, lsuffix="_m", rsuffix="_v", how="inner")
-            diff = ((joined["predicted_m"] == joined["label_m"]).astype(float)
-                    - (joined["predicted_v"] == joined["label_v"]).astype(float)).to_numpy()
-            from mtbc.stats import bootstrap_mean_ci
-
-            groups = joined["group_m"].to_numpy() if "group_m" in joined else None
-            low, high = bootstrap_mean_ci(diff, groups=groups, n_boot=n_boot, seed=seed)
-            ev.accuracy["margin"] = (float(np.mean(diff)), float(low), float(high), len(diff))
-    return ev
-
-
 def claims_summary(table: pd.DataFrame) -> str:
     """One sentence: how many claims were confirmed, contradicted, not testable."""
     n = verdict_counts(table)
     return (f"{len(table)} claims: {n[CONFIRMED]} confirmed, {n[CONTRADICTED]} contradicted, "
             f"{n[NOT_TESTABLE]} not testable here.")
-
-
-
