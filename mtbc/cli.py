@@ -194,15 +194,18 @@ def cmd_cache(args) -> int:
     if args.remove and not args.verify:
         raise UsageError("--remove needs --verify (it removes the entries --verify lists)")
     if args.verify:
-        bad = store.verify()
-        _print_table(bad[["path", "problem"]], f"{store.root}: {len(bad)} bad entries")
-        if args.remove:
-            for path in bad["path"]:
-                Path(path).unlink(missing_ok=True)
-            removed = store.remove_stale_temp()
+        if args.remove:  # refuses (nothing removed) a folder that is not an mtbc cache
+            bad, removed = store.remove_bad()
+            _print_table(bad[["path", "problem"]], f"{store.root}: {len(bad)} bad entries")
             print(f"removed {len(bad)} bad entries and {len(removed)} stale temp files; "
                   f"`mtbc extract` recomputes them")
-        return 1 if len(bad) and not args.remove else 0
+            return 0
+        if not store.is_cache():
+            raise UsageError(f"{store.root} is not an mtbc cache: nothing to verify; give the "
+                             f"cache folder (--cache or MTBC_CACHE)")
+        bad = store.verify()
+        _print_table(bad[["path", "problem"]], f"{store.root}: {len(bad)} bad entries")
+        return 1 if len(bad) else 0
     listing = store.list()
     if not len(listing):
         print(f"{store.root}: empty")
@@ -402,11 +405,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from mtbc.data.audio import AudioError
     from mtbc.data.collection import CollectionError
     from mtbc.extractors import ExtractorConfigError, ModelLoadError, WeightsUnavailableError
+    from mtbc.cache.store import NotACacheError
+    from mtbc.files import StorageError
     from mtbc.reports.params import ParamsError
 
     return (UsageError, CollectionError, AudioError, WeightsUnavailableError, ModelLoadError,
             ExtractorConfigError, ParamsError, FileNotFoundError, NotADirectoryError,
-            PermissionError)
+            PermissionError, StorageError, NotACacheError)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -8,10 +8,75 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
 from pathlib import Path
+
+#: errno values that are the machine's fault, not the file's: answered by :class:`StorageError`.
+STORAGE_ERRNOS = {errno.EROFS: "the file system is read-only",
+                  errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+                  errno.ENOSPC: "no space left on device",
+                  errno.EDQUOT: "disk quota exceeded", errno.ENOENT: "cannot create it there",
+                  errno.ENOTDIR: "a part of the path is not a folder",
+                  errno.EEXIST: "a file is in the way"}
+
+
+class StorageError(OSError):
+    """A folder mtbc cannot write to (read-only, no permission, full disk).
+
+    One line naming the folder, what the OS said and how to fix it; ``folder`` is the folder,
+    ``errno`` the OS's error number and ``need`` the bytes still to write, when known.
+    """
+
+    def __init__(self, folder: str | os.PathLike, err: int, *, need: int | None = None,
+                 hint: str = "", what: str = ""):
+        self.folder, self.need, self.hint, self.what = Path(folder), need, hint, what
+        super().__init__(err, STORAGE_ERRNOS.get(err) or os.strerror(err))
+
+    def with_hint(self, hint: str, *, need: int | None = None) -> StorageError:
+        """The same error with a fix (and the bytes still needed) appended."""
+        return StorageError(self.folder, self.errno, need=need if need is not None else self.need,
+                            hint=hint, what=self.what)
+
+    def __str__(self) -> str:
+        text = f"{self.folder}: cannot write {self.what or 'here'} ({self.strerror})"
+        if self.errno in (errno.ENOSPC, errno.EDQUOT):
+            text += "; stopped, nothing half-written was kept"
+            if self.need:
+                text += f"; the rest needs about {_size(self.need)} more"
+            text += "; free space there"
+        if self.hint:
+            text += f"; {self.hint}" if self.errno not in (errno.ENOSPC, errno.EDQUOT) \
+                else f" or {self.hint}"
+        return text
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"
+
+
+_CREATE_ONLY = {errno.ENOENT, errno.ENOTDIR, errno.EEXIST}
+
+
+def storage_error(exc: OSError, folder: str | os.PathLike, *,
+                  creating: bool = False) -> StorageError | None:
+    """``exc`` as a :class:`StorageError` on ``folder`` when it is the machine's fault (see
+    :data:`STORAGE_ERRNOS`; a short write, as numpy reports a full disk, counts as ENOSPC;
+    missing path parts count only while ``creating`` the folder or file); else ``None``."""
+    if isinstance(exc, StorageError):
+        return exc
+    err = exc.errno
+    if err is None and "requested and" in str(exc) and "written" in str(exc):
+        err = errno.ENOSPC  # numpy's tofile: "N requested and M written"
+    if err not in STORAGE_ERRNOS or (err in _CREATE_ONLY and not creating):
+        return None
+    return StorageError(folder, err)
 
 
 def content_hash(path: str | os.PathLike, *, chunk_size: int = 1 << 20) -> str:
@@ -43,10 +108,15 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     A reader never sees a half-written file; a killed writer leaves only a hidden
     ``.<name>.*.tmp`` file, which no reader opens. The file gets the mode a plain ``open``
     would give it (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``.
+    A folder that cannot be written (read-only, no permission, full disk) raises
+    :class:`StorageError` naming it, with no temp file left behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise (storage_error(exc, path.parent, creating=True) or exc) from None
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
@@ -54,6 +124,8 @@ def atomic_write(path: str | os.PathLike, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and (fault := storage_error(exc, path.parent)):
+            raise fault from None
         raise
