@@ -402,16 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from mtbc.cache.store import NotACacheError
     from mtbc.data.audio import AudioError
     from mtbc.data.collection import CollectionError
     from mtbc.extractors import ExtractorConfigError, ModelLoadError, WeightsUnavailableError
-    from mtbc.cache.store import NotACacheError
     from mtbc.files import StorageError
+    from mtbc.reports.folder import ReportFolderError
     from mtbc.reports.params import ParamsError
 
     return (UsageError, CollectionError, AudioError, WeightsUnavailableError, ModelLoadError,
             ExtractorConfigError, ParamsError, FileNotFoundError, NotADirectoryError,
-            PermissionError, StorageError, NotACacheError)
+            PermissionError, StorageError, NotACacheError, ReportFolderError)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -95,3 +95,92 @@ def test_info_json_is_not_rewritten_when_unchanged(tmp_path, monkeypatch):
     with pytest.raises(AssertionError):
         store.write_info("fp-1", {"model": "other"})
     assert json.loads(info.read_text())["model"] == "m"
+
+
+# ------------------------------------------------------------------------- report folders
+
+
+def _fake_notebooks(monkeypatch, tmp_path, text="page"):
+    """Notebooks that 'run' instantly: each writes its .ipynb and .html (no kernel)."""
+    import mtbc.reports.execute as ex
+    from mtbc.reports.html import ReportInfo
+
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir(exist_ok=True)
+    (nbdir / "01_a.ipynb").write_text("{}")
+
+    def fake(notebooks, *, params, out_dir, **kwargs):
+        out = []
+        for nb in notebooks:
+            (out_dir / f"{nb.stem}.ipynb").write_text("{}")
+            (out_dir / f"{nb.stem}.html").write_text(text)
+            out.append(ReportInfo(nb.stem, nb, out_dir / f"{nb.stem}.ipynb",
+                                  out_dir / f"{nb.stem}.html"))
+        return out
+
+    monkeypatch.setattr(ex, "execute_notebooks", fake)
+    return nbdir
+
+
+def test_a_rerun_keeps_the_users_files_in_the_report_folder(tmp_path, monkeypatch):
+    from mtbc.reports.execute import run_reports
+
+    nbdir = _fake_notebooks(monkeypatch, tmp_path)
+    root = tmp_path / "reports"
+    run_reports({"run": "r"}, notebooks_dir=nbdir, reports_root=root, progress=False)
+    (root / "r" / "notes.txt").write_text("my notes")
+    (root / "r" / "mine").mkdir()
+    (root / "r" / "mine" / "fig.png").write_bytes(b"\x89PNG user")
+    user = {k: v for k, v in tree_checksums(root / "r").items()
+            if k in ("notes.txt", "mine/fig.png")}
+    _fake_notebooks(monkeypatch, tmp_path, text="new page")
+    run_reports({"run": "r"}, notebooks_dir=nbdir, reports_root=root, progress=False)
+    after = tree_checksums(root / "r")
+    assert {k: after.get(k) for k in user} == user
+    assert (root / "r" / "01_a.html").read_text() == "new page"
+    assert sorted(p.name for p in root.iterdir()) == ["r"]  # no temp folder left
+
+
+def test_a_users_file_in_the_way_of_the_run_is_refused_naming_it(tmp_path, monkeypatch,
+                                                                  capsys):
+    from mtbc.reports.execute import run_reports
+    from mtbc.reports.folder import ReportFolderError
+
+    nbdir = _fake_notebooks(monkeypatch, tmp_path)
+    root = tmp_path / "reports"
+    run_reports({"run": "r"}, notebooks_dir=nbdir, reports_root=root, progress=False)
+    (root / "r" / "01_a.html").write_text("edited by the user")  # no longer mtbc's bytes
+    before = tree_checksums(root / "r")
+    with pytest.raises(ReportFolderError, match="'01_a.html'.*did not write"):
+        run_reports({"run": "r"}, notebooks_dir=nbdir, reports_root=root, progress=False)
+    assert tree_checksums(root / "r") == before
+    assert sorted(p.name for p in root.iterdir()) == ["r"]
+
+
+def test_a_folder_mtbc_did_not_make_is_never_replaced(tmp_path, monkeypatch):
+    from mtbc.reports.execute import run_reports
+    from mtbc.reports.folder import ReportFolderError
+
+    nbdir = _fake_notebooks(monkeypatch, tmp_path)
+    root = tmp_path / "reports"
+    (root / "r").mkdir(parents=True)
+    (root / "r" / "index.html").write_text("the user's own site")
+    (root / "r" / "data.csv").write_text("a,b\n1,2\n")
+    before = tree_checksums(root / "r")
+    with pytest.raises(ReportFolderError, match="index.html"):
+        run_reports({"run": "r"}, notebooks_dir=nbdir, reports_root=root, progress=False)
+    assert tree_checksums(root / "r") == before
+    (root / "r" / "index.html").unlink()
+    run_reports({"run": "r"}, notebooks_dir=nbdir, reports_root=root, progress=False)
+    assert (root / "r" / "data.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_a_swap_cut_short_is_restored_not_deleted(tmp_path):
+    from mtbc.reports.folder import remove_stale
+
+    final = tmp_path / "reports" / "r"
+    old = tmp_path / "reports" / ".r.old-abc"
+    old.mkdir(parents=True)
+    (old / "notes.txt").write_text("my notes")  # killed between the two renames
+    remove_stale(final)
+    assert (final / "notes.txt").read_text() == "my notes" and not old.exists()

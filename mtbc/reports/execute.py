@@ -29,6 +29,7 @@ from mtbc import __version__, config
 from mtbc.files import current_umask
 from mtbc.reports.audit import PREDICTIONS, RESULTS
 from mtbc.reports.display import read_back
+from mtbc.reports.folder import RUN_FILES, check_clashes, remove_stale, swap_in
 from mtbc.reports.html import IndexPage, ReportInfo, notebook_to_html, write_index
 from mtbc.reports.params import (
     ParamsError,
@@ -245,6 +246,9 @@ def run_reports(params: str | os.PathLike | Mapping[str, Any], *,
     the run ends: after a failing notebook the folder holds this run's pages only, the
     failure marked on the index; after any other error (or a kill) the previous run's
     folder is left untouched and the partial one removed (at the latest by the next run).
+    Files in ``<run>/`` that mtbc did not write are carried over into the new folder; one
+    whose name the run writes is refused before any notebook runs
+    (:mod:`mtbc.reports.folder`).
 
     Returns the path of ``index.html``.
     """
@@ -256,7 +260,9 @@ def run_reports(params: str | os.PathLike | Mapping[str, Any], *,
     final_dir = Path(reports_root if reports_root is not None else config.reports_dir()) / p["run"]
     notebooks = find_notebooks(notebooks_dir, p["notebooks"])
     final_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(final_dir)
+    remove_stale(final_dir)
+    check_clashes(final_dir, [*RUN_FILES, *(f"{nb.stem}{ext}" for nb in notebooks
+                                            for ext in (".ipynb", ".html"))])
     # Everything is written into a fresh folder, swapped in when the run ends: a failed or
     # killed run never leaves old pages beside new ones.
     out_dir = Path(tempfile.mkdtemp(prefix=f".{p['run']}.new-", dir=final_dir.parent))
@@ -269,25 +275,6 @@ def run_reports(params: str | os.PathLike | Mapping[str, Any], *,
     finally:
         if out_dir.exists():
             shutil.rmtree(out_dir, ignore_errors=True)
-
-
-def _remove_stale(final_dir: Path) -> None:
-    """Folders left by killed runs (``.<run>.new-*``, ``.<run>.old-*``)."""
-    for pattern in (f".{final_dir.name}.new-*", f".{final_dir.name}.old-*"):
-        for stale in final_dir.parent.glob(pattern):
-            shutil.rmtree(stale, ignore_errors=True)
-
-
-def _swap_in(out_dir: Path, final_dir: Path) -> None:
-    """Replace ``final_dir`` by ``out_dir`` (two renames; the old folder is then deleted)."""
-    old = None
-    if final_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.old-", dir=final_dir.parent))
-        os.rmdir(old)
-        os.replace(final_dir, old)
-    os.replace(out_dir, final_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _moved(path: Path | None, out_dir: Path, final_dir: Path) -> Path | None:
@@ -337,7 +324,7 @@ def _run_into(p, params_file, notebooks, notebooks_dir, out_dir: Path, final_dir
         info["status"] = f"FAILED: {exc.notebook.stem} ({exc.where()})"
         page.links = audit_links(out_dir)
         write_index(out_dir, [*exc.completed, exc.report], page=page)
-        _swap_in(out_dir, final_dir)  # this run's pages only, the failure marked
+        swap_in(out_dir, final_dir)  # this run's pages only, the failure marked
         exc.executed = _moved(exc.executed, out_dir, final_dir)
         exc.html = _moved(exc.html, out_dir, final_dir)
         for r in [*exc.completed, exc.report]:
@@ -349,7 +336,7 @@ def _run_into(p, params_file, notebooks, notebooks_dir, out_dir: Path, final_dir
     info["status"] = "all notebooks ran"
     page.links = audit_links(out_dir)
     write_index(out_dir, reports, page=page)
-    _swap_in(out_dir, final_dir)
+    swap_in(out_dir, final_dir)
     return final_dir / "index.html"
 
 
