@@ -184,3 +184,57 @@ def test_a_swap_cut_short_is_restored_not_deleted(tmp_path):
     (old / "notes.txt").write_text("my notes")  # killed between the two renames
     remove_stale(final)
     assert (final / "notes.txt").read_text() == "my notes" and not old.exists()
+
+
+# ------------------------------------------------------------------------- demo folder
+
+
+def _demo_folder(out):
+    (out / "bach").mkdir(parents=True)
+    mine = {"notes.txt": b"my notes", "bach/bach_01.wav": b"my own recording (not a WAV)"}
+    for rel, data in mine.items():
+        (out / rel).write_bytes(data)
+    return mine
+
+
+@pytest.mark.parametrize("record", [
+    {"x": "0" * 64},  # a stray record naming nothing here
+    "edited",  # an edited record naming the user's files with their true checksums
+    {"notes.txt": ["not a checksum"]},
+])
+def test_a_stray_or_edited_demo_record_neither_deletes_nor_overwrites(tmp_path, record,
+                                                                       capsys):
+    import hashlib
+
+    from mtbc.cli import main
+    from mtbc.data import demo
+
+    out = tmp_path / "mine"
+    mine = _demo_folder(out)
+    if record == "edited":
+        record = {rel: hashlib.sha256(data).hexdigest() for rel, data in mine.items()}
+    (out / demo.OWNED_RECORD).write_text(json.dumps(record))
+    before = tree_checksums(out)
+    assert main(["demo", "--out", str(out), "--per-class", "1", "--seconds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "not made by `mtbc demo`" in err and str(out) in err
+    assert tree_checksums(out) == before
+
+
+def test_a_demo_record_is_trusted_only_for_generated_paths_with_matching_bytes(tmp_path):
+    import hashlib
+
+    from mtbc.data import demo
+
+    out = tmp_path / "d"
+    mine = _demo_folder(out)
+    wav = b"RIFF\x00\x00\x00\x00WAVEfmt "
+    (out / "bach" / "bach_02.wav").write_bytes(wav)
+    record = {rel: hashlib.sha256(data).hexdigest() for rel, data in mine.items()}
+    record["bach/bach_02.wav"] = hashlib.sha256(wav).hexdigest()
+    record["manifest.csv"] = "f" * 64  # absent: harmless
+    (out / demo.OWNED_RECORD).write_text(json.dumps(record))
+    assert demo._owned(out) == {"bach/bach_02.wav": record["bach/bach_02.wav"],
+                                "manifest.csv": "f" * 64}
+    (out / "bach" / "bach_02.wav").write_bytes(wav + b"changed")
+    assert "bach/bach_02.wav" not in demo._owned(out)
