@@ -259,6 +259,9 @@ def cmd_bench(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from mtbc.reports.params import load_params
+
+    load_params(args.params)  # a bad file is answered before the heavy imports below
     from mtbc.pipeline import run
 
     if not args.notebooks.is_dir():
