@@ -127,9 +127,19 @@ def cmd_fixtures(args) -> int:
     return 0
 
 
+def _writable_out(path: Path | None) -> None:
+    """Refuse an output file whose folder cannot take it, before any work."""
+    if path is not None:
+        from mtbc.files import check_writable
+
+        check_writable(path.parent if str(path.parent) else Path("."),
+                       hint=f"choose another --out than {path}")
+
+
 def cmd_scan(args) -> int:
     from mtbc.data.collection import load_collection
 
+    _writable_out(args.out)
     coll = load_collection(args.collection, kind=args.kind, min_duration=args.min_duration,
                            max_duration=args.max_duration)
     print(f"{coll.name} ({coll.source}): {len(coll)} tracks, {len(coll.skipped)} skipped")
@@ -144,7 +154,13 @@ def cmd_scan(args) -> int:
         _print_table(tags.reset_index(), "per tag:")
     _print_table(coll.skipped[["path", "reason"]], "skipped:")
     if args.out:
-        coll.tracks.to_csv(args.out, index=False)
+        from mtbc.files import StorageError, atomic_write
+
+        text = coll.tracks.to_csv(index=False).encode("utf-8", "surrogateescape")
+        try:
+            atomic_write(args.out, lambda f: f.write(text))
+        except StorageError as exc:
+            raise exc.with_hint(f"choose another --out than {args.out}") from None
         print(f"\ntracks table written to {args.out}")
     return 0
 

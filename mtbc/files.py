@@ -35,10 +35,13 @@ class StorageError(OSError):
         self.folder, self.need, self.hint, self.what = Path(folder), need, hint, what
         super().__init__(err, STORAGE_ERRNOS.get(err) or os.strerror(err))
 
-    def with_hint(self, hint: str, *, need: int | None = None) -> StorageError:
-        """The same error with a fix (and the bytes still needed) appended."""
-        return StorageError(self.folder, self.errno, need=need if need is not None else self.need,
-                            hint=hint, what=self.what)
+    def with_hint(self, hint: str, *, need: int | None = None,
+                  folder: str | os.PathLike | None = None) -> StorageError:
+        """The same error with a fix (and the bytes still needed, or the folder to name:
+        the cache rather than one of its subfolders) given."""
+        return StorageError(self.folder if folder is None else folder, self.errno,
+                            need=need if need is not None else self.need, hint=hint,
+                            what=self.what)
 
     def __str__(self) -> str:
         text = f"{self.folder}: cannot write {self.what or 'here'} ({self.strerror})"
@@ -100,6 +103,20 @@ def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def check_writable(folder: str | os.PathLike, *, hint: str = "") -> None:
+    """Raise :class:`StorageError` (with ``hint``) unless ``folder`` exists (or can be made)
+    and takes a file: probed by creating and removing a hidden temp file."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".mtbc-probe-", suffix=".tmp")
+    except OSError as exc:
+        fault = storage_error(exc, folder, creating=True)
+        raise (fault.with_hint(hint) if fault else exc) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:

@@ -36,6 +36,7 @@ from mtbc.data.audio import (
     stream_audio,
 )
 from mtbc.extractors import Extractor, ModelLoadError, WeightsUnavailableError
+from mtbc.files import StorageError
 
 FAILED_COLUMNS = ["track_id", "path", "reason"]
 
@@ -267,7 +268,12 @@ def extract_collection(
 
     def done(row, out, n_samples):
         try:
-            store.put(row["content_hash"], fp, _checked(extractor, out, row["path"]))
+            arr = _checked(extractor, out, row["path"])
+            store.put(row["content_hash"], fp, arr)
+        except StorageError as exc:  # the machine's fault, not the track's: stop the run
+            left = len(todo) - len(report.extracted) - len(failed)
+            bar.close()
+            raise exc.with_hint(exc.hint, need=left * (arr.size * 4 + 128)) from None
         except Exception as exc:  # noqa: BLE001 - a bad output is this track's
             fail(row, f"{extractor.name} failed: {_reason(exc)}")
         else:

@@ -74,7 +74,7 @@ class EmbeddingStore:
         try:
             atomic_write(path, write)
         except StorageError as exc:
-            raise exc.with_hint(_CACHE_HINT) from None
+            raise exc.with_hint(_CACHE_HINT, folder=self.root) from None
 
     def __repr__(self) -> str:
         return f"EmbeddingStore({str(self.root)!r})"
@@ -226,7 +226,7 @@ class EmbeddingStore:
         text = json.dumps(info, indent=2, sort_keys=True, default=str).encode()
         path = self.root / fingerprint / "info.json"
         try:
-            if path.read_bytes() == text and (self.root / MARKER).is_file():
+            if path.read_bytes() == text:
                 return
         except OSError:
             pass

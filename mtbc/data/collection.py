@@ -44,7 +44,7 @@ from mtbc.data.duplicates import CONFLICT_COLUMNS, DUPLICATE_COLUMNS, link_dupli
 from mtbc.data.mtat import find_mtat_root, from_mtat
 from mtbc.data.openmic import find_openmic_root, from_openmic
 from mtbc.data.tags import TAG_COLUMNS, as_tuples, complete_negatives, tag_summary
-from mtbc.files import atomic_write, content_hash
+from mtbc.files import StorageError, atomic_write, content_hash
 
 TRACK_COLUMNS = ["track_id", "path", "label", "artist", "split", "group"]
 SCAN_COLUMNS = ["content_hash", "duration", "sample_rate", "channels"]
@@ -387,7 +387,10 @@ def load_collection(spec: str | Path, *, kind: str = "auto", progress: bool = Tr
                 max_duration=max_duration)
     if cached is not None:
         text = coll.to_json().encode()
-        atomic_write(cached, lambda f: f.write(text))
+        try:
+            atomic_write(cached, lambda f: f.write(text))
+        except StorageError:
+            pass  # a read-only or full cache: the scan is only not reused next time
     return coll
 
 
