@@ -127,19 +127,12 @@ def cmd_fixtures(args) -> int:
     return 0
 
 
-def _writable_out(path: Path | None) -> None:
-    """Refuse an output file whose folder cannot take it, before any work."""
-    if path is not None:
-        from mtbc.files import check_writable
-
-        check_writable(path.parent if str(path.parent) else Path("."),
-                       hint=f"choose another --out than {path}")
-
-
 def cmd_scan(args) -> int:
     from mtbc.data.collection import load_collection
+    from mtbc.files import check_writable
 
-    _writable_out(args.out)
+    if args.out:  # an --out folder that cannot take the file is refused before any work
+        check_writable(args.out.parent, hint=f"choose another --out than {args.out}")
     coll = load_collection(args.collection, kind=args.kind, min_duration=args.min_duration,
                            max_duration=args.max_duration)
     print(f"{coll.name} ({coll.source}): {len(coll)} tracks, {len(coll.skipped)} skipped")
@@ -242,9 +235,7 @@ def cmd_predict(args) -> int:
     from mtbc.extractors import ExtractorConfigError
 
     options = _options(args.option)
-    paths = []
-    for p in map(Path, args.files):
-        paths += sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    paths = _predict_inputs(args.files)
     try:
         table = predict_files(args.model, paths, store=EmbeddingStore(args.cache),
                               extractor_options=options or None)
@@ -253,8 +244,30 @@ def cmd_predict(args) -> int:
     shown = table.drop(columns=["content_hash"], errors="ignore").round(3)
     if "error" in shown:
         shown["error"] = shown["error"].fillna("")
-    _print_table(shown.fillna("-"))
+    _print_table(shown.astype(object).fillna("-"))
+    failed = table["label"].isna()
+    for path, error in zip(table.loc[failed, "path"], table.loc[failed, "error"], strict=True):
+        print(f"mtbc predict: {path}: {' '.join(str(error).split())}", file=sys.stderr)
+    if failed.all():
+        print(f"mtbc predict: error: no file could be predicted ({len(table)} failed, each "
+              f"named above)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _predict_inputs(files: list[str]) -> list[Path]:
+    """The files to predict: each file given, and every file under each folder given; a
+    missing input or an empty folder is refused, naming them all, before the model loads."""
+    paths, bad = [], []
+    for p in map(Path, files):
+        found = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+        paths += found
+        if not found or not (p.exists() or p.is_symlink()):
+            bad.append(f"{p} ({'an empty folder' if found == [] else 'no such file or folder'})")
+    if bad:
+        raise UsageError(f"nothing to predict in {', '.join(bad)}; give audio files or "
+                         f"folders that hold them")
+    return paths
 
 
 def cmd_bench(args) -> int:

@@ -16,6 +16,7 @@ audio ahead of the model (not a number of tracks), and a file longer than
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -100,7 +101,7 @@ def _header_seconds(path: str | Path) -> float:
     """Duration the header announces (0 when unknown; validation happens when decoding)."""
     check_file(path)
     try:
-        return float(sf.info(str(path)).duration)
+        return float(sf.info(os.fsencode(path)).duration)
     except Exception:  # noqa: BLE001 - the decoder will say what is wrong
         return 0.0
 
