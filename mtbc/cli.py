@@ -479,6 +479,13 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, _user_errors()):
             print(f"mtbc {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 2
+        from mtbc.files import storage_error
+
+        fault = isinstance(exc, OSError) and storage_error(exc, Path(exc.filename or ".").parent)
+        if fault:  # the machine's fault met outside mtbc's own writers: still one line
+            print(f"mtbc {args.command}: error: {exc.filename or 'a file'}: "
+                  f"{fault.strerror}", file=sys.stderr)
+            return 2
         if isinstance(exc, NotebookFailed):
             print(f"mtbc {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 1

@@ -170,3 +170,19 @@ def test_a_read_only_reports_folder(tmp_path, unwritable):
     with pytest.raises(StorageError, match="reports: cannot write.*read-only.*MTBC_REPORTS"):
         run_reports({"run": "r"}, notebooks_dir=nbdir, reports_root=reports, progress=False)
     assert list(reports.iterdir()) == []
+
+
+def test_an_os_fault_raised_outside_mtbcs_writers_is_still_one_line(tmp_path, monkeypatch,
+                                                                    capsys):
+    import mtbc.cli
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.bin"))
+
+    monkeypatch.setattr(mtbc.cli, "cmd_scan", full)
+    parser = mtbc.cli.build_parser()
+    monkeypatch.setattr(mtbc.cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["scan"].set_defaults(func=full)
+    assert main(["scan", str(tmp_path)]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"{tmp_path / 'x.bin'}: no space left on device" in line
