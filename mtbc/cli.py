@@ -9,6 +9,9 @@ from pathlib import Path
 
 import yaml
 
+#: ``mtbc.data.collection.KINDS`` (a test checks): the parser needs no audio stack.
+COLLECTION_KINDS = ("demo", "csv", "gtzan", "mtat", "openmic", "folder")
+
 
 class UsageError(ValueError):
     """A bad command-line value; the message names it and how to fix it."""
@@ -256,8 +259,7 @@ def cmd_predict(args) -> int:
 
 
 def _predict_inputs(files: list[str]) -> list[Path]:
-    """The files to predict: each file given, and every file under each folder given; a
-    missing input or an empty folder is refused, naming them all, before the model loads."""
+    """Files given and files under folders given; refuses missing inputs and empty folders."""
     paths, bad = [], []
     for p in map(Path, files):
         found = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
@@ -317,8 +319,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command",
                                 parser_class=_Parser)
-    coll_help = "'demo', a CSV manifest, a GTZAN root or a folder of label folders"
-    kinds = ["auto", "demo", "csv", "gtzan", "folder"]
     max_help = "refuse files longer than this, on their header (s; default 3 h)"
 
     p = sub.add_parser("run", help="the whole study: corpus, embeddings, notebooks, HTML reports",
@@ -358,9 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     coll_help = ("'demo', a CSV manifest, a GTZAN, MagnaTagATune or OpenMIC-2018 root, or a "
                  "folder of label folders")
-    from mtbc.data.collection import KINDS
-
-    kinds = ["auto", *KINDS]
+    kinds = ["auto", *COLLECTION_KINDS]
     p = sub.add_parser("scan", help="check a collection: labels, durations, skipped files",
                        description="Decode every file once; list per-label counts and durations "
                                    "and the files skipped with their reasons.")
@@ -433,25 +431,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from mtbc.cache.store import NotACacheError
-    from mtbc.data.audio import AudioError
-    from mtbc.data.collection import CollectionError
-    from mtbc.extractors import ExtractorConfigError, ModelLoadError, WeightsUnavailableError
-    from mtbc.files import StorageError
-    from mtbc.reports.folder import ReportFolderError
-    from mtbc.reports.params import ParamsError
+#: mtbc's user errors by module (only a loaded module's can be raised: no import to answer).
+_USER_ERRORS = {"mtbc.cache.store": ("NotACacheError",), "mtbc.data.audio": ("AudioError",),
+                "mtbc.data.collection": ("CollectionError",), "mtbc.files": ("StorageError",),
+                "mtbc.extractors": ("ExtractorConfigError", "ModelLoadError",
+                                    "WeightsUnavailableError"),
+                "mtbc.reports.folder": ("ReportFolderError",),
+                "mtbc.reports.params": ("ParamsError",)}
 
-    return (UsageError, CollectionError, AudioError, WeightsUnavailableError, ModelLoadError,
-            ExtractorConfigError, ParamsError, FileNotFoundError, NotADirectoryError,
-            PermissionError, StorageError, NotACacheError, ReportFolderError)
+
+def _loaded(table: dict[str, tuple[str, ...]]) -> tuple[type[BaseException], ...]:
+    return tuple(getattr(sys.modules[m], n) for m, names in table.items()
+                 if m in sys.modules for n in names)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    return (UsageError, FileNotFoundError, NotADirectoryError, PermissionError,
+            *_loaded(_USER_ERRORS))
 
 
 def _one_line(exc: BaseException) -> str:
-    from mtbc.extractors import WeightsUnavailableError
-
     text = str(exc).strip() or type(exc).__name__
-    if isinstance(exc, WeightsUnavailableError) and "\n[" in text:
+    if type(exc).__name__ == "WeightsUnavailableError" and "\n[" in text:
         return text  # one line per missing model file, all named at once
     return " ".join(text.split())
 
@@ -474,8 +475,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one line, the traceback only with --debug
         if args.debug:
             traceback.print_exc()
-        from mtbc.reports.execute import NotebookFailed
-
         if isinstance(exc, _user_errors()):
             print(f"mtbc {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 2
@@ -483,10 +482,10 @@ def main(argv: list[str] | None = None) -> int:
 
         fault = isinstance(exc, OSError) and storage_error(exc, Path(exc.filename or ".").parent)
         if fault:  # the machine's fault met outside mtbc's own writers: still one line
-            print(f"mtbc {args.command}: error: {exc.filename or 'a file'}: "
-                  f"{fault.strerror}", file=sys.stderr)
+            print(f"mtbc {args.command}: error: {exc.filename or 'a file'}: {fault.strerror}",
+                  file=sys.stderr)
             return 2
-        if isinstance(exc, NotebookFailed):
+        if isinstance(exc, _loaded({"mtbc.reports.execute": ("NotebookFailed",)})):
             print(f"mtbc {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 1
         hint = "" if args.debug else " (run with --debug for the traceback)"

@@ -128,3 +128,23 @@ def test_cache_dir_must_be_a_writable_folder(tmp_path, monkeypatch):
     (tmp_path / "d").mkdir()
     with pytest.raises(ParamsError, match="cache_dir .*d: cannot write there"):
         validate_params({"run": "r", "cache_dir": str(tmp_path / "d")})
+
+
+def test_the_cli_knows_every_collection_kind():
+    from mtbc.cli import COLLECTION_KINDS
+    from mtbc.data.collection import KINDS
+
+    assert COLLECTION_KINDS == KINDS
+
+
+def test_a_bad_params_file_is_answered_without_the_audio_stack(tmp_path):
+    import subprocess
+    import sys
+
+    path = _write(tmp_path, _bomb().replace("a0:", "run: r\na0:", 1))
+    code = ("import sys; from mtbc.cli import main; rc = main(['run', '--params', sys.argv[1]]); "
+            "heavy = [m for m in ('scipy', 'librosa', 'torch', 'pandas') if m in sys.modules]; "
+            "print(rc, heavy)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert out.stdout.strip() == "2 []", out.stdout + out.stderr
