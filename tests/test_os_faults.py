@@ -186,3 +186,26 @@ def test_an_os_fault_raised_outside_mtbcs_writers_is_still_one_line(tmp_path, mo
     assert main(["scan", str(tmp_path)]) == 2
     line = _one_line(capsys.readouterr().err)
     assert f"{tmp_path / 'x.bin'}: no space left on device" in line
+
+
+def test_run_with_a_read_only_reports_folder_stops_before_any_work(tmp_path, unwritable,
+                                                                   monkeypatch, capsys):
+    import mtbc.pipeline
+
+    music = _music(tmp_path)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    params = tmp_path / "p.yaml"
+    params.write_text(f"run: r\ncollection: {music}\nextractors: {{mfcc: {{}}}}\n"
+                      f"cache_dir: {tmp_path / 'cache'}\nnotebooks: [01_load_data]\n")
+    monkeypatch.setenv("MTBC_REPORTS", str(reports))
+
+    def no_work(*a, **k):
+        raise AssertionError("extraction started")
+
+    monkeypatch.setattr(mtbc.pipeline, "prepare", no_work)
+    unwritable(reports)
+    repo = Path(__file__).resolve().parents[1]
+    assert main(["run", "--params", str(params), "--notebooks", str(repo / "notebooks")]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert str(reports) in line and "read-only" in line and "MTBC_REPORTS" in line

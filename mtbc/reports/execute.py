@@ -29,7 +29,7 @@ from mtbc import __version__, config
 from mtbc.files import current_umask, storage_error
 from mtbc.reports.audit import PREDICTIONS, RESULTS
 from mtbc.reports.display import read_back
-from mtbc.reports.folder import RUN_FILES, check_clashes, remove_stale, swap_in
+from mtbc.reports.folder import REPORTS_HINT, check_folder, remove_stale, swap_in
 from mtbc.reports.html import IndexPage, ReportInfo, notebook_to_html, write_index
 from mtbc.reports.params import (
     ParamsError,
@@ -42,7 +42,6 @@ from mtbc.reports.params import (
 from mtbc.reports.record import RunRecord, write_record
 
 _INJECTED_TAG = "injected-parameters"
-_REPORTS_HINT = "give a writable reports folder with MTBC_REPORTS (or MTBC_HOME)"
 _ERROR_TAG = "papermill-error-cell-tag"
 
 
@@ -260,21 +259,15 @@ def run_reports(params: str | os.PathLike | Mapping[str, Any], *,
         p, params_file = load_params(params), str(params)
     final_dir = Path(reports_root if reports_root is not None else config.reports_dir()) / p["run"]
     notebooks = find_notebooks(notebooks_dir, p["notebooks"])
-    try:
-        final_dir.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        fault = storage_error(exc, final_dir.parent, creating=True)
-        raise (fault.with_hint(_REPORTS_HINT) if fault else exc) from None
+    check_folder(final_dir, notebooks)  # writable, and no file of the user's in the way
     remove_stale(final_dir)
-    check_clashes(final_dir, [*RUN_FILES, *(f"{nb.stem}{ext}" for nb in notebooks
-                                            for ext in (".ipynb", ".html"))])
     # Everything is written into a fresh folder, swapped in when the run ends: a failed or
     # killed run never leaves old pages beside new ones.
     try:
         out_dir = Path(tempfile.mkdtemp(prefix=f".{p['run']}.new-", dir=final_dir.parent))
     except OSError as exc:
         fault = storage_error(exc, final_dir.parent, creating=True)
-        raise (fault.with_hint(_REPORTS_HINT) if fault else exc) from None
+        raise (fault.with_hint(REPORTS_HINT) if fault else exc) from None
     os.chmod(out_dir, 0o777 & ~current_umask())
     try:
         return _run_into(p, params_file, notebooks, notebooks_dir, out_dir, final_dir,
@@ -285,7 +278,7 @@ def run_reports(params: str | os.PathLike | Mapping[str, Any], *,
         fault = storage_error(exc, final_dir.parent)
         if fault is None:
             raise
-        raise fault.with_hint(_REPORTS_HINT) from None
+        raise fault.with_hint(REPORTS_HINT) from None
     finally:
         if out_dir.exists():
             shutil.rmtree(out_dir, ignore_errors=True)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 #: The record of every file a run wrote into its folder (relative path -> sha256).
 RECORD = ".mtbc-report.json"
+#: How to fix a reports folder that cannot be written.
+REPORTS_HINT = "give a writable reports folder with MTBC_REPORTS (or MTBC_HOME)"
 #: Names every run writes at the top of its folder (besides ``<notebook>.ipynb/.html``).
 RUN_FILES = ("index.html", "params.yaml", "run.json", "results.csv", "predictions.csv")
 
@@ -92,6 +94,16 @@ def check_clashes(folder: Path, names: Iterable[str]) -> None:
     clash = [rel for rel in foreign_files(folder) if rel in names]
     if clash:
         raise _refuse(folder, clash)
+
+
+def check_folder(final_dir: Path, notebooks: Iterable[Path]) -> None:
+    """Before any work: the reports folder must take files (:class:`StorageError` naming it
+    otherwise), and no file mtbc did not write may have a name the run writes."""
+    from mtbc.files import check_writable
+
+    check_writable(final_dir.parent, hint=REPORTS_HINT)
+    check_clashes(final_dir, [*RUN_FILES, *(f"{Path(nb).stem}{ext}" for nb in notebooks
+                                            for ext in (".ipynb", ".html"))])
 
 
 def swap_in(out_dir: Path, final_dir: Path) -> None:
