@@ -148,3 +148,13 @@ def test_a_bad_params_file_is_answered_without_the_audio_stack(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
                          text=True, timeout=120, check=False)
     assert out.stdout.strip() == "2 []", out.stdout + out.stderr
+
+
+def test_a_fifo_or_device_is_refused_without_blocking(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.yaml")
+    with pytest.raises(ParamsError, match="not a regular file"):
+        load_params(tmp_path / "fifo.yaml")
+    with pytest.raises(ParamsError, match="not a regular file"):
+        load_params("/dev/zero")

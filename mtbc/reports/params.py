@@ -131,6 +131,8 @@ def load_params(path: str | os.PathLike) -> dict[str, Any]:
 
     path = Path(path)
     try:
+        if not path.is_dir() and path.exists() and not path.is_file():  # FIFO, device: may block
+            raise ParamsError(f"{path}: not a regular file; give a YAML parameter file")
         with open(path, "rb") as f:
             data = f.read(MAX_PARAMS_BYTES + 1)
         if len(data) > MAX_PARAMS_BYTES:
