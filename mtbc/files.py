@@ -4,6 +4,8 @@
   checksum of model weights and soundfonts).
 - :func:`atomic_write`: write a temp file beside the target, fsync, rename; a reader never sees
   a half-written file and a killed writer leaves only a hidden ``.<name>.*.tmp`` file.
+- :class:`StorageError`: a folder that cannot be written (read-only, no permission, full
+  disk), raised by :func:`atomic_write` and :func:`check_writable` as one line naming it.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ class StorageError(OSError):
     """
 
     def __init__(self, folder: str | os.PathLike, err: int, *, need: int | None = None,
-                 hint: str = "", what: str = ""):
-        self.folder, self.need, self.hint, self.what = Path(folder), need, hint, what
+                 hint: str = ""):
+        self.folder, self.need, self.hint = Path(folder), need, hint
         super().__init__(err, STORAGE_ERRNOS.get(err) or os.strerror(err))
 
     def with_hint(self, hint: str, *, need: int | None = None,
@@ -40,11 +42,10 @@ class StorageError(OSError):
         """The same error with a fix (and the bytes still needed, or the folder to name:
         the cache rather than one of its subfolders) given."""
         return StorageError(self.folder if folder is None else folder, self.errno,
-                            need=need if need is not None else self.need, hint=hint,
-                            what=self.what)
+                            need=need if need is not None else self.need, hint=hint)
 
     def __str__(self) -> str:
-        text = f"{self.folder}: cannot write {self.what or 'here'} ({self.strerror})"
+        text = f"{self.folder}: cannot write here ({self.strerror})"
         if self.errno in (errno.ENOSPC, errno.EDQUOT):
             text += "; stopped, nothing half-written was kept"
             if self.need:
@@ -56,12 +57,14 @@ class StorageError(OSError):
         return text
 
 
-def _size(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+def _size(n: float) -> str:
+    if n < 1024:
+        return f"{n:.0f} bytes"
+    for unit in ("KiB", "MiB", "GiB"):
         n /= 1024
-    return f"{n} bytes"
+        if n < 1024 or unit == "GiB":
+            break
+    return f"{n:.1f} {unit}"
 
 
 _CREATE_ONLY = {errno.ENOENT, errno.ENOTDIR, errno.EEXIST}
