@@ -9,6 +9,9 @@ from pathlib import Path
 
 import yaml
 
+#: ``mtbc.data.collection.KINDS`` (a test checks): the parser needs no audio stack.
+COLLECTION_KINDS = ("demo", "csv", "gtzan", "mtat", "openmic", "folder")
+
 
 class UsageError(ValueError):
     """A bad command-line value; the message names it and how to fix it."""
@@ -129,7 +132,10 @@ def cmd_fixtures(args) -> int:
 
 def cmd_scan(args) -> int:
     from mtbc.data.collection import load_collection
+    from mtbc.files import check_writable
 
+    if args.out:  # an --out folder that cannot take the file is refused before any work
+        check_writable(args.out.parent, hint=f"choose another --out than {args.out}")
     coll = load_collection(args.collection, kind=args.kind, min_duration=args.min_duration,
                            max_duration=args.max_duration)
     print(f"{coll.name} ({coll.source}): {len(coll)} tracks, {len(coll.skipped)} skipped")
@@ -144,7 +150,13 @@ def cmd_scan(args) -> int:
         _print_table(tags.reset_index(), "per tag:")
     _print_table(coll.skipped[["path", "reason"]], "skipped:")
     if args.out:
-        coll.tracks.to_csv(args.out, index=False)
+        from mtbc.files import StorageError, atomic_write
+
+        text = coll.tracks.to_csv(index=False).encode("utf-8", "surrogateescape")
+        try:
+            atomic_write(args.out, lambda f: f.write(text))
+        except StorageError as exc:
+            raise exc.with_hint(f"choose another --out than {args.out}") from None
         print(f"\ntracks table written to {args.out}")
     return 0
 
@@ -194,15 +206,18 @@ def cmd_cache(args) -> int:
     if args.remove and not args.verify:
         raise UsageError("--remove needs --verify (it removes the entries --verify lists)")
     if args.verify:
-        bad = store.verify()
-        _print_table(bad[["path", "problem"]], f"{store.root}: {len(bad)} bad entries")
-        if args.remove:
-            for path in bad["path"]:
-                Path(path).unlink(missing_ok=True)
-            removed = store.remove_stale_temp()
+        if args.remove:  # refuses (nothing removed) a folder that is not an mtbc cache
+            bad, removed = store.remove_bad()
+            _print_table(bad[["path", "problem"]], f"{store.root}: {len(bad)} bad entries")
             print(f"removed {len(bad)} bad entries and {len(removed)} stale temp files; "
                   f"`mtbc extract` recomputes them")
-        return 1 if len(bad) and not args.remove else 0
+            return 0
+        if not store.is_cache():
+            raise UsageError(f"{store.root} is not an mtbc cache: nothing to verify; give the "
+                             f"cache folder (--cache or MTBC_CACHE)")
+        bad = store.verify()
+        _print_table(bad[["path", "problem"]], f"{store.root}: {len(bad)} bad entries")
+        return 1 if len(bad) else 0
     listing = store.list()
     if not len(listing):
         print(f"{store.root}: empty")
@@ -223,9 +238,7 @@ def cmd_predict(args) -> int:
     from mtbc.extractors import ExtractorConfigError
 
     options = _options(args.option)
-    paths = []
-    for p in map(Path, args.files):
-        paths += sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    paths = _predict_inputs(args.files)
     try:
         table = predict_files(args.model, paths, store=EmbeddingStore(args.cache),
                               extractor_options=options or None)
@@ -234,8 +247,29 @@ def cmd_predict(args) -> int:
     shown = table.drop(columns=["content_hash"], errors="ignore").round(3)
     if "error" in shown:
         shown["error"] = shown["error"].fillna("")
-    _print_table(shown.fillna("-"))
+    _print_table(shown.astype(object).fillna("-"))
+    failed = table["label"].isna()
+    for path, error in zip(table.loc[failed, "path"], table.loc[failed, "error"], strict=True):
+        print(f"mtbc predict: {path}: {' '.join(str(error).split())}", file=sys.stderr)
+    if failed.all():
+        print(f"mtbc predict: error: no file could be predicted ({len(table)} failed, each "
+              f"named above)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _predict_inputs(files: list[str]) -> list[Path]:
+    """Files given and files under folders given; refuses missing inputs and empty folders."""
+    paths, bad = [], []
+    for p in map(Path, files):
+        found = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+        paths += found
+        if not found or not (p.exists() or p.is_symlink()):
+            bad.append(f"{p} ({'an empty folder' if found == [] else 'no such file or folder'})")
+    if bad:
+        raise UsageError(f"nothing to predict in {', '.join(bad)}; give audio files or "
+                         f"folders that hold them")
+    return paths
 
 
 def cmd_bench(args) -> int:
@@ -257,6 +291,9 @@ def cmd_bench(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from mtbc.reports.params import load_params
+
+    load_params(args.params)  # a bad file is answered before the heavy imports below
     from mtbc.pipeline import run
 
     if not args.notebooks.is_dir():
@@ -283,8 +320,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command",
                                 parser_class=_Parser)
-    coll_help = "'demo', a CSV manifest, a GTZAN root or a folder of label folders"
-    kinds = ["auto", "demo", "csv", "gtzan", "folder"]
     max_help = "refuse files longer than this, on their header (s; default 3 h)"
 
     p = sub.add_parser("run", help="the whole study: corpus, embeddings, notebooks, HTML reports",
@@ -324,10 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     coll_help = ("'demo', a CSV manifest, a GTZAN, MagnaTagATune or OpenMIC-2018 root, or a "
                  "folder of label folders")
-    from mtbc.data.collection import KINDS
     from mtbc.extractors import available_extractors
 
-    kinds = ["auto", *KINDS]
+    kinds = ["auto", *COLLECTION_KINDS]
     p = sub.add_parser("scan", help="check a collection: labels, durations, skipped files",
                        description="Decode every file once; list per-label counts and durations "
                                    "and the files skipped with their reasons.")
@@ -401,22 +435,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from mtbc.data.audio import AudioError
-    from mtbc.data.collection import CollectionError
-    from mtbc.extractors import ExtractorConfigError, ModelLoadError, WeightsUnavailableError
-    from mtbc.reports.params import ParamsError
+#: mtbc's user errors by module (only a loaded module's can be raised: no import to answer).
+_USER_ERRORS = {"mtbc.cache.store": ("NotACacheError",), "mtbc.data.audio": ("AudioError",),
+                "mtbc.data.collection": ("CollectionError",), "mtbc.files": ("StorageError",),
+                "mtbc.extractors": ("ExtractorConfigError", "ModelLoadError",
+                                    "WeightsUnavailableError"),
+                "mtbc.reports.folder": ("ReportFolderError",),
+                "mtbc.reports.params": ("ParamsError",)}
 
-    return (UsageError, CollectionError, AudioError, WeightsUnavailableError, ModelLoadError,
-            ExtractorConfigError, ParamsError, FileNotFoundError, NotADirectoryError,
-            PermissionError)
+
+def _loaded(table: dict[str, tuple[str, ...]]) -> tuple[type[BaseException], ...]:
+    return tuple(getattr(sys.modules[m], n) for m, names in table.items()
+                 if m in sys.modules for n in names)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    return (UsageError, FileNotFoundError, NotADirectoryError, PermissionError,
+            *_loaded(_USER_ERRORS))
 
 
 def _one_line(exc: BaseException) -> str:
-    from mtbc.extractors import WeightsUnavailableError
-
     text = str(exc).strip() or type(exc).__name__
-    if isinstance(exc, WeightsUnavailableError) and "\n[" in text:
+    if type(exc).__name__ == "WeightsUnavailableError" and "\n[" in text:
         return text  # one line per missing model file, all named at once
     return " ".join(text.split())
 
@@ -439,12 +479,17 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one line, the traceback only with --debug
         if args.debug:
             traceback.print_exc()
-        from mtbc.reports.execute import NotebookFailed
-
         if isinstance(exc, _user_errors()):
             print(f"mtbc {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 2
-        if isinstance(exc, NotebookFailed):
+        from mtbc.files import storage_error
+
+        fault = isinstance(exc, OSError) and storage_error(exc, Path(exc.filename or ".").parent)
+        if fault:  # the machine's fault met outside mtbc's own writers: still one line
+            print(f"mtbc {args.command}: error: {exc.filename or 'a file'}: {fault.strerror}",
+                  file=sys.stderr)
+            return 2
+        if isinstance(exc, _loaded({"mtbc.reports.execute": ("NotebookFailed",)})):
             print(f"mtbc {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 1
         hint = "" if args.debug else " (run with --debug for the traceback)"

@@ -30,6 +30,7 @@ from mtbc.extractors import (
 )
 from mtbc.reports.display import fixture_kinds
 from mtbc.reports.execute import run_reports
+from mtbc.reports.folder import check_folder
 from mtbc.reports.params import ParamsError, find_notebooks, load_params, validate_params
 from mtbc.reports.record import ExtractionSummary, NotRun, RunRecord
 from mtbc.reports.tables import describe_weights
@@ -128,6 +129,7 @@ def run(params_path: str | os.PathLike | Mapping[str, Any], *,
                           f"the notebooks of this run ({', '.join(p.stem for p in notebooks)})")
     strict = bool(params.get("strict")) if strict is None else strict
     extractors, not_run = build_run_extractors(params, strict=strict)
+    check_folder(Path(reports_root or config.reports_dir()) / params["run"], notebooks)
     record = prepare(params, strict=strict, extractors=extractors, not_run=not_run,
                      progress=progress)
     if not isinstance(params_path, Mapping):

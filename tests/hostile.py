@@ -59,3 +59,15 @@ def write_hostile(folder: Path) -> dict[str, str]:
     (folder / "garbage.wav").write_bytes(np.random.default_rng(0).bytes(5000))
     cases["garbage.wav"] = "cannot decode"
     return cases
+
+
+def tree_checksums(folder: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under ``folder`` (links not followed), hidden
+    files included: compare before and after a command to prove nothing was touched."""
+    import hashlib
+
+    out = {}
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            out[path.relative_to(folder).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out

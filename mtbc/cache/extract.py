@@ -16,6 +16,7 @@ audio ahead of the model (not a number of tracks), and a file longer than
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ from mtbc.data.audio import (
     stream_audio,
 )
 from mtbc.extractors import Extractor, ModelLoadError, WeightsUnavailableError
+from mtbc.files import StorageError
 
 FAILED_COLUMNS = ["track_id", "path", "reason"]
 
@@ -99,7 +101,7 @@ def _header_seconds(path: str | Path) -> float:
     """Duration the header announces (0 when unknown; validation happens when decoding)."""
     check_file(path)
     try:
-        return float(sf.info(str(path)).duration)
+        return float(sf.info(os.fsencode(path)).duration)
     except Exception:  # noqa: BLE001 - the decoder will say what is wrong
         return 0.0
 
@@ -267,7 +269,12 @@ def extract_collection(
 
     def done(row, out, n_samples):
         try:
-            store.put(row["content_hash"], fp, _checked(extractor, out, row["path"]))
+            arr = _checked(extractor, out, row["path"])
+            store.put(row["content_hash"], fp, arr)
+        except StorageError as exc:  # the machine's fault, not the track's: stop the run
+            left = len(todo) - len(report.extracted) - len(failed)
+            bar.close()
+            raise exc.with_hint(exc.hint, need=left * (arr.size * 4 + 128)) from None
         except Exception as exc:  # noqa: BLE001 - a bad output is this track's
             fail(row, f"{extractor.name} failed: {_reason(exc)}")
         else:

@@ -13,6 +13,7 @@ layers asked for, so loading 1,000 tracks x 25 layers x 1024 for analysis takes 
 from __future__ import annotations
 
 import json
+import re
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -23,15 +24,57 @@ import numpy as np
 import pandas as pd
 
 from mtbc import __version__, config
-from mtbc.files import atomic_write
+from mtbc.files import StorageError, atomic_write
+
+#: The file that marks a folder as an mtbc cache (written with the first entry or info).
+MARKER = ".mtbc-cache"
+_HASH_NAME = re.compile(r"^[0-9a-f]{64}$")
+_FINGERPRINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: Temp files of our own atomic writes: ``.<hash>.npy.<random>.tmp``, ``.info.json.<random>.tmp``.
+_OUR_TEMP = re.compile(r"^\.(?:[0-9a-f]{64}\.npy|info\.json)\.[A-Za-z0-9_]+\.tmp$")
+_CACHE_HINT = ("give a writable cache folder with `cache_dir:` in the params file, "
+               "--cache, or MTBC_CACHE")
+
+
+class NotACacheError(ValueError):
+    """A folder that mtbc did not make a cache of; nothing in it was touched."""
 
 
 class EmbeddingStore:
-    """Embeddings on disk, keyed by (track content hash, extractor fingerprint)."""
+    """Embeddings on disk, keyed by (track content hash, extractor fingerprint).
+
+    The store deletes only what it can prove it wrote: entries named by its hash scheme
+    (``<fp>/<hash[:2]>/<hash>.npy``, 64 hex digits) inside fingerprint folders holding an
+    ``info.json`` it wrote, in a root marked by :data:`MARKER`.
+    """
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else config.cache_dir()
         self._expected: dict[str, dict[str, int]] = {}
+
+    # -- ownership -----------------------------------------------------------------
+    def is_cache(self) -> bool:
+        """Whether :attr:`root` is an mtbc cache: the marker, or (caches made before the
+        marker existed) a fingerprint folder holding an ``info.json`` mtbc wrote."""
+        return (self.root / MARKER).is_file() or bool(self.owned_fingerprints())
+
+    def owned_fingerprints(self) -> list[str]:
+        """Fingerprint folders whose ``info.json`` mtbc wrote (it names an mtbc version)."""
+        return [fp for fp in self.fingerprints()
+                if _FINGERPRINT_NAME.match(fp) and "mtbc_version" in self.read_info(fp)]
+
+    def _mark(self) -> None:
+        marker = self.root / MARKER
+        if marker.is_file():
+            return
+        text = json.dumps({"mtbc_cache": 1, "mtbc_version": __version__}).encode()
+        self._write(marker, lambda f: f.write(text))
+
+    def _write(self, path: Path, write) -> None:
+        try:
+            atomic_write(path, write)
+        except StorageError as exc:
+            raise exc.with_hint(_CACHE_HINT, folder=self.root) from None
 
     def __repr__(self) -> str:
         return f"EmbeddingStore({str(self.root)!r})"
@@ -88,26 +131,59 @@ class EmbeddingStore:
             return f"unreadable ({type(exc).__name__}: {exc})"
         return None if finite else "holds NaN or infinite values"
 
+    def _entries(self, fp: str) -> list[Path]:
+        """Files of ``fp`` named by the hash scheme (``<hash[:2]>/<64 hex>.npy``)."""
+        return [p for p in sorted((self.root / fp).glob("??/*.npy"))
+                if _HASH_NAME.match(p.stem) and p.parent.name == p.stem[:2]
+                and p.is_file() and not p.is_symlink()]
+
     def verify(self, fingerprint: str | None = None) -> pd.DataFrame:
-        """Every bad entry: ``fingerprint, content_hash, path, problem``."""
+        """Every bad entry: ``fingerprint, content_hash, path, problem``. Only files named by
+        the hash scheme in fingerprint folders mtbc wrote are entries; nothing else is
+        looked at."""
         rows = []
-        for fp in [fingerprint] if fingerprint else self.fingerprints():
-            for path in sorted((self.root / fp).glob("??/*.npy")):
+        owned = self.owned_fingerprints()
+        for fp in [fingerprint] if fingerprint else owned:
+            if fp not in owned:
+                continue
+            for path in self._entries(fp):
                 why = self.problem(path.stem, fp)
                 if why is not None:
                     rows.append({"fingerprint": fp, "content_hash": path.stem,
                                  "path": str(path), "problem": why})
         return pd.DataFrame(rows, columns=["fingerprint", "content_hash", "path", "problem"])
 
+    def remove_bad(self) -> tuple[pd.DataFrame, list[Path]]:
+        """Delete the bad entries :meth:`verify` lists and stale temp files of our writes:
+        ``(verify's table of the entries removed, temp files removed)``.
+
+        Raises :class:`NotACacheError` (nothing removed) when :attr:`root` is not an mtbc
+        cache (:meth:`is_cache`).
+        """
+        if not self.is_cache():
+            raise NotACacheError(f"{self.root} is not an mtbc cache (no {MARKER} marker and "
+                                 f"no extractor folder with an info.json mtbc wrote): nothing "
+                                 f"removed; give the cache folder (--cache or MTBC_CACHE)")
+        bad = self.verify()
+        for path in bad["path"]:
+            Path(path).unlink(missing_ok=True)
+        return bad, self.remove_stale_temp()
+
     def remove_stale_temp(self, fingerprint: str | None = None, *,
                           older_than: float | None = None) -> list[Path]:
-        """Delete temp files left by killed writers (``.*.tmp``) older than ``older_than``
-        (a ``time.time()``; default: an hour ago, so a concurrent writer's file is kept)."""
+        """Delete temp files left by our killed writers (``.<hash>.npy.*.tmp``,
+        ``.info.json.*.tmp``) older than ``older_than`` (a ``time.time()``; default: an hour
+        ago, so a concurrent writer's file is kept), in fingerprint folders mtbc wrote."""
         cutoff = time.time() - 3600 if older_than is None else older_than
         removed = []
-        for fp in [fingerprint] if fingerprint else self.fingerprints():
+        owned = self.owned_fingerprints()
+        for fp in [fingerprint] if fingerprint else owned:
+            if fp not in owned:
+                continue
             folder = self.root / fp
             for tmp in [*folder.glob(".*.tmp"), *folder.glob("??/.*.tmp")]:
+                if not _OUR_TEMP.match(tmp.name) or tmp.is_symlink():
+                    continue
                 try:
                     if tmp.stat().st_mtime < cutoff:
                         tmp.unlink()
@@ -124,7 +200,8 @@ class EmbeddingStore:
         if not np.isfinite(arr).all():
             raise ValueError(f"embedding for {content_hash} has non-finite values")
         path = self.path_for(content_hash, fingerprint)
-        atomic_write(path, lambda f: np.save(f, arr.astype(np.float32, copy=False)))
+        self._mark()
+        self._write(path, lambda f: np.save(f, arr.astype(np.float32, copy=False)))
         return path
 
     def get(self, content_hash: str, fingerprint: str, *, mmap: bool = False) -> np.ndarray | None:
@@ -143,15 +220,28 @@ class EmbeddingStore:
     # -- per-fingerprint info -------------------------------------------------------
     def write_info(self, fingerprint: str, info: dict[str, Any]) -> None:
         """Record what produced the entries of ``fingerprint`` (atomic JSON), with the mtbc
-        version that wrote them."""
+        version that wrote them. An unchanged ``info.json`` is not rewritten, so a fully
+        cached run works on a read-only cache."""
         info = {"mtbc_version": __version__, **info}
-        self._expected.pop(fingerprint, None)
         text = json.dumps(info, indent=2, sort_keys=True, default=str).encode()
-        atomic_write(self.root / fingerprint / "info.json", lambda f: f.write(text))
+        path = self.root / fingerprint / "info.json"
+        try:
+            if path.read_bytes() == text:
+                return
+        except OSError:
+            pass
+        self._expected.pop(fingerprint, None)
+        self._mark()
+        self._write(path, lambda f: f.write(text))
 
     def read_info(self, fingerprint: str) -> dict[str, Any]:
+        """The ``info.json`` of ``fingerprint`` (``{}`` when absent or not a JSON object)."""
         path = self.root / fingerprint / "info.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        try:
+            info = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) else {}
 
     # -- listing and bulk loading --------------------------------------------------
     def fingerprints(self) -> list[str]:
@@ -163,7 +253,7 @@ class EmbeddingStore:
         """One row per cached entry: fingerprint, content_hash, n_segments, n_layers, dim, bytes."""
         rows = []
         for fp in [fingerprint] if fingerprint else self.fingerprints():
-            for path in sorted((self.root / fp).glob("??/*.npy")):
+            for path in self._entries(fp):
                 arr = self.get(path.stem, fp, mmap=True)
                 if arr is None:
                     continue

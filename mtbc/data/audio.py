@@ -63,6 +63,11 @@ class AudioInfo:
 #: Longest audio a file may claim by default (seconds): 3 hours. Checked on the header,
 #: before any sample is decoded, so a lying header never allocates memory.
 DEFAULT_MAX_DURATION = 3 * 3600.0
+#: Lowest sample rate accepted (Hz). Below it a file holds no usable music, and its few
+#: bytes could claim hours of audio that resampling to a model's rate would blow up in memory
+#: (a 20 KB file at 1 Hz is 2.8 h); at or above it, memory is bounded by the duration at the
+#: model's rate and the resampling ratio by 48 kHz / 4 kHz.
+MIN_SAMPLE_RATE = 4000
 #: Largest sample magnitude accepted; float files hold ~[-1, 1], so beyond this is garbage.
 MAX_ABS_SAMPLE = 1e6
 #: Frames decoded per block while streaming or validating a file.
@@ -113,8 +118,17 @@ def check_file(path: str | Path) -> int:
 _check_path = check_file  # the old private name
 
 
+def sf_path(path: str | os.PathLike) -> bytes:
+    """``path`` as bytes for libsndfile: a file name that is not valid UTF-8 (held by Python
+    as surrogate escapes) opens as it is on disk instead of failing to encode."""
+    return os.fsencode(path)
+
+
 def _decode_error(path: Path, exc: BaseException) -> AudioError:
-    reason = str(exc).replace(f"Error opening {str(path)!r}: ", "").strip()
+    reason = str(exc)
+    for shown in (repr(str(path)), repr(os.fsencode(path))):
+        reason = reason.replace(f"Error opening {shown}: ", "")
+    reason = reason.strip()
     if _LIBSNDFILE_PIPE in reason:
         reason = "libsndfile does not recognise this file's format or encoding variant"
     return AudioError(path, f"cannot decode as audio ({reason or type(exc).__name__})")
@@ -126,6 +140,10 @@ def _check_header(path: Path, f: sf.SoundFile, size: int, max_duration: float) -
     if info.sample_rate <= 0 or info.channels <= 0:
         raise AudioError(path, f"header is corrupt ({info.sample_rate} Hz, "
                                f"{info.channels} channels)")
+    if info.sample_rate < MIN_SAMPLE_RATE:
+        raise AudioError(path, f"sample rate {info.sample_rate} Hz is below the minimum usable "
+                               f"{MIN_SAMPLE_RATE} Hz (no model hears music below that); "
+                               f"skipped")
     if info.frames < 0 or info.frames >= 2**62:
         raise AudioError(path, "header gives no usable length (corrupt or a stream)")
     if info.duration > max_duration:
@@ -200,7 +218,7 @@ def iter_blocks(path: str | Path, *, max_duration: float = DEFAULT_MAX_DURATION,
     size = check_file(path)
     decoded = 0
     try:
-        with sf.SoundFile(path) as f:
+        with sf.SoundFile(sf_path(path)) as f:
             info = _check_header(path, f, size, max_duration)
             extra = f.extra_info
             yield info

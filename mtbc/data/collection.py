@@ -52,7 +52,7 @@ from mtbc.data.duplicates import link_duplicates
 from mtbc.data.mtat import find_mtat_root, from_mtat
 from mtbc.data.openmic import find_openmic_root, from_openmic
 from mtbc.data.tags import as_tuples, complete_negatives
-from mtbc.files import atomic_write, content_hash
+from mtbc.files import StorageError, atomic_write, content_hash
 
 __all__ = ["GTZAN_GENRES", "GTZAN_SPLIT_SHA256", "KINDS", "SCAN_COLUMNS", "SCAN_VERSION",
            "SKIPPED_COLUMNS", "SPLIT_ORDER", "TRACK_COLUMNS", "Collection", "CollectionError",
@@ -178,6 +178,29 @@ def from_demo(root: str | Path | None = None) -> pd.DataFrame:
 
 
 # -- scanning ------------------------------------------------------------------------------
+def _utf8(text: object) -> bool:
+    try:
+        str(text).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _split_unnamed(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(table, skipped)``: rows whose file name is not valid UTF-8 are skipped with that
+    reason (their bytes shown as ``\\xNN``): such a name cannot go into the JSON, CSV and
+    HTML a run writes, though the audio may be fine."""
+    bad = [not _utf8(p) for p in table["path"]]
+    if not any(bad):
+        return table, pd.DataFrame(columns=SKIPPED_COLUMNS)
+    shown = {k: [os.fsencode(str(v)).decode("utf-8", "backslashreplace") if isinstance(v, str)
+                 else v for v in table.loc[bad, k]] for k in ("track_id", "path", "label")}
+    skipped = pd.DataFrame(shown)
+    skipped["reason"] = ("file name is not valid UTF-8 (the audio was not read); rename it "
+                         "to UTF-8, e.g. `convmv -f latin1 -t utf8 --notest <file>`")
+    return table.loc[[not b for b in bad]].reset_index(drop=True), skipped[SKIPPED_COLUMNS]
+
+
 def _probe(path: str, max_duration: float = DEFAULT_MAX_DURATION) -> dict:
     p = Path(path)
     # validates block by block (bounded memory): raises AudioError naming the file and reason
@@ -311,7 +334,7 @@ def load_collection(spec: str | Path, *, kind: str = "auto", progress: bool = Tr
                 "folder": lambda: from_folder(spec_str)}
     if kind not in builders:
         raise ValueError(f"kind must be one of auto, {', '.join(builders)}; not {kind!r}")
-    table = builders[kind]()
+    table, unnamed = _split_unnamed(builders[kind]())
     name = "demo" if kind == "demo" else Path(spec_str).stem or kind
     source = f"{kind}:{spec_str}"
     cached = None
@@ -326,9 +349,14 @@ def load_collection(spec: str | Path, *, kind: str = "auto", progress: bool = Tr
                 pass  # a damaged scan cache is redone
     coll = scan(table, name=name, source=source, progress=progress, min_duration=min_duration,
                 max_duration=max_duration)
+    if len(unnamed):
+        coll.skipped = pd.concat([coll.skipped, unnamed], ignore_index=True)
     if cached is not None:
         text = coll.to_json().encode()
-        atomic_write(cached, lambda f: f.write(text))
+        try:
+            atomic_write(cached, lambda f: f.write(text))
+        except StorageError:
+            pass  # a read-only or full cache: the scan is only not reused next time
     return coll
 
 

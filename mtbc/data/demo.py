@@ -140,18 +140,56 @@ def _owned(out_dir: Path) -> dict[str, str]:
     try:
         data = json.loads(record.read_text(encoding="utf-8"))
         if isinstance(data, dict):
-            return data
+            return _trusted(out_dir, data)
     except (OSError, ValueError):
         pass
     # a build made before the record existed: its build.json, manifest and listed clips
     try:
-        json.loads((out_dir / "build.json").read_text(encoding="utf-8"))["params"]
+        json.loads((out_dir / "build.json").read_text(encoding="utf-8"))["params"]["recipe"]
         rows = _read_manifest(out_dir / "manifest.csv")
     except (OSError, ValueError, KeyError, TypeError):
         return {}
-    names = ["build.json", "manifest.csv",
-             *(r["path"] for r in rows if _CLIP_PATH.match(r.get("path") or ""))]
-    return {n: content_hash(out_dir / n) for n in names if (out_dir / n).is_file()}
+    names = ["build.json", "manifest.csv", *(r.get("path") or "" for r in rows)]
+    return {n: content_hash(out_dir / n) for n in names
+            if _generated(out_dir, n) and (out_dir / n).is_file()
+            and not (out_dir / n).is_symlink()}
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _generated(out_dir: Path, rel: str) -> bool:
+    """Whether ``rel`` is a path a build writes (and, for a clip on disk, starts as a WAV)."""
+    if rel in ("build.json", "manifest.csv"):
+        return True
+    if not _CLIP_PATH.match(rel):
+        return False
+    try:
+        with open(out_dir / rel, "rb") as f:
+            head = f.read(12)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and head[8:12] == b"WAVE"
+
+
+def _trusted(out_dir: Path, record: dict) -> dict[str, str | list[str]]:
+    """The entries of a record that can be trusted: paths a build generates, with sha256
+    values, whose file is absent or still holds those bytes. A stray or edited record thus
+    never makes a user's file ours."""
+    out: dict[str, str | list[str]] = {}
+    for rel, value in record.items():
+        known = value if isinstance(value, list) else [value]
+        if (not isinstance(rel, str) or not known
+                or not all(isinstance(v, str) and _SHA256.match(v) for v in known)
+                or not _generated(out_dir, rel)):
+            continue
+        path = out_dir / rel
+        if path.is_symlink() or (path.exists() and not _is_ours(out_dir, rel, {rel: known})):
+            continue
+        out[rel] = value
+    return out
 
 
 def _is_ours(out_dir: Path, rel: str, owned: dict[str, str]) -> bool:
@@ -186,7 +224,8 @@ class _Owner:
             raise DemoFolderError(f"{out_dir}: exists and is not a folder; choose another "
                                   f"--out / demo.out_dir")
         foreign = _foreign(out_dir, self.owned) if out_dir.is_dir() else []
-        if foreign and not self.owned:
+        present = [rel for rel in self.owned if (out_dir / rel).is_file()]
+        if foreign and not present:  # a record naming no file of ours proves nothing
             raise DemoFolderError(
                 f"{out_dir}: the folder is not empty and was not made by `mtbc demo` (it "
                 f"holds {foreign[0]!r}{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}"

@@ -165,7 +165,7 @@ def fingerprint_wave(wave: np.ndarray, sr: int, *, min_seconds: float = MIN_SECO
 def read_wave(path: str | os.PathLike, *, max_seconds: float = MAX_SECONDS
               ) -> tuple[np.ndarray, int]:
     """The first ``max_seconds`` (s) of a file as mono float32 and its rate (Hz)."""
-    with sf.SoundFile(path) as f:
+    with sf.SoundFile(os.fsencode(path)) as f:  # bytes: a non-UTF-8 name opens too
         sr = int(f.samplerate)
         data = f.read(frames=int(max_seconds * sr), dtype="float32", always_2d=True)
     return data.mean(axis=1), sr

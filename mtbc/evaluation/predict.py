@@ -173,7 +173,10 @@ class _Reader:
         if kind == "array":
             if v not in self.arrays.files:
                 raise self.fail(f"missing array {v!r}")
-            return self.arrays[v]
+            try:  # an object array (pickle) or a damaged member: refused naming the file
+                return self.arrays[v]
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+                raise self.fail(f"array {v!r} cannot be read: {exc}") from None
         if kind == "arrays":
             return [self.value(x) for x in v]
         if kind == "estimator":

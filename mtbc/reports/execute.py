@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from mtbc import __version__, config
-from mtbc.files import current_umask
+from mtbc.files import current_umask, storage_error
 from mtbc.reports.audit import PREDICTIONS, RESULTS
 from mtbc.reports.display import read_back
+from mtbc.reports.folder import REPORTS_HINT, check_folder, remove_stale, swap_in
 from mtbc.reports.html import IndexPage, ReportInfo, notebook_to_html, write_index
 from mtbc.reports.params import (
     ParamsError,
@@ -245,6 +246,9 @@ def run_reports(params: str | os.PathLike | Mapping[str, Any], *,
     the run ends: after a failing notebook the folder holds this run's pages only, the
     failure marked on the index; after any other error (or a kill) the previous run's
     folder is left untouched and the partial one removed (at the latest by the next run).
+    Files in ``<run>/`` that mtbc did not write are carried over into the new folder; one
+    whose name the run writes is refused before any notebook runs
+    (:mod:`mtbc.reports.folder`).
 
     Returns the path of ``index.html``.
     """
@@ -255,39 +259,29 @@ def run_reports(params: str | os.PathLike | Mapping[str, Any], *,
         p, params_file = load_params(params), str(params)
     final_dir = Path(reports_root if reports_root is not None else config.reports_dir()) / p["run"]
     notebooks = find_notebooks(notebooks_dir, p["notebooks"])
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(final_dir)
+    check_folder(final_dir, notebooks)  # writable, and no file of the user's in the way
+    remove_stale(final_dir)
     # Everything is written into a fresh folder, swapped in when the run ends: a failed or
     # killed run never leaves old pages beside new ones.
-    out_dir = Path(tempfile.mkdtemp(prefix=f".{p['run']}.new-", dir=final_dir.parent))
+    try:
+        out_dir = Path(tempfile.mkdtemp(prefix=f".{p['run']}.new-", dir=final_dir.parent))
+    except OSError as exc:
+        fault = storage_error(exc, final_dir.parent, creating=True)
+        raise (fault.with_hint(REPORTS_HINT) if fault else exc) from None
     os.chmod(out_dir, 0o777 & ~current_umask())
     try:
         return _run_into(p, params_file, notebooks, notebooks_dir, out_dir, final_dir,
                          kernel_name=kernel_name, include_input=include_input, cwd=cwd,
                          timeout=timeout, run_info=run_info, progress=progress,
                          record=record if record is not None else RunRecord(), start=start)
+    except OSError as exc:  # a full disk or a folder turned read-only while writing
+        fault = storage_error(exc, final_dir.parent)
+        if fault is None:
+            raise
+        raise fault.with_hint(REPORTS_HINT) from None
     finally:
         if out_dir.exists():
             shutil.rmtree(out_dir, ignore_errors=True)
-
-
-def _remove_stale(final_dir: Path) -> None:
-    """Folders left by killed runs (``.<run>.new-*``, ``.<run>.old-*``)."""
-    for pattern in (f".{final_dir.name}.new-*", f".{final_dir.name}.old-*"):
-        for stale in final_dir.parent.glob(pattern):
-            shutil.rmtree(stale, ignore_errors=True)
-
-
-def _swap_in(out_dir: Path, final_dir: Path) -> None:
-    """Replace ``final_dir`` by ``out_dir`` (two renames; the old folder is then deleted)."""
-    old = None
-    if final_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.old-", dir=final_dir.parent))
-        os.rmdir(old)
-        os.replace(final_dir, old)
-    os.replace(out_dir, final_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _moved(path: Path | None, out_dir: Path, final_dir: Path) -> Path | None:
@@ -337,7 +331,7 @@ def _run_into(p, params_file, notebooks, notebooks_dir, out_dir: Path, final_dir
         info["status"] = f"FAILED: {exc.notebook.stem} ({exc.where()})"
         page.links = audit_links(out_dir)
         write_index(out_dir, [*exc.completed, exc.report], page=page)
-        _swap_in(out_dir, final_dir)  # this run's pages only, the failure marked
+        swap_in(out_dir, final_dir)  # this run's pages only, the failure marked
         exc.executed = _moved(exc.executed, out_dir, final_dir)
         exc.html = _moved(exc.html, out_dir, final_dir)
         for r in [*exc.completed, exc.report]:
@@ -349,7 +343,7 @@ def _run_into(p, params_file, notebooks, notebooks_dir, out_dir: Path, final_dir
     info["status"] = "all notebooks ran"
     page.links = audit_links(out_dir)
     write_index(out_dir, reports, page=page)
-    _swap_in(out_dir, final_dir)
+    swap_in(out_dir, final_dir)
     return final_dir / "index.html"
 
 
