@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtbc.cache.store import load_embeddings
+from mtbc.claims.audit import Evidence
+from mtbc.claims.facts import architecture_facts
 from mtbc.stats import bootstrap_mean_ci
 from mtbc.stats import descriptive as stats
 from mtbc.study.common import Study, system_name
 from mtbc.study.compare import compare_systems
-from mtbc.cache.store import load_embeddings
-from mtbc.claims.audit import Evidence
-from mtbc.claims.facts import architecture_facts
 
 
 def _mert_label(metadata: Mapping[str, Mapping[str, Any]]) -> str | None:
