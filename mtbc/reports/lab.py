@@ -1,4 +1,5 @@
-"""A notebook opened by hand (JupyterLab) continues the latest ``mtbc run``.
+"""The first call of every notebook (:func:`start_notebook`): tables show their text whole,
+and a notebook opened by hand (JupyterLab) continues the latest ``mtbc run``.
 
 Under ``mtbc run`` papermill injects the run's values after each notebook's ``parameters``
 cell, ``run_record`` among them. Opened by hand nothing is injected: the cell after the
@@ -161,3 +162,18 @@ def lab_parameters(namespace: MutableMapping[str, Any], notebook: str, *,
     return Continuation(folder.name, project, folder=folder,
                         written=written.strftime("%Y-%m-%d %H:%M"), values=values,
                         replaced=replaced)
+
+
+def start_notebook(namespace: MutableMapping[str, Any], notebook: str) -> Continuation | None:
+    """The cell after a notebook's ``parameters`` cell: table cells show their text whole
+    (pandas ``display.max_colwidth`` off: a claim or a path is never cut with "..."; the
+    report pages wrap it between words), then :func:`lab_parameters`.
+
+    Examples
+    --------
+    >>> start_notebook(globals(), "04_train_classifiers")  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", None)
+    return lab_parameters(namespace, notebook)
