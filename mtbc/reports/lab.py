@@ -58,12 +58,14 @@ class Continuation:
         if self.run is None:
             return (f"**Opened by hand, no run continued**: {md_text(self.reason)}. The kernel "
                     f"works in the project folder {md_text(self.project)}.")
-        models = ", ".join(self.values.get("extractors") or {}) or "none"
+        what = [f"{key} {md_text(', '.join(value) if key == 'models' else value)}"
+                for key, value in (("collection", self.values.get("collection")),
+                                   ("models", self.values.get("extractors")),
+                                   ("seed", self.values.get("seed"))) if value is not None]
         text = (f"**Opened by hand: this notebook continues run {md_text(self.run)}** "
                 f"(its parameters, written {md_text(self.written)}: "
-                f"{md_text(self.folder / 'params.yaml')}): collection "
-                f"{md_text(self.values.get('collection', '-'))}, models "
-                f"{md_text(models)}, seed {md_text(self.values.get('seed', '-'))}.")
+                f"{md_text(self.folder / 'params.yaml')})"
+                + (f": {', '.join(what)}." if what else "."))
         if self.replaced:
             changed = "; ".join(f"{md_text(k)} {md_text(_short(a))} → {md_text(_short(b))}"
                                 for k, (a, b) in self.replaced.items())
