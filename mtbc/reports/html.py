@@ -269,18 +269,13 @@ table.info th { text-align: left; color: #57606a; font-weight: 500; padding: 0.2
   0.25rem 0; vertical-align: top; white-space: nowrap; }
 table.info td { padding: 0.25rem 0; font-family: ui-monospace, "DejaVu Sans Mono", monospace;
   font-size: 0.85rem; overflow-wrap: normal; word-break: normal; }
-.scroll { overflow-x: auto; max-width: 100%; }
+.mtbc-nobr { white-space: nowrap; }
+.mtbc-table { overflow-x: auto; max-width: 100%; }
 details { margin-top: 1rem; }
 details summary { cursor: pointer; color: #57606a; }
 details pre { background: #f6f8fa; border: 1px solid #e3e6ea; border-radius: 6px;
   padding: 0.8rem; font-size: 0.82rem; overflow-x: auto; }
 """
-
-def _breakable(text: str) -> str:
-    """``text`` escaped for HTML, with a line-break opportunity after every ``/`` (long paths
-    wrap between their folders, never inside a name)."""
-    return html.escape(text).replace("/", "/<wbr>")
-
 
 _INFO_LABELS = {"run": "Run", "date": "Date", "params_file": "Parameter file",
                 "mtbc_version": "mtbc version", "git_commit": "Git commit",
@@ -357,7 +352,7 @@ def write_index(out_dir: str | os.PathLike, reports: Iterable[ReportInfo], *,
         if key in ("params", "fixture_weights") or isinstance(value, (Mapping, list)):
             continue
         rows.append(f"<tr><th>{esc(_INFO_LABELS.get(key, key))}</th>"
-                    f"<td>{_breakable(str(value))}</td></tr>")
+                    f"<td>{esc(str(value))}</td></tr>")
     params_block = ""
     if run_info.get("params"):
         dumped = yaml.safe_dump(dict(run_info["params"]), sort_keys=False,
@@ -372,6 +367,8 @@ def write_index(out_dir: str | os.PathLike, reports: Iterable[ReportInfo], *,
         sub += f" &middot; {esc(str(run_info['date']))}"
     if run_info.get("seconds"):
         sub += f" &middot; run took {esc(str(run_info['seconds']))} s"
+    # words never broken (a path wraps between folders), a wide table scrolls
+    info_table = readable_tables(f'<table class="info">{"".join(rows)}</table>')
     title = page.title
     body = f"""<!DOCTYPE html>
 <html lang="en">
@@ -394,9 +391,7 @@ def write_index(out_dir: str | os.PathLike, reports: Iterable[ReportInfo], *,
 </ol>
 {links}
 <h2>Run</h2>
-<div class="scroll"><table class="info">
-{chr(10).join(rows)}
-</table></div>
+{info_table}
 {params_block}
 </main>
 </body>
