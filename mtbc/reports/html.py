@@ -66,7 +66,7 @@ body.jp-Notebook main { max-width: 58rem; margin: 0 auto; padding: 1.5rem 2.5rem
   overflow-wrap: normal; word-break: normal; hyphens: manual; vertical-align: top; }
 .jp-RenderedHTMLCommon td.mtbc-num, .jp-RenderedHTMLCommon th.mtbc-num { white-space: nowrap;
   text-align: right; }
-.jp-RenderedHTMLCommon td.mtbc-text { min-width: 16em; text-align: left; }
+.jp-RenderedHTMLCommon td.mtbc-text { min-width: 12em; text-align: left; }
 .mtbc-nobr { white-space: nowrap; }
 .mtbc-table { overflow-x: auto; max-width: 100%; margin-bottom: 0.5em; }
 .jp-OutputArea-output img { max-width: 100%; height: auto; }
@@ -103,7 +103,7 @@ def _inert_markdown_outputs(nb) -> None:
 #: A cell holding numbers only (a value, a CI "61.2 [50.0, 72.1]", "12 (4)", "70.0-80.0", "-").
 _NUMERIC = re.compile(r"[-+\u2212\u2013]?[\d.,:%\[\]()\s\u00b1eE+\-\u2212\u2013\u2014/x\u00d7]*\d"
                       r"[\d.,:%\[\]()\s\u00b1eE+\-\u2212\u2013\u2014/x\u00d7]*|[-\u2013\u2014]|nan|inf")
-#: A cell with more text than this many characters wraps in a column of at least 16 em.
+#: A cell with more text than this many characters wraps in a column of at least 12 em.
 _LONG_TEXT = 40
 
 

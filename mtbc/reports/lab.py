@@ -3,7 +3,7 @@ and a notebook opened by hand (JupyterLab) continues the latest ``mtbc run``.
 
 Under ``mtbc run`` papermill injects the run's values after each notebook's ``parameters``
 cell, ``run_record`` among them. Opened by hand nothing is injected: the cell after the
-parameters calls :func:`lab_parameters`, which then
+parameters calls :func:`start_notebook`, whose :func:`lab_parameters` then
 
 - moves the kernel to the project folder (:func:`mtbc.config.project_root`), where ``mtbc
   run`` starts its kernels, so relative paths in a run's parameters mean the same;
@@ -15,7 +15,7 @@ parameters calls :func:`lab_parameters`, which then
 
 ``run_record`` stays ``None``: a notebook run by hand never writes into a published run's
 folder (``results.csv``, ``compute.json``); it recomputes the run's numbers from the same
-parameters and the same cache.
+parameters and the same cache (04 saves the same probes again under the run's name).
 """
 
 from __future__ import annotations
