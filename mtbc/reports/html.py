@@ -62,7 +62,7 @@ body.jp-Notebook main { max-width: 58rem; margin: 0 auto; padding: 1.5rem 2.5rem
 .jp-RenderedHTMLCommon { font-size: 15px; line-height: 1.6;
   font-family: system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; }
 .jp-RenderedHTMLCommon table { font-size: 13px; border-collapse: collapse; table-layout: auto; }
-.jp-RenderedHTMLCommon th, .jp-RenderedHTMLCommon td { padding: 0.3em 0.7em;
+.jp-RenderedHTMLCommon th, .jp-RenderedHTMLCommon td { padding: 0.3em 0.5em;
   overflow-wrap: normal; word-break: normal; hyphens: manual; vertical-align: top; }
 .jp-RenderedHTMLCommon td.mtbc-num, .jp-RenderedHTMLCommon th.mtbc-num { white-space: nowrap;
   text-align: right; }
