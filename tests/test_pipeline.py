@@ -318,7 +318,7 @@ def _run_by_hand(notebook: Path, cwd: Path):
     from mtbc.reports.execute import _this_python_kernel_manager
 
     nb = nbformat.read(notebook, as_version=4)
-    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
+    nbclient.NotebookClient(nb, timeout=None, kernel_name="python3",  # as papermill in a run
                             kernel_manager_class=_this_python_kernel_manager(),
                             resources={"metadata": {"path": str(cwd)}}).execute()
     return nb
