@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mtbc-installed
+LAB_STAMP := $(VENV)/.mtbc-lab-installed
 PARAMS ?= params/demo.yaml
 
 .PHONY: run run-fixtures test test-fast lab lint bench demo clean-reports
@@ -43,8 +44,14 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/mtbc bench
 
-lab: $(STAMP)
+# JupyterLab on the notebooks. Its kernels start in notebooks/; mtbc finds the project from
+# there, and a notebook opened by hand continues the latest `mtbc run` (its parameters cell's
+# lab_run). The lab extra is installed once (its stamp), again only when pyproject.toml changes.
+$(LAB_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install -e '.[dev,lab]'
+	@touch $(LAB_STAMP)
+
+lab: $(LAB_STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean-reports:

@@ -1,14 +1,54 @@
-"""Where data, caches and reports live. Every path can be moved with an environment variable."""
+"""Where data, caches and reports live. Every path can be moved with an environment variable.
+
+Paths hang off the *project* (:func:`project_root`), not the current directory: a JupyterLab
+kernel starts in ``notebooks/`` and must find the same ``data/`` and ``reports/`` as ``mtbc
+run`` started in the project folder.
+"""
 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 
+def _is_project(folder: Path) -> bool:
+    """A folder holding ``params/`` and ``notebooks/``, or a ``pyproject.toml`` naming mtbc."""
+    if (folder / "params").is_dir() and (folder / "notebooks").is_dir():
+        return True
+    pyproject = folder / "pyproject.toml"
+    if not pyproject.is_file():
+        return False
+    try:
+        name = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["name"]
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError):
+        return False
+    return name == "mtbc"
+
+
 def project_root() -> Path:
-    """Root of a run: ``$MTBC_HOME`` if set, else the current directory."""
-    return Path(os.environ.get("MTBC_HOME", ".")).resolve()
+    """Root of a run: ``$MTBC_HOME`` if set, else the project holding the current directory.
+
+    The project is the nearest folder, from the current directory upward, that holds
+    ``params/`` and ``notebooks/`` (or a ``pyproject.toml`` naming mtbc); the current
+    directory itself when there is none.
+
+    Examples
+    --------
+    A kernel started in ``<project>/notebooks`` gets ``<project>``:
+
+    >>> import os; os.chdir("notebooks")  # doctest: +SKIP
+    >>> project_root()  # doctest: +SKIP
+    PosixPath('/home/me/mtbc')
+    """
+    home = os.environ.get("MTBC_HOME")
+    if home:
+        return Path(home).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if _is_project(folder):
+            return folder
+    return here
 
 
 def data_dir() -> Path:

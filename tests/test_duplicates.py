@@ -165,10 +165,41 @@ def test_confound_warning_fires_for_a_column_that_maps_to_labels_only():
                            "title": [f"song {i}" for i in range(24)],
                            "duration": rng.uniform(20, 30, size=24)})
     (warning,) = dup.confound_warnings(tracks)
-    assert "'source'" in warning and "group" in warning
+    assert "'source'" in warning and "Splits do not group by 'source'" in warning
+    assert dup.grouping_notes(tracks) == []
+    assert dup.confound_warnings(tracks.drop(columns=["source"])) == []
+
+
+def _grouped_tracks() -> pd.DataFrame:
+    """Four recordings per label, each rendered twice (a group holds one recording's two
+    tracks), and a 1:1 'source' column (one per label)."""
+    labels = np.repeat(["rock", "jazz", "folk"], 8)
+    return pd.DataFrame({"track_id": [f"t{i}" for i in range(24)], "label": labels,
+                         "path": [f"/m/t{i}.wav" for i in range(24)],
+                         "group": [f"rec{i // 2}" for i in range(24)],
+                         "source": pd.Series(labels).map({"rock": "cd", "jazz": "radio",
+                                                          "folk": "tape"})})
+
+
+def test_no_confound_warning_on_the_splits_grouping_column():
+    tracks = _grouped_tracks().drop(columns=["source"])
+    assert dup.confound_warnings(tracks) == []
+    (note,) = dup.grouping_notes(tracks)
+    assert "'group' (12 values) is the grouping unit" in note
+    # an artist the splits group by (a collection's group falls back to it) is the same
+    tracks["artist"] = tracks["group"].str.replace("rec", "artist")
+    assert dup.confound_warnings(tracks) == []
+    assert [n.split(" ", 1)[0] for n in dup.grouping_notes(tracks)] == ["'group'", "'artist'"]
+
+
+def test_a_one_to_one_source_column_still_warns_beside_the_groups():
+    tracks = _grouped_tracks()
+    (warning,) = dup.confound_warnings(tracks)
+    assert "column 'source' (3 values" in warning and "do not group by 'source'" in warning
+    assert len(dup.grouping_notes(tracks)) == 1
+    # an artist spanning several groups is a confound like any other column
     tracks["artist"] = tracks["source"]
-    assert any("never seen in training" in w for w in dup.confound_warnings(tracks))
-    assert dup.confound_warnings(tracks.drop(columns=["source", "artist"])) == []
+    assert {w.split("'")[1] for w in dup.confound_warnings(tracks)} == {"source", "artist"}
 
 
 def test_json_round_trip_keeps_duplicates_and_conflicts(coll, tmp_path):

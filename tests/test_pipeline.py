@@ -317,3 +317,113 @@ def test_claims_report_gives_every_claim_a_verdict(study):
         assert claim.id in page, claim.id
     assert "contradicted" in page and "confirmed" in page and "not testable here" in page
     assert "random weights" in page  # fixture figures are labelled
+
+
+# ------------------------------------------------------------------- as JupyterLab runs them
+
+def _run_by_hand(notebook: Path, cwd: Path):
+    """Execute ``notebook`` as JupyterLab's "Run All" does: a kernel started in ``cwd``, no
+    parameters injected (this interpreter and this mtbc, as ``mtbc run`` uses)."""
+    import nbclient
+    import nbformat
+
+    from mtbc.reports.execute import _this_python_kernel_manager
+
+    nb = nbformat.read(notebook, as_version=4)
+    nbclient.NotebookClient(nb, timeout=None, kernel_name="python3",  # as papermill in a run
+                            kernel_manager_class=_this_python_kernel_manager(),
+                            resources={"metadata": {"path": str(cwd)}}).execute()
+    return nb
+
+
+def _outputs_with(nb, text: str) -> list[str]:
+    """The HTML (else plain) outputs of ``nb`` that contain ``text``."""
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            body = data.get("text/html") or data.get("text/markdown") or data.get("text/plain")
+            body = "".join(body) if isinstance(body, list) else (body or "")
+            if text in body:
+                found.append(body)
+    return found
+
+
+@pytest.mark.slow
+def test_notebooks_opened_by_hand_in_notebooks_continue_the_run(study, monkeypatch):
+    import shutil
+
+    import nbformat
+
+    root, index = study
+    for var in ("MTBC_HOME", "MTBC_DATA", "MTBC_CACHE", "MTBC_REPORTS"):
+        monkeypatch.delenv(var, raising=False)
+    # the study's folder as a project: params/, notebooks/ and the run under reports/
+    (root / "params").mkdir(exist_ok=True)
+    (root / "notebooks").mkdir(exist_ok=True)
+    for name in NOTEBOOKS:
+        shutil.copy(REPO / "notebooks" / f"{name}.ipynb", root / "notebooks")
+    audit = (index.parent / "results.csv").read_bytes()
+    for name in NOTEBOOKS:
+        nb = _run_by_hand(root / "notebooks" / f"{name}.ipynb", root / "notebooks")
+        assert _outputs_with(nb, "continues run e2e"), name
+        if name == "04_train_classifiers":
+            # Run All reproduces the run's numbers: the same results table, cell for cell
+            ran = nbformat.read(index.parent / f"{name}.ipynb", as_version=4)
+            here = _outputs_with(nb, "accuracy % [95% CI]")
+            assert here and here == _outputs_with(ran, "accuracy % [95% CI]")
+    assert (index.parent / "results.csv").read_bytes() == audit  # the run's audit untouched
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_jupyterlab_starts_headless_and_lists_the_notebooks(tmp_path):
+    import json as _json
+    import secrets
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    pytest.importorskip("jupyterlab", reason="jupyterlab is in the dev extra: pip install "
+                                             "-e '.[dev]'")
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    # as `make lab` starts it, on 127.0.0.1 only, with a token
+    cmd = [sys.executable, "-m", "jupyterlab", "notebooks/", "--no-browser",
+           f"--port={port}", "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1",
+           f"--IdentityProvider.token={token}", "--allow-root"]  # CI runs as root
+    log = tmp_path / "jupyterlab.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=sink, stderr=sink)
+    try:
+        url = f"http://127.0.0.1:{port}/api/contents/?token={token}"
+        listing, deadline = None, time.monotonic() + 120
+        while listing is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as reply:
+                    listing = _json.load(reply)
+            except OSError:
+                time.sleep(0.5)
+        assert listing is not None, (f"no answer from JupyterLab (exit {server.poll()}): "
+                                     f"{log.read_text()[-2000:]}")
+        names = {item["name"] for item in listing["content"] if item["type"] == "notebook"}
+        assert {f"{n}.ipynb" for n in NOTEBOOKS} <= names
+        with pytest.raises(urllib.error.HTTPError, match="403"):  # the token is required
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents/", timeout=5)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

@@ -66,6 +66,7 @@ from mtbc.data.core import (
     SPLIT_ORDER,
     Collection,
 )
+from mtbc.data.splits import GROUP_KEYS, track_groups
 
 #: Rate the fingerprint is computed at, Hz.
 FP_SAMPLE_RATE = 8000
@@ -391,19 +392,16 @@ def _continuous(values: pd.Series) -> bool:
     return bool(num.notna().all() and (num % 1 != 0).any())
 
 
-def confound_warnings(tracks: pd.DataFrame) -> list[str]:
-    """Columns of ``tracks`` that predict the label exactly, one warning sentence each.
-
-    A column is tested when it is not an identifier or a continuous measurement
-    (:data:`NOT_CONFOUNDS`, non-integer numbers), every labelled track has a value, and it has
-    more than one and fewer distinct values than labelled tracks. It warns when every value
-    belongs to one label and at least half the labelled tracks share their value with
-    another track (a column of mostly one-off values, such as a title, predicts nothing
-    beyond the track itself).
-    """
-    lab = tracks.loc[tracks["label"].notna()]
+def _predictive_columns(tracks: pd.DataFrame) -> list[tuple[str, int, bool]]:
+    """``(column, n_values, is_grouping)`` for every column that predicts the label exactly
+    (see :func:`confound_warnings`); ``is_grouping``: the column is one of the split's own
+    grouping keys, or each of its values lies within one group of the split (an ``artist``
+    that is the grouping unit), so no value is ever on both sides of a split."""
+    lab_rows = tracks["label"].notna().to_numpy()
+    lab = tracks.loc[lab_rows]
     if lab["label"].nunique() < 2:
         return []
+    groups = pd.Series(track_groups(tracks)[lab_rows], index=lab.index)
     out = []
     for col in lab.columns:
         if col in NOT_CONFOUNDS or lab[col].isna().any():
@@ -417,17 +415,39 @@ def confound_warnings(tracks: pd.DataFrame) -> list[str]:
         shared = values.map(values.value_counts()) > 1
         if shared.sum() * 2 < len(lab):
             continue
-        text = (f"The labels are fully predictable from the column '{col}' ({n_values} values, "
-                f"each with a single label): a classifier can learn what '{col}' stands for "
-                f"(a recording source, an album's sound, a format) instead of the style.")
-        if col in ("artist", "group"):
-            text += (f" Grouped splits keep each {col} on one side, so test tracks come from "
-                     f"{col}s never seen in training.")
-        else:
-            text += (f" Splits do not group by '{col}': to test on unseen values, give the "
-                     f"manifest a 'group' column holding it.")
-        out.append(text)
+        grouping = col in GROUP_KEYS or bool((groups.groupby(values).nunique() == 1).all())
+        out.append((col, n_values, grouping))
     return out
+
+
+def confound_warnings(tracks: pd.DataFrame) -> list[str]:
+    """Columns of ``tracks`` that predict the label exactly, one warning sentence each.
+
+    A column is tested when it is not an identifier or a continuous measurement
+    (:data:`NOT_CONFOUNDS`, non-integer numbers), every labelled track has a value, and it has
+    more than one and fewer distinct values than labelled tracks. It warns when every value
+    belongs to one label and at least half the labelled tracks share their value with
+    another track (a column of mostly one-off values, such as a title, predicts nothing
+    beyond the track itself). The split's own grouping columns are skipped: a ``group`` (or
+    an ``artist`` that is the grouping unit) holds one label by construction and never sits
+    on both sides of a split; :func:`grouping_notes` says so.
+    """
+    return [f"The labels are fully predictable from the column '{col}' ({n_values} values, "
+            f"each with a single label): a classifier can learn what '{col}' stands for "
+            f"(a recording source, an album's sound, a format) instead of the style. Splits "
+            f"do not group by '{col}': to test on unseen values, give the manifest a 'group' "
+            f"column holding it."
+            for col, n_values, grouping in _predictive_columns(tracks) if not grouping]
+
+
+def grouping_notes(tracks: pd.DataFrame) -> list[str]:
+    """One sentence per column that predicts the label but is the split's grouping unit
+    (skipped by :func:`confound_warnings`): not a confound, since each value stays on one
+    side of every split."""
+    return [f"'{col}' ({n_values} values) is the grouping unit of the splits: each value stays "
+            f"on one side of every split, so test tracks always come from {col} values never "
+            f"seen in training; that it predicts the label is expected, not a confound."
+            for col, n_values, grouping in _predictive_columns(tracks) if grouping]
 
 
 def duplicate_groups(coll: Collection) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import os
@@ -54,7 +55,7 @@ def screenshot(html_path: str | os.PathLike, png_path: str | os.PathLike, *,
 
 #: Runs first in the checked page: records uncaught errors and console.error calls, and after
 #: load measures every image and table against the page's main column.
-_PROBE = """<script>
+_PROBE = r"""<script>
 window.__mtbc = {errors: []};
 window.addEventListener("error", function (e) {
   window.__mtbc.errors.push("uncaught: " + (e.message || (e.target && e.target.outerHTML)));
@@ -69,17 +70,50 @@ window.addEventListener("error", function (e) {
 window.addEventListener("load", function () {
   var main = document.querySelector("main") || document.body;
   var box = main.getBoundingClientRect();
-  var out = {errors: window.__mtbc.errors, overflow: [], small: [], images: 0, tables: 0,
-             width: box.width};
+  var out = {errors: window.__mtbc.errors, overflow: [], small: [], split: [], images: 0,
+             tables: 0, width: box.width};
+  // a wide table inside a horizontally scrolling box is measured by that box
+  function shown(el) {
+    for (var a = el.parentElement; a && a !== main; a = a.parentElement) {
+      var ox = getComputedStyle(a).overflowX;
+      if (ox === "auto" || ox === "scroll") { return a; }
+    }
+    return el;
+  }
+  // every whitespace-separated word of a cell's text nodes must sit on one line box
+  function splitWords(cell) {
+    var found = [], walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT), node;
+    while ((node = walker.nextNode())) {
+      var re = /\S+/g, m;
+      while ((m = re.exec(node.data))) {
+        var range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        var tops = {};
+        Array.prototype.forEach.call(range.getClientRects(), function (q) {
+          if (q.width > 0) { tops[Math.round(q.top)] = true; }
+        });
+        if (Object.keys(tops).length > 1) { found.push(m[0]); }
+      }
+    }
+    return found;
+  }
   document.querySelectorAll("img, table").forEach(function (el, i) {
-    var r = el.getBoundingClientRect();
     var what = el.tagName.toLowerCase() + " #" + i;
+    var r = (el.tagName === "IMG" ? el : shown(el)).getBoundingClientRect();
     if (el.tagName === "IMG") {
       out.images += 1;
       if (el.naturalWidth && r.width / el.naturalWidth < 0.85) {
         out.small.push(what + " shown at " + Math.round(100 * r.width / el.naturalWidth) + "%");
       }
-    } else { out.tables += 1; }
+    } else {
+      out.tables += 1;
+      el.querySelectorAll("td, th").forEach(function (cell) {
+        splitWords(cell).forEach(function (word) {
+          out.split.push(what + ": '" + word + "' broken across lines");
+        });
+      });
+    }
     if (r.right > box.right + 1 || r.left < box.left - 1) {
       out.overflow.push(what + " spans " + Math.round(r.left) + ".." + Math.round(r.right) +
                         " px; the page column is " + Math.round(box.left) + ".." +
@@ -97,8 +131,11 @@ window.addEventListener("load", function () {
 @dataclass
 class PageCheck:
     """What :func:`check_page` saw: script ``errors``, images and tables that reach outside
-    the page column (``overflow``), images shrunk below 85% of their size (``small``: their
-    text would drop under ~10 px), and how many images and tables there were."""
+    the page column (``overflow``; a table in a horizontally scrolling box is measured by
+    that box), images shrunk below 85% of their size (``small``: their text would drop under
+    ~10 px), words of table cells broken across two lines (``split``: "archite cture"; an
+    explicit ``<wbr>`` break point ends a word), and how many images and tables there
+    were."""
 
     path: Path
     errors: list[str]
@@ -106,10 +143,11 @@ class PageCheck:
     small: list[str]
     images: int
     tables: int
+    split: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.errors or self.overflow or self.small)
+        return not (self.errors or self.overflow or self.small or self.split)
 
 
 def check_page(html_path: str | os.PathLike, *, width: int = 1280, height: int = 900,
@@ -140,4 +178,4 @@ def check_page(html_path: str | os.PathLike, *, width: int = 1280, height: int =
                            f"{proc.returncode}): {proc.stderr.strip()[-500:]}")
     data = json.loads(html.unescape(match.group(1)))
     return PageCheck(Path(html_path), data["errors"], data["overflow"], data["small"],
-                     data["images"], data["tables"])
+                     data["images"], data["tables"], data["split"])

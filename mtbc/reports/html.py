@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -60,10 +61,14 @@ body.jp-Notebook main { max-width: 58rem; margin: 0 auto; padding: 1.5rem 2.5rem
   background: #fff; box-shadow: 0 0 0 1px #e3e6ea; min-height: 100vh; box-sizing: border-box; }
 .jp-RenderedHTMLCommon { font-size: 15px; line-height: 1.6;
   font-family: system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; }
-.jp-RenderedHTMLCommon table { font-size: 13px; border-collapse: collapse; }
-.jp-RenderedHTMLCommon th, .jp-RenderedHTMLCommon td { padding: 0.3em 0.7em; }
-.jp-RenderedHTMLCommon td { overflow-wrap: anywhere; }
-.jp-RenderedHTMLCommon table { max-width: 100%; }
+.jp-RenderedHTMLCommon table { font-size: 13px; border-collapse: collapse; table-layout: auto; }
+.jp-RenderedHTMLCommon th, .jp-RenderedHTMLCommon td { padding: 0.3em 0.5em;
+  overflow-wrap: normal; word-break: normal; hyphens: manual; vertical-align: top; }
+.jp-RenderedHTMLCommon td.mtbc-num, .jp-RenderedHTMLCommon th.mtbc-num { white-space: nowrap;
+  text-align: right; }
+.jp-RenderedHTMLCommon td.mtbc-text { min-width: 12em; text-align: left; }
+.mtbc-nobr { white-space: nowrap; }
+.mtbc-table { overflow-x: auto; max-width: 100%; margin-bottom: 0.5em; }
 .jp-OutputArea-output img { max-width: 100%; height: auto; }
 .mtbc-nav { font: 13px system-ui, "DejaVu Sans", sans-serif; color: #555;
   border-bottom: 1px solid #e3e6ea; padding-bottom: 0.6rem; margin-bottom: 1rem; }
@@ -95,6 +100,105 @@ def _inert_markdown_outputs(nb) -> None:
                 data["text/markdown"] = text.replace("<", "&lt;").replace(">", "&gt;")
 
 
+#: A cell holding numbers only (a value, a CI "61.2 [50.0, 72.1]", "12 (4)", "70.0-80.0", "-").
+_NUMERIC = re.compile(r"[-+\u2212\u2013]?[\d.,:%\[\]()\s\u00b1eE+\-\u2212\u2013\u2014/x\u00d7]*\d"
+                      r"[\d.,:%\[\]()\s\u00b1eE+\-\u2212\u2013\u2014/x\u00d7]*|[-\u2013\u2014]|nan|inf")
+#: A cell with more text than this many characters wraps in a column of at least 12 em.
+_LONG_TEXT = 40
+
+
+def _drop_range_index(table) -> None:
+    """Remove a table's unnamed 0, 1, 2, ... row-header column (pandas' RangeIndex)."""
+    head_rows = table.thead.find_all("tr") if table.thead else []
+    body_rows = table.tbody.find_all("tr") if table.tbody else []
+    if len(head_rows) != 1 or not body_rows:
+        return  # no header, or a second header row naming the index
+    firsts = [row.find(["th", "td"]) for row in [*head_rows, *body_rows]]
+    if any(c is None or c.name != "th" for c in firsts[1:]) or firsts[0] is None:
+        return
+    if firsts[0].get_text(strip=True) or any(c.get("rowspan") or c.get("colspan")
+                                             for c in firsts):
+        return
+    if [c.get_text(strip=True) for c in firsts[1:]] != [str(i) for i in range(len(body_rows))]:
+        return
+    for cell in firsts:
+        cell.decompose()
+
+
+#: A word with a character after which browsers may break a line ("ROC-AUC", "a/b", "x:y").
+_BREAKABLE_WORD = re.compile(r"\S*[-\u2010-\u2015/\\?!)\]}|:;+=&~%\u00b7]\S+")
+
+
+def _keep_words_whole(soup, cell) -> None:
+    """Words of ``cell`` that a browser could break inside (at a hyphen, a slash, ...) are put
+    in ``span.mtbc-nobr`` (no wrapping inside); a path keeps a ``<wbr>`` break point after
+    each ``/``, so it wraps between folders, never inside a name."""
+    for text in list(cell.find_all(string=True)):
+        if text.parent.name in ("style", "script") or not _BREAKABLE_WORD.search(text):
+            continue
+        nodes, last = [], 0
+        for match in _BREAKABLE_WORD.finditer(text):
+            nodes.append(text[last:match.start()])
+            for i, part in enumerate(re.split(r"(?<=/)(?=.)", match.group())):
+                if i:
+                    nodes.append(soup.new_tag("wbr"))
+                span = soup.new_tag("span", attrs={"class": "mtbc-nobr"})
+                span.string = part
+                nodes.append(span)
+            last = match.end()
+        nodes.append(text[last:])
+        for node in nodes:
+            if node != "":
+                text.insert_before(node)
+        text.extract()
+
+
+def readable_tables(fragment: str) -> str:
+    """HTML tables that read: each in a horizontally scrolling ``div.mtbc-table``, without
+    pandas' meaningless 0, 1, 2 index column, numeric cells kept on one line (class
+    ``mtbc-num``), long text cells given room to wrap between words (``mtbc-text``), and no
+    word broken at a hyphen or slash (``span.mtbc-nobr``; paths wrap between folders).
+
+    ``fragment``: an HTML output (e.g. a DataFrame's ``text/html``); returned unchanged when
+    it holds no table.
+
+    Examples
+    --------
+    >>> html = pd.DataFrame({"claim": ["a b"], "value": ["1.5 [1.0, 2.0]"]}).to_html()
+    >>> "<th>0</th>" in readable_tables(html)  # doctest: +SKIP
+    False
+    """
+    if "<table" not in fragment:
+        return fragment
+    from bs4 import BeautifulSoup  # nbconvert's dependency; only needed here
+
+    soup = BeautifulSoup(fragment, "html.parser")
+    for table in soup.find_all("table"):
+        _drop_range_index(table)
+        for cell in table.find_all(["td", "th"]):
+            text = " ".join(cell.get_text(" ").split())
+            extra = ("mtbc-num" if _NUMERIC.fullmatch(text) else
+                     "mtbc-text" if cell.name == "td" and len(text) > _LONG_TEXT else None)
+            if extra:
+                cell["class"] = [*cell.get("class", []), extra]
+            if extra != "mtbc-num":
+                _keep_words_whole(soup, cell)
+        if not (table.parent and "mtbc-table" in (table.parent.get("class") or [])):
+            table.wrap(soup.new_tag("div", attrs={"class": "mtbc-table"}))
+    return str(soup)
+
+
+def _readable_output_tables(nb) -> None:
+    """:func:`readable_tables` on every HTML output of ``nb``."""
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "text/html" in data:
+                text = data["text/html"]
+                data["text/html"] = readable_tables(
+                    "".join(text) if isinstance(text, list) else str(text))
+
+
 def notebook_to_html(notebook: str | os.PathLike, html_path: str | os.PathLike, *,
                      include_input: bool = False, title: str | None = None,
                      nav: str | None = None) -> Path:
@@ -110,6 +214,7 @@ def notebook_to_html(notebook: str | os.PathLike, html_path: str | os.PathLike, 
 
     nb = nbformat.read(notebook, as_version=4)
     _inert_markdown_outputs(nb)
+    _readable_output_tables(nb)
     exporter = HTMLExporter(
         template_name="lab", template_file="mtbc_report.html.j2",
         extra_loaders=[jinja2.DictLoader({"mtbc_report.html.j2": _REPORT_TEMPLATE})],
@@ -163,7 +268,9 @@ table.info { border-collapse: collapse; font-size: 0.9rem; }
 table.info th { text-align: left; color: #57606a; font-weight: 500; padding: 0.25rem 1.2rem
   0.25rem 0; vertical-align: top; white-space: nowrap; }
 table.info td { padding: 0.25rem 0; font-family: ui-monospace, "DejaVu Sans Mono", monospace;
-  font-size: 0.85rem; word-break: break-all; }
+  font-size: 0.85rem; overflow-wrap: normal; word-break: normal; }
+.mtbc-nobr { white-space: nowrap; }
+.mtbc-table { overflow-x: auto; max-width: 100%; }
 details { margin-top: 1rem; }
 details summary { cursor: pointer; color: #57606a; }
 details pre { background: #f6f8fa; border: 1px solid #e3e6ea; border-radius: 6px;
@@ -260,6 +367,8 @@ def write_index(out_dir: str | os.PathLike, reports: Iterable[ReportInfo], *,
         sub += f" &middot; {esc(str(run_info['date']))}"
     if run_info.get("seconds"):
         sub += f" &middot; run took {esc(str(run_info['seconds']))} s"
+    # words never broken (a path wraps between folders), a wide table scrolls
+    info_table = readable_tables(f'<table class="info">{"".join(rows)}</table>')
     title = page.title
     body = f"""<!DOCTYPE html>
 <html lang="en">
@@ -282,9 +391,7 @@ def write_index(out_dir: str | os.PathLike, reports: Iterable[ReportInfo], *,
 </ol>
 {links}
 <h2>Run</h2>
-<table class="info">
-{chr(10).join(rows)}
-</table>
+{info_table}
 {params_block}
 </main>
 </body>
