@@ -112,7 +112,7 @@ def load_state_dict(paths: Sequence[Path]) -> dict[str, Any]:
                 except RuntimeError:  # legacy (non-zip) checkpoints cannot be memory-mapped
                     part = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - garbage files raise anything
-            raise ValueError(f"{path}: not a loadable MERT checkpoint ({type(exc).__name__}: "
+            raise ValueError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: "
                              f"{exc}); re-download the model or point model= at a good "
                              f"snapshot") from exc
         if not isinstance(part, dict) or not all(torch.is_tensor(v) for v in part.values()):
