@@ -30,6 +30,8 @@ _REGISTRY: dict[str, str] = {
     "vggish": "mtbc.extractors.vggish:VGGishExtractor",
     "mfcc": "mtbc.extractors.mfcc:MfccExtractor",
     "musicnn": "mtbc.extractors.musicnn:MusicnnExtractor",
+    "hf": "mtbc.extractors.hf:HfExtractor",
+    "clap": "mtbc.extractors.hf:ClapExtractor",
 }
 
 

@@ -121,8 +121,10 @@ def load_state_dict(paths: Sequence[Path]) -> dict[str, Any]:
     return state
 
 
-def map_checkpoint_keys(state: dict[str, Any], expected: set[str]) -> dict[str, Any]:
-    """Rename checkpoint keys to ``HubertModel``'s: strip a prefix, map weight-norm names.
+def map_checkpoint_keys(state: dict[str, Any], expected: set[str], *,
+                        prefixes: Sequence[str] = _KEY_PREFIXES) -> dict[str, Any]:
+    """Rename checkpoint keys to the model's: strip a prefix (the one of ``prefixes`` that
+    matches most keys), map weight-norm names.
 
     Old ``torch.nn.utils.weight_norm`` names ``<conv>.weight_g`` / ``<conv>.weight_v`` become
     the parametrization names ``<conv>.parametrizations.weight.original0`` / ``original1``
@@ -143,7 +145,7 @@ def map_checkpoint_keys(state: dict[str, Any], expected: set[str]) -> dict[str, 
         return key
 
     best_prefix, best_hits = "", -1
-    for prefix in _KEY_PREFIXES:
+    for prefix in prefixes:
         hits = sum(k.startswith(prefix) and rename(k[len(prefix):]) in expected for k in state)
         if hits > best_hits:
             best_prefix, best_hits = prefix, hits
