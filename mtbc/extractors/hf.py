@@ -181,6 +181,7 @@ class HfExtractor(Extractor):
             self.chunk_samples, self.min_samples = (int(fe.max_length) - 1) * hop + win, win
         else:  # clap
             self.chunk_samples, self.min_samples = int(fe.nb_max_samples), int(fe.hop_length)
+            self._check_clap(str(snapshot.folder / "preprocessor_config.json"))
         self.chunk_seconds = self.chunk_samples / self.sample_rate
         self.min_last_samples = max(int(round(MIN_LAST_SECONDS * self.sample_rate)),
                                     self.min_samples)
@@ -243,10 +244,17 @@ class HfExtractor(Extractor):
 
     @property
     def clap_truncation(self) -> str:
-        """CLAP's feature mode: ``fusion`` for fused models (4 mel views), else ``rand_trunc``
-        (no crop happens: chunks never exceed the window)."""
+        """CLAP's feature mode from ``preprocessor_config.json``: ``fusion`` (4 mel views, for
+        fused models) or ``rand_trunc`` (no crop happens: chunks never exceed the window)."""
+        return str(self.features.truncation)
+
+    def _check_clap(self, where: str) -> None:
         fused = bool(self.config.get("audio_config", {}).get("enable_fusion", False))
-        return "fusion" if fused else "rand_trunc"
+        if self.clap_truncation not in ("fusion", "rand_trunc") or \
+                (self.clap_truncation == "fusion") != fused:
+            raise ValueError(f"{where}: truncation {self.clap_truncation!r} does not fit a CLAP "
+                             f"model with enable_fusion={fused}; use "
+                             f"{'fusion' if fused else 'rand_trunc'}")
 
     def _forward(self, chunks: Sequence[np.ndarray]) -> np.ndarray:
         """Chunks (equal length for raw-wave families) -> ``(B, n_layers, width)`` float32."""

@@ -49,7 +49,8 @@ TINY: dict[str, tuple[str, dict[str, Any], str, str, dict[str, Any]]] = {
         audio_config=dict(hidden_size=32, patch_embeds_hidden_size=8, depths=[1, 1, 1],
                           num_attention_heads=[1, 1, 2], window_size=8, spec_size=256,
                           num_mel_bins=64, enable_fusion=False, projection_hidden_size=16),
-        projection_dim=8), "ClapModel", "ClapFeatureExtractor", {"max_length_s": 2}),
+        projection_dim=8), "ClapModel", "ClapFeatureExtractor",
+        {"max_length_s": 2, "truncation": "rand_trunc"}),
 }
 
 

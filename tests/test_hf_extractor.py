@@ -1,0 +1,215 @@
+"""The hf extractor against a direct transformers forward pass of the same tiny checkpoints."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+
+from mtbc.extractors import (  # noqa: E402 - after the importorskip
+    ExtractorConfigError,
+    WeightsUnavailableError,
+    get_extractor,
+)
+from mtbc.extractors.hf_fixtures import make_hf_snapshot  # noqa: E402
+
+FAMILIES = ["wav2vec2", "hubert", "wavlm", "data2vec-audio", "whisper",
+            "audio-spectrogram-transformer", "clap"]
+CASES = [(f, "safetensors") for f in FAMILIES] + [(f, "bin") for f in ("wav2vec2", "whisper", "clap")]
+
+
+@pytest.fixture(scope="module")
+def snapshots(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hf")
+    return {(f, fmt): make_hf_snapshot(root / f"{f}-{fmt}", f, weights_format=fmt, seed=3)
+            for f, fmt in CASES}
+
+
+def _wave(seconds, sr, seed=0):
+    rng = np.random.default_rng(seed)
+    return (0.1 * rng.standard_normal(int(seconds * sr))).astype(np.float32)
+
+
+def _reference(family, folder, chunk):
+    """Per-layer time means of one chunk, computed the way transformers' docs run each model."""
+    import torch
+    import transformers
+
+    with torch.inference_mode():
+        if family == "clap":
+            model = transformers.ClapModel.from_pretrained(folder).eval()
+            fe = transformers.ClapFeatureExtractor.from_pretrained(folder)
+            inputs = fe(chunk, sampling_rate=fe.sampling_rate, return_tensors="pt")
+            out = model.audio_model(**inputs, output_hidden_states=True)
+            joint = model.get_audio_features(**inputs).pooler_output
+            return [h.mean(dim=(2, 3))[0] for h in out.hidden_states] + [out.pooler_output[0],
+                                                                         joint[0]]
+        if family == "whisper":
+            model = transformers.WhisperModel.from_pretrained(folder).encoder.eval()
+            fe = transformers.WhisperFeatureExtractor.from_pretrained(folder)
+            x = fe(chunk, sampling_rate=16000, return_tensors="pt").input_features
+            out = model(x, output_hidden_states=True)
+            frames = len(chunk) // 320  # 50 encoder frames per second of audio
+            states = [*out.hidden_states[:-1], out.last_hidden_state]
+            return [s[0, :frames].mean(dim=0) for s in states]
+        cls, fe_cls = {"audio-spectrogram-transformer": ("ASTModel", "ASTFeatureExtractor")}.get(
+            family, ({"wav2vec2": "Wav2Vec2Model", "hubert": "HubertModel", "wavlm": "WavLMModel",
+                      "data2vec-audio": "Data2VecAudioModel"}.get(family),
+                     "Wav2Vec2FeatureExtractor"))
+        model = getattr(transformers, cls).from_pretrained(folder).eval()
+        fe = getattr(transformers, fe_cls).from_pretrained(folder)
+        x = fe(chunk, sampling_rate=16000, return_tensors="pt")
+        name = "input_values"
+        out = model(x[name], output_hidden_states=True)
+        states = [*out.hidden_states[:-1], out.last_hidden_state]
+        return [s[0].mean(dim=0) for s in states]
+
+
+@pytest.mark.parametrize(("family", "fmt"), CASES)
+def test_embeddings_equal_a_direct_transformers_forward_layer_by_layer(snapshots, family, fmt):
+    folder = snapshots[family, fmt]
+    options = {"chunk_seconds": 1.5} if family in FAMILIES[:4] else {}
+    ex = get_extractor("hf", model=str(folder), device="cpu", dtype="float32", **options)
+    seconds = {"whisper": 10.0, "clap": 3.3, "audio-spectrogram-transformer": 2.8}.get(family, 3.2)
+    wave = _wave(seconds, ex.sample_rate)
+    out = ex.embed(wave)
+    chunks = ex.chunks(wave)
+    assert out.shape == (len(chunks), ex.n_layers, ex.hidden_size) and out.dtype == np.float32
+    assert len(chunks) >= (1 if family == "whisper" else 2)
+    for i, chunk in enumerate(chunks):
+        ref = _reference(family, str(folder), chunk)
+        assert len(ref) == ex.n_layers
+        for layer, (row, width) in enumerate(zip(ref, ex.layer_widths, strict=True)):
+            np.testing.assert_allclose(out[i, layer, :width], row.numpy(), rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{family} chunk {i} layer {layer}")
+            assert not out[i, layer, width:].any()  # CLAP's narrower rows: zero padding
+    meta = ex.metadata()
+    assert meta["weights_kind"] == "fixture" and meta["licence"] == "unknown: see the model card"
+    assert len(ex.layer_names()) == ex.n_layers
+
+
+def test_whisper_10_s_clip_gives_the_frames_of_10_s_not_30(snapshots):
+    ex = get_extractor("hf", model=str(snapshots["whisper", "safetensors"]), device="cpu")
+    assert ex.chunk_samples == 30 * 16000
+    assert ex.valid_frames(10 * 16000) == 500 and ex.valid_frames(30 * 16000) == 1500
+    wave = _wave(10.0, 16000, seed=4)
+    trimmed = ex.embed(wave)[0]
+    import torch
+    import transformers
+
+    folder = str(snapshots["whisper", "safetensors"])
+    model = transformers.WhisperModel.from_pretrained(folder).encoder.eval()
+    x = transformers.WhisperFeatureExtractor.from_pretrained(folder)(
+        wave, sampling_rate=16000, return_tensors="pt").input_features
+    with torch.inference_mode():
+        states = model(x, output_hidden_states=True).hidden_states
+    assert states[0].shape[1] == 1500
+    np.testing.assert_allclose(trimmed[0], states[0][0, :500].mean(0).numpy(), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(trimmed[0], states[0][0].mean(0).numpy(), atol=1e-3)  # 30 s differs
+
+
+def test_batching_and_precision_options(snapshots):
+    folder = str(snapshots["whisper", "safetensors"])
+    waves = [_wave(s, 16000, seed=s) for s in (2, 5, 31)]
+    one = get_extractor("hf", model=folder, device="cpu", batch_size=1).embed_many(waves)
+    three = get_extractor("hf", model=folder, device="cpu", batch_size=3).embed_many(waves)
+    assert [a.shape[0] for a in one] == [1, 1, 2]
+    for a, b in zip(one, three, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    bf16 = get_extractor("hf", model=folder, device="cpu", dtype="bfloat16")
+    assert bf16.precision_mode == "autocast"
+    assert bf16.fingerprint != get_extractor("hf", model=folder, device="cpu").fingerprint
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+def test_a_bin_holding_a_pickle_payload_runs_nothing(snapshots, tmp_path):
+    import torch
+
+    folder = shutil.copytree(snapshots["wav2vec2", "bin"], tmp_path / "evil")
+    marker = tmp_path / "payload-ran"
+    torch.save({"masked_spec_embed": _Payload(marker)}, folder / "pytorch_model.bin")
+    with open(tmp_path / "plain.pkl", "wb") as f:  # the crafted payload does run when unpickled
+        pickle.dump(_Payload(tmp_path / "control"), f)
+    with open(tmp_path / "plain.pkl", "rb") as f:
+        pickle.load(f)  # noqa: S301 - the control: proves the payload is live
+    assert (tmp_path / "control").exists()
+    ex = get_extractor("hf", model=str(folder), device="cpu")
+    with pytest.raises(ValueError, match="not a loadable checkpoint"):
+        ex.embed(_wave(1.0, 16000))
+    assert not marker.exists()
+
+
+def test_offline_missing_hub_id_fails_with_one_line_naming_model_and_fix(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    cache = tmp_path / "empty-cache"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    with pytest.raises(WeightsUnavailableError) as info:
+        get_extractor("hf", model="mtbc-test/no-such-encoder")
+    assert "mtbc-test/no-such-encoder" in str(info.value)
+    fix = info.value.fix
+    assert "\n" not in fix and "mtbc-test/no-such-encoder" in fix
+    assert "connect to the internet once" in fix and "local folder" in fix
+
+
+def test_unsupported_families_are_refused_with_the_table(tmp_path, snapshots):
+    import json
+
+    folder = shutil.copytree(snapshots["hubert", "safetensors"], tmp_path / "bert")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
+    with pytest.raises(ExtractorConfigError) as info:
+        get_extractor("hf", model=str(folder))
+    message = str(info.value)
+    assert "'bert' is not supported" in message and "\n" not in message
+    for name in ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "whisper", "AST", "CLAP"):
+        assert name in message
+    with pytest.raises(ExtractorConfigError, match="native window"):
+        get_extractor("hf", model=str(snapshots["whisper", "safetensors"]), chunk_seconds=10.0)
+    with pytest.raises(ExtractorConfigError, match="needs model_type clap"):
+        get_extractor("clap", model=str(snapshots["whisper", "safetensors"]))
+
+
+def test_fingerprint_follows_contents_not_location(snapshots, tmp_path):
+    a = snapshots["hubert", "safetensors"]
+    b = shutil.copytree(a, tmp_path / "copy")
+    c = make_hf_snapshot(tmp_path / "other", "hubert", seed=9)
+    fp = [get_extractor("hf", model=str(p)).fingerprint for p in (a, b, c)]
+    assert fp[0] == fp[1] != fp[2] and fp[0].startswith("hf-")
+    assert get_extractor("hf", model=str(a), chunk_seconds=2.0).fingerprint != fp[0]
+
+
+def test_clap_text_embeddings_equal_transformers_and_share_the_joint_space(snapshots):
+    import torch
+    import transformers
+
+    folder = str(snapshots["clap", "safetensors"])
+    ex = get_extractor("clap", model=folder, device="cpu")
+    prompts = ["This is a jazz song.", "This is a rock song.", "calm piano"]
+    text = ex.embed_text(prompts)
+    model = transformers.ClapModel.from_pretrained(folder).eval()
+    tokens = transformers.AutoTokenizer.from_pretrained(folder)(prompts, padding=True,
+                                                                return_tensors="pt")
+    with torch.inference_mode():
+        ref = model.get_text_features(**tokens).pooler_output.numpy()
+    assert text.shape == (3, ex.projection_dim)
+    np.testing.assert_allclose(text, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, rtol=1e-5)
+    audio = ex.joint(ex.embed(_wave(2.0, 48000)))
+    assert audio.shape == (1, ex.projection_dim)
+    np.testing.assert_allclose(np.linalg.norm(audio, axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="needs a CLAP model"):
+        get_extractor("hf", model=str(snapshots["hubert", "safetensors"])).embed_text(["x"])
