@@ -213,3 +213,19 @@ def test_clap_text_embeddings_equal_transformers_and_share_the_joint_space(snaps
     np.testing.assert_allclose(np.linalg.norm(audio, axis=1), 1.0, rtol=1e-5)
     with pytest.raises(ValueError, match="needs a CLAP model"):
         get_extractor("hf", model=str(snapshots["hubert", "safetensors"])).embed_text(["x"])
+
+
+def test_zero_shot_and_text_search_through_the_clap_extractor(snapshots):
+    from mtbc.zeroshot import ZeroShotClassifier, search_by_text, track_embeddings
+
+    ex = get_extractor("clap", model=str(snapshots["clap", "bin"]), device="cpu")
+    waves = [_wave(s, 48000, seed=s) for s in (1.0, 2.5, 3.0)]
+    segments = ex.embed_many(waves)
+    index = np.concatenate([np.full(len(s), i) for i, s in enumerate(segments)])
+    tracks = track_embeddings(np.concatenate(segments), index, 3, width=ex.projection_dim)
+    clf = ZeroShotClassifier.from_extractor(ex, ["jazz", "rock"])
+    assert clf.prompts == ["This is a jazz song.", "This is a rock song."]
+    np.testing.assert_allclose(clf.decision_function(tracks),
+                               tracks @ ex.embed_text(clf.prompts).T, rtol=1e-5, atol=1e-6)
+    hits = search_by_text(ex, "calm piano", tracks, ["a", "b", "c"], k=3)
+    assert sorted(hits.track_id) == ["a", "b", "c"]
