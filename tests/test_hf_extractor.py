@@ -219,7 +219,7 @@ def test_zero_shot_and_text_search_through_the_clap_extractor(snapshots):
     from mtbc.zeroshot import ZeroShotClassifier, search_by_text, track_embeddings
 
     ex = get_extractor("clap", model=str(snapshots["clap", "bin"]), device="cpu")
-    waves = [_wave(s, 48000, seed=s) for s in (1.0, 2.5, 3.0)]
+    waves = [_wave(s, 48000, seed=i) for i, s in enumerate((1.0, 2.5, 3.0))]
     segments = ex.embed_many(waves)
     index = np.concatenate([np.full(len(s), i) for i, s in enumerate(segments)])
     tracks = track_embeddings(np.concatenate(segments), index, 3, width=ex.projection_dim)
