@@ -1,7 +1,9 @@
 """Embedding extractors behind one interface (:class:`mtbc.extractors.base.Extractor`).
 
 ``get_extractor(name, **options)`` builds one by name; models are imported lazily so that
-importing mtbc stays cheap. One module per model: ``mert``, ``vggish``, ``mfcc``.
+importing mtbc stays cheap. One module per model: ``mert``, ``vggish``, ``mfcc``, ``musicnn``,
+``hf`` (any supported Hugging Face encoder, and ``clap``). Installed packages add more through
+the ``mtbc.extractors`` entry-point group (:func:`_load_plugins`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from mtbc.extractors.base import (
     weights_kind,
 )
 
-__all__ = ["FIXTURE_MARKER", "Extractor", "ExtractorConfigError", "ModelLoadError",
+__all__ = ["FIXTURE_MARKER", "PLUGIN_GROUP", "Extractor", "ExtractorConfigError", "ModelLoadError",
            "WeightsUnavailableError", "available_extractors", "build_extractors",
            "get_extractor", "make_fingerprint", "weights_kind"]
 
@@ -35,9 +37,31 @@ _REGISTRY: dict[str, str] = {
 }
 
 
+#: Entry-point group through which an installed package adds extractors (``docs/extractors.md``).
+PLUGIN_GROUP = "mtbc.extractors"
+
+
+def _load_plugins() -> dict[str, str]:
+    """Name -> ``"module:Class"`` of the extractors installed packages declare in the
+    :data:`PLUGIN_GROUP` entry-point group (read from package metadata on each call, so a
+    package installed while Python runs is seen; nothing is imported here). A plugin may not
+    take a built-in name: such an entry is skipped with a warning."""
+    import warnings
+    from importlib.metadata import entry_points
+
+    found: dict[str, str] = {}
+    for ep in entry_points(group=PLUGIN_GROUP):
+        if ep.name in _REGISTRY:
+            warnings.warn(f"extractor plugin {ep.name!r} ({ep.value}) ignored: {ep.name!r} is a "
+                          "built-in extractor; give the plugin another name", stacklevel=2)
+            continue
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
 def available_extractors() -> list[str]:
-    """Names accepted by :func:`get_extractor`."""
-    return sorted(_REGISTRY)
+    """Names accepted by :func:`get_extractor`: the built-ins and installed plugins."""
+    return sorted({*_REGISTRY, *_load_plugins()})
 
 
 def get_extractor(name: str, **options: Any) -> Extractor:
@@ -52,14 +76,22 @@ def get_extractor(name: str, **options: Any) -> Extractor:
     """
     import inspect
 
-    try:
-        target = _REGISTRY[name]
-    except (KeyError, TypeError):
+    target = _REGISTRY.get(name) if isinstance(name, str) else None
+    if target is None and isinstance(name, str):
+        target = _load_plugins().get(name)
+    if target is None:
         raise ExtractorConfigError(
-            f"unknown extractor {name!r}; choose one of {', '.join(available_extractors())}"
-        ) from None
-    module_name, class_name = target.split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+            f"unknown extractor {name!r}; choose one of {', '.join(available_extractors())}")
+    module_name, _, class_name = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ExtractorConfigError(f"extractor {name}: cannot import {target} "
+                                   f"({type(exc).__name__}: {exc}); reinstall the package that "
+                                   "provides it") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Extractor)):
+        raise ExtractorConfigError(f"extractor {name}: {target} is not a subclass of "
+                                   "mtbc.extractors.Extractor")
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
