@@ -229,3 +229,11 @@ def test_zero_shot_and_text_search_through_the_clap_extractor(snapshots):
                                tracks @ ex.embed_text(clf.prompts).T, rtol=1e-5, atol=1e-6)
     hits = search_by_text(ex, "calm piano", tracks, ["a", "b", "c"], k=3)
     assert sorted(hits.track_id) == ["a", "b", "c"]
+
+
+def test_licences_as_the_model_cards_state_them():
+    from mtbc.extractors.mert_hub import licence_of
+
+    assert licence_of("m-a-p/MERT-v1-95M") == "cc-by-nc-4.0"
+    assert licence_of("laion/larger_clap_music") == "apache-2.0"
+    assert licence_of("someone/unknown-model") == "unknown: see the model card"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mtbc.extractors.mert import load_state_dict
+from mtbc.extractors.mert_hub import UNKNOWN_LICENCE, licence_of  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
@@ -82,24 +83,6 @@ def family_for(config: dict[str, Any], *, where: str) -> Family:
         raise ValueError(f"{where}: model_type {model_type!r} is not supported by the hf "
                          f"extractor; supported: {families_table()}")
     return FAMILIES[model_type]
-
-
-#: Weights whose licence we know from the hub model card (as seen in stored copies of the hub
-#: pages; huggingface.co itself was not reachable from here). Anything else is reported as
-#: :data:`UNKNOWN_LICENCE`.
-KNOWN_LICENCES: dict[str, str] = {
-    "m-a-p/MERT-v1-95M": "cc-by-nc-4.0",
-    "m-a-p/MERT-v1-330M": "cc-by-nc-4.0",
-    "laion/larger_clap_music": "apache-2.0",
-    "openai/whisper-base": "apache-2.0",
-    "facebook/wav2vec2-base": "apache-2.0",
-}
-UNKNOWN_LICENCE = "unknown: see the model card"
-
-
-def licence_of(model_id: str) -> str:
-    """The weights' licence as the hub card states it, or :data:`UNKNOWN_LICENCE`."""
-    return KNOWN_LICENCES.get(model_id, UNKNOWN_LICENCE)
 
 
 def build_config(family: Family, config: dict[str, Any]):

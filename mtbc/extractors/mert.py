@@ -45,6 +45,7 @@ from mtbc.extractors.mert_hub import (
     MODEL_95M,
     MODEL_330M,
     MertSnapshot,
+    licence_of,
     resolve_snapshot,
 )
 
@@ -474,6 +475,7 @@ class MertExtractor(Extractor):
             **super().metadata(),
             "model": self.snapshot.model_id,
             "weights_kind": weights_kind(self.snapshot.folder),
+            "licence": licence_of(self.snapshot.model_id),
             "revision": self.snapshot.revision,
             "commit": self.snapshot.commit,
             "n_layers": self.n_layers,

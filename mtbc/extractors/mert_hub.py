@@ -41,6 +41,24 @@ ALLOW_PATTERNS = ["config.json", "preprocessor_config.json", "*.safetensors", "p
 DOWNLOAD_STEPS = (["config.json", "preprocessor_config.json", "*.safetensors"],
                   ["config.json", "preprocessor_config.json", "pytorch_model.bin"])
 
+#: Weights whose licence we know from the hub model card (as seen in stored copies of the hub
+#: pages; huggingface.co itself was not reachable from here). Anything else is reported as
+#: :data:`UNKNOWN_LICENCE`.
+KNOWN_LICENCES: dict[str, str] = {
+    "m-a-p/MERT-v1-95M": "cc-by-nc-4.0",
+    "m-a-p/MERT-v1-330M": "cc-by-nc-4.0",
+    "laion/larger_clap_music": "apache-2.0",
+    "openai/whisper-base": "apache-2.0",
+    "facebook/wav2vec2-base": "apache-2.0",
+}
+UNKNOWN_LICENCE = "unknown: see the model card"
+
+
+def licence_of(model_id: str) -> str:
+    """The weights' licence as the hub card states it, or :data:`UNKNOWN_LICENCE`."""
+    return KNOWN_LICENCES.get(model_id, UNKNOWN_LICENCE)
+
+
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
