@@ -237,3 +237,15 @@ def test_licences_as_the_model_cards_state_them():
     assert licence_of("m-a-p/MERT-v1-95M") == "cc-by-nc-4.0"
     assert licence_of("laion/larger_clap_music") == "apache-2.0"
     assert licence_of("someone/unknown-model") == "unknown: see the model card"
+
+
+def test_the_zoo_params_file_is_valid_and_names_eight_models():
+    from pathlib import Path
+
+    from mtbc.reports.params import load_params
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params" / "zoo.yaml")
+    names = {label: o["name"] for label, o in params["extractors"].items()}
+    assert names == {"mert-95m": "mert", "clap-music": "clap", "whisper-base": "hf",
+                     "ast": "hf", "wav2vec2-base": "hf", "vggish": "vggish",
+                     "musicnn": "musicnn", "mfcc": "mfcc"}
