@@ -342,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "e.g. -o model=m-a-p/MERT-v1-95M -o chunk_seconds=30.")
     p.add_argument("collection", help=coll_help)
     p.add_argument("--extractor", "-e", action="append", required=True,
-                   help="mert, vggish, mfcc or musicnn (repeatable)")
+                   help="mert, vggish, mfcc, musicnn, hf (-o model=<hub id or folder>), clap, "
+                        "or an installed plugin's name (repeatable)")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="extractor option (value parsed as YAML)")
     p.add_argument("--kind", choices=kinds, default="auto", help="collection layout")
