@@ -249,3 +249,17 @@ def test_the_zoo_params_file_is_valid_and_names_eight_models():
     assert names == {"mert-95m": "mert", "clap-music": "clap", "whisper-base": "hf",
                      "ast": "hf", "wav2vec2-base": "hf", "vggish": "vggish",
                      "musicnn": "musicnn", "mfcc": "mfcc"}
+
+
+def test_clap_truncation_follows_the_model_when_the_preprocessor_disagrees(snapshots, tmp_path):
+    import json
+
+    folder = shutil.copytree(snapshots["clap", "safetensors"], tmp_path / "clap")
+    pre = json.loads((folder / "preprocessor_config.json").read_text())
+    (folder / "preprocessor_config.json").write_text(json.dumps({**pre, "truncation": "fusion"}))
+    with pytest.warns(UserWarning, match="truncation 'fusion' does not fit.*using 'rand_trunc'"):
+        ex = get_extractor("clap", model=str(folder), device="cpu")
+    assert ex.clap_truncation == "rand_trunc" and ex.metadata()["clap_truncation"] == "rand_trunc"
+    good = get_extractor("clap", model=str(snapshots["clap", "safetensors"]), device="cpu")
+    wave = _wave(1.5, 48000)
+    np.testing.assert_allclose(ex.embed(wave), good.embed(wave), rtol=1e-5, atol=1e-6)

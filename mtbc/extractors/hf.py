@@ -244,17 +244,22 @@ class HfExtractor(Extractor):
 
     @property
     def clap_truncation(self) -> str:
-        """CLAP's feature mode from ``preprocessor_config.json``: ``fusion`` (4 mel views, for
-        fused models) or ``rand_trunc`` (no crop happens: chunks never exceed the window)."""
-        return str(self.features.truncation)
+        """CLAP's feature mode: ``fusion`` (4 mel views) for fused models, ``rand_trunc`` (one
+        view; no crop happens, chunks never exceed the window) otherwise. The preprocessor's
+        own ``truncation`` is used when it fits ``enable_fusion``; when it does not (upstream
+        would fail on the input shape), the fitting mode is used, with a warning."""
+        return self._clap_truncation
 
     def _check_clap(self, where: str) -> None:
+        import warnings
+
         fused = bool(self.config.get("audio_config", {}).get("enable_fusion", False))
-        if self.clap_truncation not in ("fusion", "rand_trunc") or \
-                (self.clap_truncation == "fusion") != fused:
-            raise ValueError(f"{where}: truncation {self.clap_truncation!r} does not fit a CLAP "
-                             f"model with enable_fusion={fused}; use "
-                             f"{'fusion' if fused else 'rand_trunc'}")
+        fits = "fusion" if fused else "rand_trunc"
+        declared = str(getattr(self.features, "truncation", fits))
+        if declared != fits:
+            warnings.warn(f"{where}: truncation {declared!r} does not fit a CLAP model with "
+                          f"enable_fusion={fused}; using {fits!r}", stacklevel=3)
+        self._clap_truncation = fits
 
     def _forward(self, chunks: Sequence[np.ndarray]) -> np.ndarray:
         """Chunks (equal length for raw-wave families) -> ``(B, n_layers, width)`` float32."""

@@ -79,6 +79,8 @@ def family_for(config: dict[str, Any], *, where: str) -> Family:
     """The :class:`Family` of a ``config.json`` dict, or ``ValueError`` naming ``where`` and
     listing the supported families."""
     model_type = config.get("model_type")
+    if model_type == "mert_model":
+        raise ValueError(f"{where}: a MERT checkpoint; use the mert extractor (name: mert)")
     if model_type not in FAMILIES:
         raise ValueError(f"{where}: model_type {model_type!r} is not supported by the hf "
                          f"extractor; supported: {families_table()}")
