@@ -34,39 +34,46 @@ def _wave(seconds, sr, seed=0):
     return (0.1 * rng.standard_normal(int(seconds * sr))).astype(np.float32)
 
 
-def _reference(family, folder, chunk):
-    """Per-layer time means of one chunk, computed the way transformers' docs run each model."""
+def _reference(family, folder, chunks):
+    """Per-layer time means of each chunk, computed the way transformers' docs run each model
+    (one chunk at a time)."""
     import torch
     import transformers
 
-    with torch.inference_mode():
-        if family == "clap":
-            model = transformers.ClapModel.from_pretrained(folder).eval()
-            fe = transformers.ClapFeatureExtractor.from_pretrained(folder)
-            inputs = fe(chunk, sampling_rate=fe.sampling_rate, return_tensors="pt")
-            out = model.audio_model(**inputs, output_hidden_states=True)
-            joint = model.get_audio_features(**inputs).pooler_output
-            return [h.mean(dim=(2, 3))[0] for h in out.hidden_states] + [out.pooler_output[0],
-                                                                         joint[0]]
-        if family == "whisper":
-            model = transformers.WhisperModel.from_pretrained(folder).encoder.eval()
-            fe = transformers.WhisperFeatureExtractor.from_pretrained(folder)
-            x = fe(chunk, sampling_rate=16000, return_tensors="pt").input_features
-            out = model(x, output_hidden_states=True)
-            frames = len(chunk) // 320  # 50 encoder frames per second of audio
-            states = [*out.hidden_states[:-1], out.last_hidden_state]
-            return [s[0, :frames].mean(dim=0) for s in states]
-        cls, fe_cls = {"audio-spectrogram-transformer": ("ASTModel", "ASTFeatureExtractor")}.get(
-            family, ({"wav2vec2": "Wav2Vec2Model", "hubert": "HubertModel", "wavlm": "WavLMModel",
-                      "data2vec-audio": "Data2VecAudioModel"}.get(family),
-                     "Wav2Vec2FeatureExtractor"))
+    if family == "clap":
+        model = transformers.ClapModel.from_pretrained(folder).eval()
+        fe = transformers.ClapFeatureExtractor.from_pretrained(folder)
+    elif family == "whisper":
+        model = transformers.WhisperModel.from_pretrained(folder).encoder.eval()
+        fe = transformers.WhisperFeatureExtractor.from_pretrained(folder)
+    else:
+        cls, fe_cls = {"audio-spectrogram-transformer": ("ASTModel", "ASTFeatureExtractor"),
+                       "wav2vec2": ("Wav2Vec2Model", "Wav2Vec2FeatureExtractor"),
+                       "hubert": ("HubertModel", "Wav2Vec2FeatureExtractor"),
+                       "wavlm": ("WavLMModel", "Wav2Vec2FeatureExtractor"),
+                       "data2vec-audio": ("Data2VecAudioModel", "Wav2Vec2FeatureExtractor")}[family]
         model = getattr(transformers, cls).from_pretrained(folder).eval()
         fe = getattr(transformers, fe_cls).from_pretrained(folder)
-        x = fe(chunk, sampling_rate=16000, return_tensors="pt")
-        name = "input_values"
-        out = model(x[name], output_hidden_states=True)
-        states = [*out.hidden_states[:-1], out.last_hidden_state]
-        return [s[0].mean(dim=0) for s in states]
+    out = []
+    with torch.inference_mode():
+        for chunk in chunks:
+            if family == "clap":
+                inputs = fe(chunk, sampling_rate=fe.sampling_rate, return_tensors="pt")
+                o = model.audio_model(**inputs, output_hidden_states=True)
+                joint = model.get_audio_features(**inputs).pooler_output
+                out.append([h.mean(dim=(2, 3))[0] for h in o.hidden_states]
+                           + [o.pooler_output[0], joint[0]])
+                continue
+            if family == "whisper":
+                x = fe(chunk, sampling_rate=16000, return_tensors="pt").input_features
+                frames = len(chunk) // 320  # 50 encoder frames per second of audio
+            else:
+                x = fe(chunk, sampling_rate=16000, return_tensors="pt").input_values
+                frames = None
+            o = model(x, output_hidden_states=True)
+            states = [*o.hidden_states[:-1], o.last_hidden_state]
+            out.append([s[0, :frames].mean(dim=0) for s in states])
+    return out
 
 
 @pytest.mark.parametrize(("family", "fmt"), CASES)
@@ -80,8 +87,7 @@ def test_embeddings_equal_a_direct_transformers_forward_layer_by_layer(snapshots
     chunks = ex.chunks(wave)
     assert out.shape == (len(chunks), ex.n_layers, ex.hidden_size) and out.dtype == np.float32
     assert len(chunks) >= (1 if family == "whisper" else 2)
-    for i, chunk in enumerate(chunks):
-        ref = _reference(family, str(folder), chunk)
+    for i, ref in enumerate(_reference(family, str(folder), chunks)):
         assert len(ref) == ex.n_layers
         for layer, (row, width) in enumerate(zip(ref, ex.layer_widths, strict=True)):
             np.testing.assert_allclose(out[i, layer, :width], row.numpy(), rtol=1e-5, atol=1e-5,
