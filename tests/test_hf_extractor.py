@@ -269,3 +269,19 @@ def test_clap_truncation_follows_the_model_when_the_preprocessor_disagrees(snaps
     good = get_extractor("clap", model=str(snapshots["clap", "safetensors"]), device="cpu")
     wave = _wave(1.5, 48000)
     np.testing.assert_allclose(ex.embed(wave), good.embed(wave), rtol=1e-5, atol=1e-6)
+
+
+def test_cli_offline_missing_hub_id_is_one_line_exit_2(tmp_path, monkeypatch, tone, capsys):
+    import huggingface_hub.constants as hf_constants
+
+    from mtbc.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    tone(tmp_path / "music" / "a" / "x.wav", seconds=1.0)
+    code = main(["extract", str(tmp_path / "music"), "-e", "hf", "-o", "model=mtbc-test/absent",
+                 "--cache", str(tmp_path / "cache")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "Traceback" not in err and len(err.splitlines()) == 1
+    assert "mtbc-test/absent" in err and "connect to the internet once" in err
