@@ -285,3 +285,19 @@ def test_cli_offline_missing_hub_id_is_one_line_exit_2(tmp_path, monkeypatch, to
     err = capsys.readouterr().err.strip()
     assert code == 2 and "Traceback" not in err and len(err.splitlines()) == 1
     assert "mtbc-test/absent" in err and "connect to the internet once" in err
+
+
+def test_old_weight_norm_names_load_like_new_ones(snapshots, tmp_path):
+    """wav2vec2-era .bin files name the positional conv weight_g / weight_v."""
+    import torch
+
+    from mtbc.extractors.fixtures import old_weight_norm_names
+
+    folder = shutil.copytree(snapshots["wav2vec2", "bin"], tmp_path / "old")
+    state = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    old = old_weight_norm_names(state)
+    assert any(k.endswith("weight_g") for k in old) and not any(k.endswith("weight_g") for k in state)
+    torch.save(old, folder / "pytorch_model.bin")
+    wave = _wave(2.0, 16000)
+    new = get_extractor("hf", model=str(snapshots["wav2vec2", "bin"])).embed(wave)
+    np.testing.assert_array_equal(get_extractor("hf", model=str(folder)).embed(wave), new)
