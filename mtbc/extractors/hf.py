@@ -48,6 +48,7 @@ from mtbc.extractors.base import (
 )
 from mtbc.extractors.hf_families import (
     Family,
+    build_config,
     build_encoder,
     families_table,
     family_for,
@@ -190,17 +191,18 @@ class HfExtractor(Extractor):
         self._model = None
 
     def _layer_widths(self) -> list[int]:
-        cfg = self.config
+        """Width of each output row, from the config as transformers reads it (its defaults
+        fill keys a config.json leaves out)."""
+        cfg = build_config(self.family, self.config)
         if self.frontend == "clap":
-            audio = cfg.get("audio_config", {})
-            embed = int(audio.get("patch_embeds_hidden_size", 96))
-            depths = list(audio.get("depths", [2, 2, 6, 2]))
-            stages = [embed * 2 ** min(i, len(depths) - 1) for i in range(len(depths) + 1)]
-            return [*stages, int(audio.get("hidden_size", stages[-1])),
-                    int(cfg.get("projection_dim", 512))]
+            audio = cfg.audio_config
+            depths = list(audio.depths)
+            stages = [audio.patch_embeds_hidden_size * 2 ** min(i, len(depths) - 1)
+                      for i in range(len(depths) + 1)]
+            return [*stages, int(audio.hidden_size), int(cfg.projection_dim)]
         if self.frontend == "whisper":
-            return [int(cfg.get("d_model", 512))] * (int(cfg.get("encoder_layers", 6)) + 1)
-        return [int(cfg.get("hidden_size", 768))] * (int(cfg.get("num_hidden_layers", 12)) + 1)
+            return [int(cfg.d_model)] * (int(cfg.encoder_layers) + 1)
+        return [int(cfg.hidden_size)] * (int(cfg.num_hidden_layers) + 1)
 
     # --------------------------------------------------------------------------- model
 
