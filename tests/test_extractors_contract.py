@@ -22,6 +22,7 @@ from mtbc.extractors.fixtures import (
     make_vggish_weights,
     mert_preprocessor,
 )
+from mtbc.extractors.hf_fixtures import make_hf_snapshot
 
 
 @pytest.fixture(scope="module")
@@ -29,30 +30,34 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("contract")
     weights, pca = make_vggish_weights(root / "vggish")
     return {"mert": make_mert_snapshot(root / "mert", variant="95m", tiny=True),
-            "weights": weights, "pca": pca}
+            "weights": weights, "pca": pca, "hf": make_hf_snapshot(root / "hubert", "hubert"),
+            "clap": make_hf_snapshot(root / "clap", "clap")}
 
 
 def _build(name, files, **extra):
     options = {"mert": {"model": str(files["mert"]), "chunk_seconds": 2.0},
                "vggish": {"weights": str(files["weights"]), "pca_params": str(files["pca"])},
-               "mfcc": {}, "musicnn": {"device": "cpu"}}[name]
+               "mfcc": {}, "musicnn": {"device": "cpu"},
+               "hf": {"model": str(files["hf"]), "chunk_seconds": 2.0},
+               "clap": {"model": str(files["clap"])}}[name]
     return get_extractor(name, **{**options, **extra})
 
 
 #: An option of each extractor that changes its outputs.
 CHANGING_OPTION = {"mert": {"chunk_seconds": 1.0}, "vggish": {"postprocess": "pca"},
-                   "mfcc": {"n_mfcc": 13}, "musicnn": {"layer": "penultimate"}}
+                   "mfcc": {"n_mfcc": 13}, "musicnn": {"layer": "penultimate"},
+                   "hf": {"chunk_seconds": 1.0}, "clap": {"dtype": "bfloat16"}}
 #: What metadata()["weights_kind"] says: musicnn ships its pretrained weights (small, offline).
 WEIGHTS_KIND = {"mfcc": "none", "musicnn": "pretrained"}
 
 
-def test_registry_lists_the_four_extractors():
-    assert available_extractors() == ["mert", "mfcc", "musicnn", "vggish"]
+def test_registry_lists_the_built_in_extractors():
+    assert available_extractors() == ["clap", "hf", "mert", "mfcc", "musicnn", "vggish"]
     with pytest.raises(ValueError, match="unknown extractor 'jukebox'"):
         get_extractor("jukebox")
 
 
-@pytest.mark.parametrize("name", ["mert", "vggish", "mfcc", "musicnn"])
+@pytest.mark.parametrize("name", ["mert", "vggish", "mfcc", "musicnn", "hf", "clap"])
 def test_extractor_contract(name, files, rng):
     ext = _build(name, files)
     assert isinstance(ext.sample_rate, int) and ext.sample_rate > 0

@@ -90,11 +90,13 @@ def test_answer_says_plainly_when_nothing_is_significant(two_results):
 def test_extractor_table_one_row_per_label():
     table = extractor_table({
         "mert": {"extractor": "mert", "model": "m-a-p/MERT-v1-95M", "commit": "a" * 40,
-                 "weights_kind": "pretrained", "sample_rate": 24000, "fingerprint": "mert-1"},
+                 "weights_kind": "pretrained", "sample_rate": 24000, "fingerprint": "mert-1",
+                 "licence": "cc-by-nc-4.0"},
         "mfcc": {"extractor": "mfcc", "weights_kind": "none", "sample_rate": 22050,
                  "fingerprint": "mfcc-2"}})
     assert table.loc["mert", "revision"] == "a" * 12
     assert table.loc["mfcc", "model"] == "mfcc" and table.loc["mfcc", "weights"] == "none"
+    assert table.loc["mert", "licence"] == "cc-by-nc-4.0" and table.loc["mfcc", "licence"] == "-"
 
 
 def test_load_aligned_keeps_tracks_every_extractor_has(tmp_path):

@@ -1,7 +1,8 @@
 """Embedding extractors behind one interface (:class:`mtbc.extractors.base.Extractor`).
 
 ``get_extractor(name, **options)`` builds one by name; models are imported lazily so that
-importing mtbc stays cheap. One module per model: ``mert``, ``vggish``, ``mfcc``, ``musicnn``.
+importing mtbc stays cheap. One module per model: ``mert``, ``vggish``, ``mfcc``, ``musicnn``,
+``hf`` (any supported Hugging Face encoder, and ``clap``).
 
 The registry
 ------------
@@ -12,6 +13,9 @@ parameters all read it. A new extractor is one entry::
 
     from mtbc.extractors import register_extractor
     register_extractor("mymodel", "mypackage.extractor:MyExtractor")
+
+Installed packages add more through the ``mtbc.extractors`` entry-point group
+(:data:`PLUGIN_GROUP`, ``docs/extractors.md``): they are found when a name is looked up.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from mtbc.extractors.base import (
     weights_kind,
 )
 
-__all__ = ["EXTRACTORS", "FIXTURE_MARKER", "Extractor", "ExtractorConfigError",
+__all__ = ["EXTRACTORS", "FIXTURE_MARKER", "PLUGIN_GROUP", "Extractor", "ExtractorConfigError",
            "ModelLoadError", "WeightsUnavailableError", "available_extractors", "bench_keys",
            "build_extractors", "extractor_class", "get_extractor", "make_fingerprint",
            "register_extractor", "weights_kind"]
@@ -43,7 +47,30 @@ EXTRACTORS: dict[str, str | type[Extractor]] = {
     "vggish": "mtbc.extractors.vggish:VGGishExtractor",
     "musicnn": "mtbc.extractors.musicnn:MusicnnExtractor",
     "mfcc": "mtbc.extractors.mfcc:MfccExtractor",
+    "hf": "mtbc.extractors.hf:HfExtractor",
+    "clap": "mtbc.extractors.hf:ClapExtractor",
 }
+
+#: Entry-point group through which an installed package adds extractors (``docs/extractors.md``).
+PLUGIN_GROUP = "mtbc.extractors"
+
+
+def plugin_extractors() -> dict[str, str]:
+    """Name -> ``"module:Class"`` of the extractors installed packages declare in the
+    :data:`PLUGIN_GROUP` entry-point group (read from package metadata on each call, so a
+    package installed while Python runs is seen; nothing is imported here). A plugin may not
+    take a registered name: such an entry is skipped with a warning."""
+    import warnings
+    from importlib.metadata import entry_points
+
+    found: dict[str, str] = {}
+    for ep in entry_points(group=PLUGIN_GROUP):
+        if ep.name in EXTRACTORS:
+            warnings.warn(f"extractor plugin {ep.name!r} ({ep.value}) ignored: {ep.name!r} is a "
+                          "built-in extractor; give the plugin another name", stacklevel=2)
+            continue
+        found.setdefault(ep.name, ep.value)
+    return found
 
 
 def register_extractor(name: str, target: str | type[Extractor], *,
@@ -78,8 +105,8 @@ def register_extractor(name: str, target: str | type[Extractor], *,
 
 
 def available_extractors() -> list[str]:
-    """Names accepted by :func:`get_extractor`, sorted."""
-    return sorted(EXTRACTORS)
+    """Names accepted by :func:`get_extractor`, sorted: the registry and installed plugins."""
+    return sorted({*EXTRACTORS, *plugin_extractors()})
 
 
 def extractor_class(name: str) -> type[Extractor]:
@@ -87,15 +114,23 @@ def extractor_class(name: str) -> type[Extractor]:
 
     Raises :class:`ExtractorConfigError` for an unknown name.
     """
-    try:
-        target = EXTRACTORS[name]
-    except (KeyError, TypeError):
+    target = EXTRACTORS.get(name) if isinstance(name, str) else None
+    if target is None and isinstance(name, str):
+        target = plugin_extractors().get(name)
+    if target is None:
         raise ExtractorConfigError(
-            f"unknown extractor {name!r}; choose one of {', '.join(available_extractors())}"
-        ) from None
+            f"unknown extractor {name!r}; choose one of {', '.join(available_extractors())}")
     if isinstance(target, str):
-        module_name, class_name = target.split(":")
-        target = getattr(importlib.import_module(module_name), class_name)
+        module_name, _, class_name = target.partition(":")
+        try:
+            target = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as exc:
+            raise ExtractorConfigError(f"extractor {name}: cannot import {target} "
+                                       f"({type(exc).__name__}: {exc}); reinstall the package "
+                                       "that provides it") from exc
+    if not (isinstance(target, type) and issubclass(target, Extractor)):
+        raise ExtractorConfigError(f"extractor {name}: {target} is not a subclass of "
+                                   "mtbc.extractors.Extractor")
     return target
 
 

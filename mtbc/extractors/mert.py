@@ -47,6 +47,7 @@ from mtbc.extractors.memory import mert_batch_size, mert_chunk_bytes, mert_forwa
 from mtbc.extractors.mert_hub import (
     MODEL_330M,
     MertSnapshot,
+    licence_of,
     resolve_snapshot,
 )
 from mtbc.extractors.mert_model import (
@@ -287,6 +288,7 @@ class MertExtractor(Extractor):
             **super().metadata(),
             "model": self.snapshot.model_id,
             "weights_kind": weights_kind(self.snapshot.folder),
+            "licence": licence_of(self.snapshot.model_id),
             "revision": self.snapshot.revision,
             "commit": self.snapshot.commit,
             "n_layers": self.n_layers,

@@ -1,5 +1,6 @@
-"""Finding MERT-v1 weights: the Hugging Face hub at a pinned revision, its local cache, or a
-local folder laid out like a hub snapshot (``docs/models/mert.md``).
+"""Finding MERT-v1 weights (and, through :class:`HubSpec`, any Hugging Face checkpoint the
+``hf`` extractor reads): the hub at a pinned revision, its local cache, or a local folder laid
+out like a hub snapshot (``docs/models/mert.md``, ``docs/models/hf.md``).
 
 Only ``config.json``, ``preprocessor_config.json`` and the weights are ever fetched, never
 ``*.py`` (the remote code is never run). The cache is read first with no network; when the
@@ -40,9 +41,45 @@ ALLOW_PATTERNS = ["config.json", "preprocessor_config.json", "*.safetensors", "p
 DOWNLOAD_STEPS = (["config.json", "preprocessor_config.json", "*.safetensors"],
                   ["config.json", "preprocessor_config.json", "pytorch_model.bin"])
 
-#: Version of mtbc's output convention (time-mean per chunk, layer 0 and last as documented).
+#: Weights whose licence we know from the hub model card (as seen in stored copies of the hub
+#: pages; huggingface.co itself was not reachable from here). Anything else is reported as
+#: :data:`UNKNOWN_LICENCE`.
+KNOWN_LICENCES: dict[str, str] = {
+    "m-a-p/MERT-v1-95M": "cc-by-nc-4.0",
+    "m-a-p/MERT-v1-330M": "cc-by-nc-4.0",
+    "laion/larger_clap_music": "apache-2.0",
+    "openai/whisper-base": "apache-2.0",
+    "facebook/wav2vec2-base": "apache-2.0",
+}
+UNKNOWN_LICENCE = "unknown: see the model card"
+
+
+def licence_of(model_id: str) -> str:
+    """The weights' licence as the hub card states it, or :data:`UNKNOWN_LICENCE`."""
+    return KNOWN_LICENCES.get(model_id, UNKNOWN_LICENCE)
+
 
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    """What to fetch and require for one kind of checkpoint.
+
+    ``what`` names the weights in messages (``"MERT"``); ``required`` are files a snapshot
+    must hold besides the weights; ``steps`` are the download pattern lists, tried in order
+    until one brings weights (never ``*.py``); ``default_revisions`` pins hub ids;
+    ``examples`` are the hub ids suggested when an id is wrong.
+    """
+
+    what: str = "MERT"
+    required: tuple[str, ...] = ("config.json", "preprocessor_config.json")
+    steps: tuple[tuple[str, ...], ...] = tuple(tuple(p) for p in DOWNLOAD_STEPS)
+    default_revisions: tuple[tuple[str, str], ...] = tuple(DEFAULT_REVISIONS.items())
+    examples: tuple[str, ...] = (MODEL_95M, MODEL_330M)
+
+
+MERT_SPEC = HubSpec()
 
 
 @dataclass
@@ -69,19 +106,19 @@ def _weight_files(folder: Path) -> list[Path]:
     return []
 
 
-def _missing_files(folder: Path) -> list[str]:
-    missing = [n for n in ("config.json", "preprocessor_config.json") if not (folder / n).is_file()]
+def _missing_files(folder: Path, required: Sequence[str] = MERT_SPEC.required) -> list[str]:
+    missing = [n for n in required if not (folder / n).is_file()]
     if not _weight_files(folder):
         missing.append("model.safetensors or pytorch_model.bin")
     return missing
 
 
-def _fix_hint(model: str) -> str:
+def _fix_hint(model: str, required: Sequence[str] = MERT_SPEC.required) -> str:
     return (
         "Fix it in one of two ways: (1) connect to the internet once so that the files download "
         "into the Hugging Face cache (or set HF_HOME / HF_HUB_CACHE to a cache that already "
         f"holds {model}), or (2) pass model=<folder> pointing at a local folder that holds "
-        "config.json, preprocessor_config.json and model.safetensors or pytorch_model.bin."
+        f"{', '.join(required)} and model.safetensors or pytorch_model.bin."
     )
 
 
@@ -112,14 +149,14 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _download(model_id: str, revision: str) -> Path:
+def _download(model_id: str, revision: str, spec: HubSpec = MERT_SPEC) -> Path:
     """The snapshot folder of ``model_id`` at ``revision``: from the cache when it holds the
-    files (no network at all), else downloaded (only ``DOWNLOAD_STEPS`` patterns)."""
+    files (no network at all), else downloaded (only ``spec.steps`` patterns)."""
     import huggingface_hub
     from huggingface_hub import errors
 
     def fetch(local_only: bool) -> Path:
-        for patterns in DOWNLOAD_STEPS:
+        for patterns in spec.steps:
             folder = Path(huggingface_hub.snapshot_download(
                 model_id, revision=revision, allow_patterns=list(patterns),
                 local_files_only=local_only))
@@ -129,14 +166,14 @@ def _download(model_id: str, revision: str) -> Path:
 
     try:
         folder = fetch(local_only=True)
-        if not _missing_files(folder):
+        if not _missing_files(folder, spec.required):
             return folder
     except errors.LocalEntryNotFoundError:
         pass
     unavailable = WeightsUnavailableError(
-        f"MERT weights for {model_id!r} (revision {revision!r}) are not in the Hugging Face "
-        f"cache ({huggingface_hub.constants.HF_HUB_CACHE}) and the hub cannot be reached "
-        f"(offline). {_fix_hint(model_id)}", fix=_one_line_fix(model_id))
+        f"{spec.what} weights for {model_id!r} (revision {revision!r}) are not in the Hugging "
+        f"Face cache ({huggingface_hub.constants.HF_HUB_CACHE}) and the hub cannot be reached "
+        f"(offline). {_fix_hint(model_id, spec.required)}", fix=_one_line_fix(model_id))
     if not hub_reachable():
         raise unavailable
     try:
@@ -146,17 +183,18 @@ def _download(model_id: str, revision: str) -> Path:
     except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as exc:
         raise WeightsUnavailableError(
             f"{model_id!r} at revision {revision!r} was not found on the Hugging Face Hub "
-            f"({exc.__class__.__name__}); use {MODEL_95M!r} or {MODEL_330M!r}, or a local folder.",
-            fix=f"set `model:` to {MODEL_95M!r}, {MODEL_330M!r} or a local folder"
+            f"({exc.__class__.__name__}); use {' or '.join(map(repr, spec.examples))}, or a local "
+            "folder.", fix=f"set `model:` to {', '.join(map(repr, spec.examples))} or a local folder"
         ) from exc
 
 
-def _local_commit(folder: Path, weights: Sequence[Path]) -> str:
+def _local_commit(folder: Path, weights: Sequence[Path],
+                  required: Sequence[str] = MERT_SPEC.required) -> str:
     """Commit of a local folder: the snapshot's name if it is a hub snapshot, else a content hash."""
     if folder.parent.name == "snapshots" and _COMMIT_RE.match(folder.name):
         return folder.name
     digest = hashlib.sha256()
-    for path in [folder / "config.json", folder / "preprocessor_config.json", *weights]:
+    for path in [*(folder / name for name in required), *weights]:
         digest.update(path.name.encode() + b"\0")
         with open(path, "rb") as f:
             digest.update(hashlib.file_digest(f, "sha256").digest())
@@ -171,11 +209,13 @@ def _local_model_id(folder: Path) -> str:
     return f"local:{folder}"
 
 
-def resolve_snapshot(model: str | Path, *, revision: str | None = None) -> MertSnapshot:
-    """Find (downloading if needed, never ``*.py``) and read a MERT model folder.
+def resolve_snapshot(model: str | Path, *, revision: str | None = None,
+                     spec: HubSpec = MERT_SPEC) -> MertSnapshot:
+    """Find (downloading if needed, never ``*.py``) and read a model folder.
 
     ``model`` is a hub id (``m-a-p/MERT-v1-95M``, ``m-a-p/MERT-v1-330M``) or a local folder laid
     out like a hub snapshot; an existing folder wins over a hub id of the same spelling.
+    ``spec`` says which files to fetch and require (MERT's by default).
     Raises :class:`WeightsUnavailableError` when files are missing and cannot be fetched.
     """
     path = Path(model).expanduser()
@@ -183,22 +223,24 @@ def resolve_snapshot(model: str | Path, *, revision: str | None = None) -> MertS
         folder, model_id, revision = path.resolve(), None, None
     elif isinstance(model, Path) or str(model).startswith((".", "/", "~")) or str(model).count("/") != 1:
         raise WeightsUnavailableError(
-            f"model={str(model)!r} is neither an existing folder nor a hub id like {MODEL_95M!r}. "
-            f"{_fix_hint(str(model))}")
+            f"model={str(model)!r} is neither an existing folder nor a hub id like "
+            f"{spec.examples[0]!r}. {_fix_hint(str(model), spec.required)}")
     else:
         model_id = str(model)
-        revision = revision or DEFAULT_REVISIONS.get(model_id, "main")
-        folder = _download(model_id, revision)
-    missing = _missing_files(folder)
+        revision = revision or dict(spec.default_revisions).get(model_id, "main")
+        folder = _download(model_id, revision, spec)
+    missing = _missing_files(folder, spec.required)
     if missing:
         where = f"{model_id!r} (revision {revision!r}) in {folder}" if model_id else str(folder)
         raise WeightsUnavailableError(
-            f"MERT files missing for {where}: {', '.join(missing)}. {_fix_hint(model_id or str(folder))}")
+            f"{spec.what} files missing for {where}: {', '.join(missing)}. "
+            f"{_fix_hint(model_id or str(folder), spec.required)}")
     weights = _weight_files(folder)
     if model_id is None:
-        model_id, commit = _local_model_id(folder), _local_commit(folder, weights)
+        model_id, commit = _local_model_id(folder), _local_commit(folder, weights, spec.required)
     else:
-        commit = folder.name if _COMMIT_RE.match(folder.name) else _local_commit(folder, weights)
+        commit = (folder.name if _COMMIT_RE.match(folder.name)
+                  else _local_commit(folder, weights, spec.required))
     config = json.loads((folder / "config.json").read_text())
     preprocessor = json.loads((folder / "preprocessor_config.json").read_text())
     return MertSnapshot(folder=folder, model_id=model_id, revision=revision, commit=commit,

@@ -76,7 +76,7 @@ def load_state_dict(paths: Sequence[Path]) -> dict[str, Any]:
                 except RuntimeError:  # legacy (non-zip) checkpoints cannot be memory-mapped
                     part = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - garbage files raise anything
-            raise ValueError(f"{path}: not a loadable MERT checkpoint ({type(exc).__name__}: "
+            raise ValueError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: "
                              f"{exc}); re-download the model or point model= at a good "
                              f"snapshot") from exc
         if not isinstance(part, dict) or not all(torch.is_tensor(v) for v in part.values()):
@@ -85,7 +85,8 @@ def load_state_dict(paths: Sequence[Path]) -> dict[str, Any]:
     return state
 
 
-def map_checkpoint_keys(state: dict[str, Any], expected: set[str]) -> dict[str, Any]:
+def map_checkpoint_keys(state: dict[str, Any], expected: set[str], *,
+                        prefixes: Sequence[str] = _KEY_PREFIXES) -> dict[str, Any]:
     """Rename checkpoint keys to ``HubertModel``'s: strip a prefix, map weight-norm names.
 
     Old ``torch.nn.utils.weight_norm`` names ``<conv>.weight_g`` / ``<conv>.weight_v`` become
@@ -107,7 +108,7 @@ def map_checkpoint_keys(state: dict[str, Any], expected: set[str]) -> dict[str, 
         return key
 
     best_prefix, best_hits = "", -1
-    for prefix in _KEY_PREFIXES:
+    for prefix in prefixes:
         hits = sum(k.startswith(prefix) and rename(k[len(prefix):]) in expected for k in state)
         if hits > best_hits:
             best_prefix, best_hits = prefix, hits

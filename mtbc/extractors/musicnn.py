@@ -178,6 +178,7 @@ class MusicnnExtractor(Extractor):
                 "dim": self.dim, "n_layers": 1, "weights_file": self.weights_path.name,
                 "weights_sha256": self.weights_sha256,
                 "weights_kind": weights_kind(self.weights_path.parent),
+                "licence": "ISC (the musicnn 0.1.0 wheel's licence)",
                 "source_wheel": WHEEL_NAME, "patch_frames": N_FRAMES,
                 "patch_seconds": N_FRAMES * HOP_LENGTH / SAMPLE_RATE,
                 "min_samples": MIN_SAMPLES, "remainder_policy": "leftover frames dropped",

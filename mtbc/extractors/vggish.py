@@ -181,6 +181,7 @@ class VGGishExtractor(Extractor):
         meta.update(
             weights_file=self.weights_path.name, weights_sha256=file_sha256(self.weights_path),
             weights_kind=weights_kind(self.weights_path.parent),
+            licence="apache-2.0 (tensorflow/models, where Google released VGGish)",
             pca_file=self.pca_path.name if self.pca_path else None,
             pca_sha256=file_sha256(self.pca_path) if self.pca_path else None,
             postprocess=self.postprocess, final_relu=self.final_relu, res_type=self.res_type,

@@ -23,7 +23,8 @@ def listen(path: str | Path, *, seconds: float = 10.0, sr: int = 16000):
 
 
 def extractor_table(metadata: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per extractor label: model, revision/weights, kind of weights, fingerprint."""
+    """One row per extractor label: model, revision/weights, kind of weights, the weights'
+    licence (as the model card states it), fingerprint."""
     rows = []
     for label, meta in metadata.items():
         revision = meta.get("commit") or meta.get("weights_sha256") or ""
@@ -32,6 +33,7 @@ def extractor_table(metadata: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
             "model": meta.get("model") or meta.get("weights_file") or meta.get("extractor"),
             "revision": revision.removeprefix("sha256-")[:12] or "-",
             "weights": meta.get("weights_kind", "unknown"),
+            "licence": meta.get("licence") or "-",
             "sample rate (Hz)": meta.get("sample_rate"),
             "fingerprint": meta.get("fingerprint"),
         })
@@ -43,8 +45,9 @@ def describe_weights(extractor) -> str:
     meta = extractor.metadata()
     model = meta.get("model") or meta.get("weights_file") or meta.get("extractor")
     revision = meta.get("commit") or (meta.get("weights_sha256") or "")[:12]
+    licence = f"; licence {meta['licence']}" if meta.get("licence") else ""
     return f"{model}" + (f" @ {revision}" if revision else "") + \
-        f" ({meta.get('weights_kind', 'unknown')}; fingerprint {extractor.fingerprint})"
+        f" ({meta.get('weights_kind', 'unknown')}{licence}; fingerprint {extractor.fingerprint})"
 
 
 def model_provenance(models: Mapping[str, Any]) -> dict[str, str]:
