@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtbc.analysis.evaluation import paired_test
-from mtbc.analysis.resampling import bootstrap_mean_ci
+from mtbc.stats import paired_test
+from mtbc.stats import bootstrap_mean_ci
 
 #: The default prompt template (a params option: ``zero_shot_template``).
 DEFAULT_TEMPLATE = "This is a {label} song."
@@ -148,7 +148,7 @@ class ZeroShotResult:
 
     def paired_test(self, other_predictions: Sequence, **options):
         """Group-aware paired test of zero-shot against another system's predictions on the
-        same tracks (:func:`mtbc.analysis.evaluation.paired_test`; ``diff`` = zero-shot minus
+        same tracks (:func:`mtbc.stats.paired_test`; ``diff`` = zero-shot minus
         other)."""
         return paired_test(self.y_true, self.predictions, np.asarray(other_predictions),
                            groups=self.groups, **options)

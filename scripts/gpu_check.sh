@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mtbc.analysis.compute import synthetic_clip
+from mtbc.benchmark.timing import synthetic_clip
 from mtbc.extractors.fixtures import make_mert_snapshot
 
 n, out = int(sys.argv[1]), Path(sys.argv[2])

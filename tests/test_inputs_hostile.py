@@ -70,7 +70,7 @@ def test_a_non_utf8_file_name_is_read_or_skipped_with_the_real_reason(tmp_path):
 
 
 def _cli_factory(monkeypatch):
-    import mtbc.analysis.predict as predict
+    import mtbc.evaluation.predict as predict
 
     monkeypatch.setattr(predict, "predict_files",
                         functools.partial(predict.predict_files, extractor_factory=factory))
