@@ -166,6 +166,8 @@ def cmd_extract(args) -> int:
         except ValueError as exc:
             raise UsageError(f"--devices {args.devices!r}: {exc}") from None
         return run_on_devices(args.argv[1:], devices, shard)
+    if args.slurm:  # one job array over the collection's shards (mtbc.cache.slurm)
+        return _extract_on_slurm(args, options)
     extractors = _extractors(args.extractor, options)
     coll = load_collection(args.collection, kind=args.kind, max_duration=args.max_duration)
     store = EmbeddingStore(args.cache)
@@ -185,6 +187,36 @@ def cmd_extract(args) -> int:
     if len(coll.skipped):
         _print_table(coll.skipped[["path", "reason"]], "skipped while scanning:")
     return status
+
+
+def _extract_on_slurm(args, options: dict) -> int:
+    """``mtbc extract --slurm``: submit the shards still missing, wait, report."""
+    from mtbc.cache.slurm import ShardTask, run_on_slurm
+    from mtbc.cache.slurm_options import SlurmError, check_slurm, options_from_args
+    from mtbc.cache.store import EmbeddingStore
+    from mtbc.data.collection import load_collection
+
+    if args.shard or args.devices:
+        raise UsageError("--slurm splits the collection into --tasks shards itself; drop "
+                         "--shard/--devices (--gpus-per-task G runs G processes per task)")
+    try:
+        slurm = options_from_args(args)
+        check_slurm(slurm.partition)
+    except SlurmError as exc:
+        raise UsageError(str(exc)) from None
+    extractors = _extractors(args.extractor, options)
+    store = EmbeddingStore(args.cache)
+    coll = load_collection(args.collection, kind=args.kind, max_duration=args.max_duration,
+                           scan_cache=store.root)
+    spec = Path(args.collection)
+    task = ShardTask(collection=str(spec.resolve()) if spec.exists() else args.collection,
+                     kind=args.kind, extractors=tuple((n, options) for n in args.extractor),
+                     cache=str(store.root.resolve()), shard=(0, slurm.tasks), batch=args.batch,
+                     max_duration=args.max_duration, gpus=slurm.gpus_per_task)
+    try:
+        return run_on_slurm(coll.tracks, extractors, task, slurm)
+    except SlurmError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_cache(args) -> int:
@@ -355,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "mps; default: the extractor's auto)")
     p.add_argument("--devices", default=None, metavar="LIST",
                    help="cuda:0,cuda:1,...: one process per device sharing the cache")
+    from mtbc.cache.slurm_options import add_arguments as add_slurm_arguments
+
+    add_slurm_arguments(p)
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("cache", help="list (or verify) what the embedding cache holds",

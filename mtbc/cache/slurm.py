@@ -1,0 +1,379 @@
+"""Extraction as a Slurm job array (``mtbc extract ... --slurm``), through ``submitit``.
+
+One array of ``tasks`` tasks over the collection's shards: task ``k`` embeds shard ``k/tasks``
+(:func:`mtbc.cache.extract.select_shard`, the ``--shard k/n`` of ``mtbc extract``) with every
+extractor, into the one shared cache (atomic writes, so tasks never see each other's half
+files). :func:`run_on_slurm` submits only the shards that still miss entries, prints the job
+id and the log folder, waits with a progress bar fed by the cache (entries present / total),
+resubmits a task that ended without finishing (cancelled, node failure, out of memory) up to
+``retries`` times, and lists the failed tasks with their log tails at the end. A task that is
+preempted or reaches its time limit is requeued by submitit itself (:class:`ShardTask` is
+``Checkpointable``; the cache makes the requeued task resume where it stopped).
+
+submitit pickles the task (a :class:`ShardTask`: plain names, options and paths) into the log
+folder and the job unpickles it: that file is written by mtbc for its own job, never a
+user's. The task's outcome comes back as a small JSON file beside it, so the submitting side
+unpickles nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mtbc.cache.extract import select_shard
+from mtbc.cache.slurm_options import (
+    ACTIVE_STATES,
+    SlurmError,
+    SlurmOptions,
+    check_slurm,
+    parse_time,
+    run_command,
+)
+from mtbc.cache.store import EmbeddingStore
+from mtbc.files import atomic_write
+
+__all__ = ["ACTIVE_STATES", "SlurmError", "SlurmOptions", "ShardTask", "check_slurm",
+           "parse_time", "run_on_slurm"]
+
+# -- the task that runs on a node ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Shard ``shard = (k, n)`` of a collection with every extractor: what one array task
+    runs. ``extractors``: ``(name, options)`` pairs. With ``gpus > 1`` it starts one process
+    per GPU (GPU ``j`` takes shard ``k*gpus + j`` of ``n*gpus``)."""
+
+    collection: str
+    kind: str
+    extractors: tuple[tuple[str, Mapping[str, Any]], ...]
+    cache: str
+    shard: tuple[int, int]
+    batch: int = 8
+    max_duration: float | None = None
+    gpus: int = 0
+    outcome_dir: str = ""
+
+    def __call__(self) -> int:
+        import submitit
+
+        start = time.time()
+        if self.gpus > 1:
+            from concurrent.futures import ProcessPoolExecutor
+            from multiprocessing import get_context
+
+            from mtbc.cache.devices import device_shards
+
+            devices = [f"cuda:{j}" for j in range(self.gpus)]
+            with ProcessPoolExecutor(self.gpus, mp_context=get_context("spawn")) as pool:
+                parts = list(pool.map(_extract_shard, [self] * self.gpus,
+                                      [s for _, s in device_shards(devices, self.shard)],
+                                      devices))
+            failed = sum((p[0] for p in parts), [])
+            extracting = max(p[1] for p in parts)
+        else:
+            failed, extracting = _extract_shard(self, self.shard, None)
+        env = submitit.JobEnvironment()
+        outcome = {"job_id": env.job_id, "shard": list(self.shard), "failed": failed,
+                   "started": start, "seconds": round(time.time() - start, 3),
+                   "extract_seconds": round(extracting, 3)}
+        if self.outcome_dir:
+            text = json.dumps(outcome).encode()
+            atomic_write(Path(self.outcome_dir) / f"{env.job_id}_outcome.json",
+                         lambda f: f.write(text))
+        return 0
+
+    def checkpoint(self, *args, **kwargs):
+        """Requeue the same task on preemption or time-out (submitit calls this); the cache
+        makes it resume where it stopped."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def _extract_shard(task: ShardTask, shard: tuple[int, int], device: str | None
+                   ) -> tuple[list, float]:
+    """Run one shard in this process: ``([[extractor, path, reason], ...] for failed tracks,
+    seconds spent embedding)``. Prints the same report as ``mtbc extract --shard`` (it lands in the task's log)."""
+    from mtbc.cache.extract import extract_collection, load_model
+    from mtbc.data.collection import load_collection
+    from mtbc.extractors import get_extractor
+
+    store = EmbeddingStore(task.cache)
+    extractors = []
+    for name, options in task.extractors:
+        opts = dict(options)
+        if device is not None:
+            opts["device"] = device
+        extractors.append(get_extractor(name, **opts))
+        load_model(extractors[-1])
+    kw = {} if task.max_duration is None else {"max_duration": task.max_duration}
+    coll = load_collection(task.collection, kind=task.kind, progress=False,
+                           scan_cache=store.root, **kw)
+    print(f"shard {shard[0]}/{shard[1]} of {coll.name}: "
+          f"{len(select_shard(coll.tracks, shard))} of {len(coll)} tracks", flush=True)
+    failed, seconds = [], 0.0
+    for ex in extractors:
+        report = extract_collection(coll.tracks, ex, store, batch_tracks=task.batch,
+                                    shard=shard, progress=False, **kw)
+        seconds += report.seconds
+        print(report, flush=True)
+        for row in report.failed.itertuples():
+            print(f"failed: {row.path}: {row.reason}", flush=True)
+            failed.append([ex.name, row.path, row.reason])
+    return failed, seconds
+
+
+# -- the submitting side ----------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    """What one ``--slurm`` run covers: entry paths per shard, the tasks template."""
+
+    template: ShardTask
+    tasks: int
+    #: shard index -> cache entry paths that shard writes (every extractor).
+    entries: dict[int, list[Path]] = field(default_factory=dict)
+    fingerprints: list[str] = field(default_factory=list)
+
+    def missing_shards(self, store: EmbeddingStore) -> list[int]:
+        """Shards with at least one entry absent or not verifying."""
+        out = []
+        for k, paths in self.entries.items():
+            if any(store.problem(p.stem, p.parent.parent.name) is not None for p in paths):
+                out.append(k)
+        return out
+
+
+def make_plan(tracks: pd.DataFrame, extractors: Sequence, template: ShardTask,
+              store: EmbeddingStore, tasks: int) -> Plan:
+    """The entries each of ``tasks`` shards writes, for the built ``extractors``."""
+    plan = Plan(template=template, tasks=tasks,
+                fingerprints=[ex.fingerprint for ex in extractors])
+    for k in range(tasks):
+        hashes = list(select_shard(tracks, (k, tasks))["content_hash"])
+        plan.entries[k] = [store.path_for(h, fp) for fp in plan.fingerprints for h in hashes]
+    return plan
+
+
+def _executor(options: SlurmOptions, log_dir: Path, n_tasks: int):
+    import submitit
+
+    ex = submitit.SlurmExecutor(folder=log_dir / "%j", max_num_timeout=options.retries)
+    params: dict[str, Any] = {"job_name": "mtbc-extract", "time": parse_time(options.time),
+                              "array_parallelism": options.array_parallelism or n_tasks,
+                              "signal_delay_s": 60}
+    if options.partition:
+        params["partition"] = options.partition
+    if options.gpus_per_task:
+        params["gpus_per_task"] = options.gpus_per_task
+    known = set(submitit.SlurmExecutor._valid_parameters())
+    additional = {}
+    for key, value in options.extra:
+        name = key.replace("-", "_")
+        if name in known:
+            params[name] = value
+        else:
+            additional[key.replace("_", "-")] = value
+    if additional:
+        params["additional_parameters"] = additional
+    try:
+        ex.update_parameters(**params)
+    except ValueError as exc:
+        raise SlurmError(f"--slurm-option: {' '.join(str(exc).split()[:12])}...") from None
+    return ex
+
+
+def submit(plan: Plan, shards: Sequence[int], options: SlurmOptions, log_dir: Path,
+           attempt: int = 0) -> dict[str, int]:
+    """Submit one array over ``shards``; ``{task job id: shard}``."""
+    from dataclasses import replace
+
+    ex = _executor(options, log_dir, len(shards))
+    with ex.batch():
+        jobs = [ex.submit(replace(plan.template, shard=(k, plan.tasks))) for k in shards]
+    ids = {job.job_id: k for job, k in zip(jobs, shards, strict=True)}
+    record = log_dir / "submissions.jsonl"
+    line = json.dumps({"array": jobs[0].job_id.split("_")[0], "tasks": ids,
+                       "attempt": attempt, "time": time.time()}) + "\n"
+    old = record.read_bytes() if record.is_file() else b""
+    atomic_write(record, lambda f: f.write(old + line.encode()))
+    return ids
+
+
+def task_states(job_ids: Sequence[str]) -> dict[str, str]:
+    """``{array task id: Slurm state}`` for the tasks the controller still knows."""
+    arrays = sorted({j.split("_")[0] for j in job_ids})
+    if not arrays:
+        return {}
+    done = run_command(["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T",
+                 f"--jobs={','.join(arrays)}"])
+    states = {}
+    for line in done.stdout.splitlines() if done.returncode == 0 else []:
+        jid, _, state = line.strip().partition("|")
+        states[jid] = state.split()[0] if state else "UNKNOWN"
+    return states
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    if not path.is_file():
+        return f"    (no log at {path})"
+    text = path.read_text(errors="replace").splitlines()[-lines:]
+    return "\n".join(f"    {line}" for line in text) or "    (empty)"
+
+
+def _log_paths(log_dir: Path, job_id: str) -> list[Path]:
+    folder = log_dir / job_id
+    return [folder / f"{job_id}_0_log.err", folder / f"{job_id}_0_log.out"]
+
+
+def still_running(log_dir: Path) -> dict[str, int]:
+    """Tasks of earlier submissions into ``log_dir`` that are still active (``--no-wait``
+    or an interrupted wait): ``{job id: shard}``."""
+    record = log_dir / "submissions.jsonl"
+    if not record.is_file():
+        return {}
+    ids: dict[str, int] = {}
+    for line in record.read_text().splitlines():
+        try:
+            ids.update(json.loads(line)["tasks"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    states = task_states(list(ids))
+    return {j: k for j, k in ids.items() if states.get(j) in ACTIVE_STATES}
+
+
+def wait_for(plan: Plan, running: dict[str, int], options: SlurmOptions, log_dir: Path,
+             store: EmbeddingStore, *, progress: bool = True) -> list[dict]:
+    """Wait for ``running`` tasks while a bar counts cache entries; resubmit a task that ended
+    without its outcome file (up to ``options.retries``). Returns one dict per task that
+    failed for good (``job_id``, ``shard``, ``state``, ``logs``)."""
+    from tqdm import tqdm
+
+    every = [p for k in sorted(plan.entries) for p in plan.entries[k]]
+    missing = {p for p in every if not p.is_file()}
+    bar = tqdm(total=len(every), initial=len(every) - len(missing), unit="entry",
+               desc="slurm extract", disable=not progress, dynamic_ncols=True)
+    attempts = dict.fromkeys(running.values(), 0)
+    ended_once: set[str] = set()
+    failed: list[dict] = []
+    running = dict(running)
+    while running:
+        time.sleep(options.poll_seconds)  # polling the cluster and the cache
+        now = {p for p in missing if p.is_file()}
+        missing -= now
+        bar.update(len(now))
+        states = task_states(list(running))
+        retry = []
+        for jid, k in list(running.items()):
+            state = states.get(jid, "GONE")
+            if state in ACTIVE_STATES:
+                continue
+            if (log_dir / f"{jid}_outcome.json").is_file():
+                del running[jid]
+                continue
+            if jid not in ended_once:  # a shared file system may show the file late
+                ended_once.add(jid)
+                continue
+            del running[jid]
+            if attempts[k] < options.retries:
+                attempts[k] += 1
+                retry.append(k)
+                bar.write(f"task {jid} (shard {k}/{plan.tasks}) ended {state} without "
+                          f"finishing; resubmitting (retry {attempts[k]}/{options.retries})")
+            else:
+                failed.append({"job_id": jid, "shard": k, "state": state,
+                               "logs": _log_paths(log_dir, jid)})
+        if retry:
+            new = submit(plan, retry, options, log_dir, attempt=max(attempts[k] for k in retry))
+            bar.write(f"resubmitted as {', '.join(new)}")
+            running.update(new)
+    now = {p for p in missing if p.is_file()}
+    bar.update(len(now))
+    bar.close()
+    return failed
+
+
+def run_on_slurm(tracks: pd.DataFrame, extractors: Sequence, template: ShardTask,
+                 options: SlurmOptions, *, progress: bool = True) -> int:
+    """Submit (and unless ``options.wait`` is false, wait for) the shards still missing.
+
+    ``extractors``: the built extractors of ``template.extractors`` (for their fingerprints).
+    Returns 0 when every entry is present and verifies (or was submitted with
+    ``wait=False``), 1 otherwise. Raises :class:`SlurmError` for a cluster that cannot take
+    the job.
+    """
+    parse_time(options.time)
+    check_slurm(options.partition)
+    store = EmbeddingStore(template.cache)
+    log_dir = Path(options.log_dir) if options.log_dir else store.root / "slurm-logs"
+    log_dir = log_dir.resolve()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    template = _with(template, outcome_dir=str(log_dir))
+    plan = make_plan(tracks, extractors, template, store, options.tasks)
+    for ex in extractors:
+        store.write_info(ex.fingerprint, ex.metadata())
+    todo = plan.missing_shards(store)
+    busy = still_running(log_dir)
+    running = {j: k for j, k in busy.items() if k in todo}
+    todo = [k for k in todo if k not in running.values()]
+    if not todo and not running:
+        print(f"every shard is cached ({sum(map(len, plan.entries.values()))} entries); "
+              f"nothing to submit")
+        return 0
+    if running:
+        print(f"still running from an earlier submission: {', '.join(sorted(running))}")
+    if todo:
+        ids = submit(plan, todo, options, log_dir)
+        array = next(iter(ids)).split("_")[0]
+        print(f"submitted job {array}: {len(todo)} of {plan.tasks} shards "
+              f"({', '.join(map(str, todo))}); logs in {log_dir / array}_*", flush=True)
+        running.update(ids)
+    if not options.wait:
+        print(f"not waiting (--no-wait): `squeue -j {','.join(sorted({j.split('_')[0] for j in running}))}`"
+              f" shows the tasks, `mtbc cache --cache {store.root}` the entries; rerun this "
+              f"command to resubmit what is still missing")
+        return 0
+    failed = wait_for(plan, running, options, log_dir, store, progress=progress)
+    return _summary(plan, store, failed, log_dir)
+
+
+def _with(task: ShardTask, **changes) -> ShardTask:
+    from dataclasses import replace
+
+    return replace(task, **changes)
+
+
+def _summary(plan: Plan, store: EmbeddingStore, failed: list[dict], log_dir: Path) -> int:
+    absent = plan.missing_shards(store)
+    total = sum(map(len, plan.entries.values()))
+    bad = sum(1 for k in absent for p in plan.entries[k]
+              if store.problem(p.stem, p.parent.parent.name) is not None)
+    print(f"{total - bad} of {total} entries present and verified "
+          f"({len(plan.fingerprints)} extractors x {total // max(1, len(plan.fingerprints))} "
+          f"tracks)")
+    for task in failed:
+        print(f"\nfailed task {task['job_id']} (shard {task['shard']}/{plan.tasks}, "
+              f"{task['state']}):")
+        for path in task["logs"]:
+            print(f"  {path}:\n{_tail(path)}")
+    for k in absent:
+        outcomes = sorted(log_dir.glob("*_outcome.json"))
+        for out in outcomes:
+            try:
+                data = json.loads(out.read_text())
+            except ValueError:
+                continue
+            if data.get("shard") == [k, plan.tasks]:
+                for name, path, reason in data.get("failed", []):
+                    print(f"{name}: failed: {path}: {reason}")
+    if bad:
+        print(f"{bad} entries missing (shards {', '.join(map(str, absent))}); rerunning the "
+              f"command resubmits only those shards")
+    return 1 if failed else 0
