@@ -158,6 +158,17 @@ def cmd_extract(args) -> int:
     options = _options(args.option)
     if args.device:
         options.setdefault("device", args.device)
+    if args.slurm:  # one job array over the collection's shards (mtbc.cache.slurm)
+        from mtbc.cache.slurm import extract_command
+
+        if shard or args.devices:
+            raise UsageError("--slurm splits the collection into --tasks shards itself; drop "
+                             "--shard/--devices (--gpus-per-task G runs G processes per task)")
+        return extract_command(args, options, _extractors)
+    from mtbc.cache.slurm_options import without_slurm
+
+    if without_slurm(args):
+        raise UsageError(f"{', '.join(without_slurm(args))} only apply with --slurm; add it")
     if args.devices:  # one subprocess per device, one shared cache (mtbc.cache.devices)
         from mtbc.cache.devices import parse_devices, run_on_devices
 
@@ -166,8 +177,6 @@ def cmd_extract(args) -> int:
         except ValueError as exc:
             raise UsageError(f"--devices {args.devices!r}: {exc}") from None
         return run_on_devices(args.argv[1:], devices, shard)
-    if args.slurm:  # one job array over the collection's shards (mtbc.cache.slurm)
-        return _extract_on_slurm(args, options)
     extractors = _extractors(args.extractor, options)
     coll = load_collection(args.collection, kind=args.kind, max_duration=args.max_duration)
     store = EmbeddingStore(args.cache)
@@ -189,36 +198,6 @@ def cmd_extract(args) -> int:
     return status
 
 
-def _extract_on_slurm(args, options: dict) -> int:
-    """``mtbc extract --slurm``: submit the shards still missing, wait, report."""
-    from mtbc.cache.slurm import ShardTask, run_on_slurm
-    from mtbc.cache.slurm_options import SlurmError, check_slurm, options_from_args
-    from mtbc.cache.store import EmbeddingStore
-    from mtbc.data.collection import load_collection
-
-    if args.shard or args.devices:
-        raise UsageError("--slurm splits the collection into --tasks shards itself; drop "
-                         "--shard/--devices (--gpus-per-task G runs G processes per task)")
-    try:
-        slurm = options_from_args(args)
-        check_slurm(slurm.partition)
-    except SlurmError as exc:
-        raise UsageError(str(exc)) from None
-    extractors = _extractors(args.extractor, options)
-    store = EmbeddingStore(args.cache)
-    coll = load_collection(args.collection, kind=args.kind, max_duration=args.max_duration,
-                           scan_cache=store.root)
-    spec = Path(args.collection)
-    task = ShardTask(collection=str(spec.resolve()) if spec.exists() else args.collection,
-                     kind=args.kind, extractors=tuple((n, options) for n in args.extractor),
-                     cache=str(store.root.resolve()), shard=(0, slurm.tasks), batch=args.batch,
-                     max_duration=args.max_duration, gpus=slurm.gpus_per_task)
-    try:
-        return run_on_slurm(coll.tracks, extractors, task, slurm)
-    except SlurmError as exc:
-        raise UsageError(str(exc)) from None
-
-
 def cmd_cache(args) -> int:
     from mtbc.cache.store import EmbeddingStore
 
@@ -238,6 +217,7 @@ def cmd_cache(args) -> int:
     listing = store.list()
     if not len(listing):
         print(f"{store.root}: empty")
+        _print_slurm_note(store.root)
         return 0
     summary = (listing.groupby("fingerprint")
                .agg(tracks=("content_hash", "size"), segments=("n_segments", "sum"),
@@ -246,7 +226,16 @@ def cmd_cache(args) -> int:
     summary["model"] = [store.read_info(fp).get("model", store.read_info(fp).get("extractor"))
                         for fp in summary["fingerprint"]]
     _print_table(summary, f"{store.root}:")
+    _print_slurm_note(store.root)
     return 0
+
+
+def _print_slurm_note(root: Path) -> None:
+    """Tasks of `mtbc extract --slurm` still writing into this cache (mtbc.cache.slurm)."""
+    if (root / "slurm-logs").is_dir():
+        from mtbc.cache.slurm import running_note
+
+        print(running_note(root / "slurm-logs") or "", end="")
 
 
 def cmd_predict(args) -> int:
@@ -434,14 +423,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from mtbc.cache.slurm_options import SlurmError
     from mtbc.data.audio import AudioError
     from mtbc.data.collection import CollectionError
     from mtbc.extractors import ExtractorConfigError, ModelLoadError, WeightsUnavailableError
     from mtbc.reports.params import ParamsError
 
-    return (UsageError, CollectionError, AudioError, WeightsUnavailableError, ModelLoadError,
-            ExtractorConfigError, ParamsError, FileNotFoundError, NotADirectoryError,
-            PermissionError)
+    return (UsageError, SlurmError, CollectionError, AudioError, WeightsUnavailableError,
+            ModelLoadError, ExtractorConfigError, ParamsError, FileNotFoundError,
+            NotADirectoryError, PermissionError)
 
 
 def _one_line(exc: BaseException) -> str:

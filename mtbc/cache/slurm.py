@@ -19,6 +19,7 @@ unpickles nothing.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -249,6 +250,20 @@ def still_running(log_dir: Path) -> dict[str, int]:
     return {j: k for j, k in ids.items() if states.get(j) in ACTIVE_STATES}
 
 
+def running_note(log_dir: Path) -> str | None:
+    """A line (newline-terminated) on the tasks of earlier ``--slurm`` submissions into
+    ``log_dir`` still pending or running; ``None`` when none or Slurm is not reachable."""
+    if not (Path(log_dir) / "submissions.jsonl").is_file() or shutil.which("squeue") is None:
+        return None
+    busy = still_running(Path(log_dir))
+    if not busy:
+        return None
+    arrays = sorted({j.split("_")[0] for j in busy})
+    return (f"slurm: {len(busy)} extraction task(s) still pending or running (job "
+            f"{', '.join(arrays)}; shards {', '.join(map(str, sorted(busy.values())))}); "
+            f"logs in {log_dir}\n")
+
+
 def wait_for(plan: Plan, running: dict[str, int], options: SlurmOptions, log_dir: Path,
              store: EmbeddingStore, *, progress: bool = True) -> list[dict]:
     """Wait for ``running`` tasks while a bar counts cache entries; resubmit a task that ended
@@ -377,3 +392,24 @@ def _summary(plan: Plan, store: EmbeddingStore, failed: list[dict], log_dir: Pat
         print(f"{bad} entries missing (shards {', '.join(map(str, absent))}); rerunning the "
               f"command resubmits only those shards")
     return 1 if failed else 0
+
+
+def extract_command(args, options: Mapping[str, Any], build_extractors) -> int:
+    """``mtbc extract --slurm`` (``args`` as its parser gives them; ``options``: the
+    extractor options; ``build_extractors(names, options)`` builds and loads the models, so a
+    bad option or model file stops the command before anything is submitted)."""
+    from mtbc.cache.slurm_options import options_from_args
+    from mtbc.data.collection import load_collection
+
+    slurm = options_from_args(args)
+    check_slurm(slurm.partition)
+    extractors = build_extractors(args.extractor, options)
+    store = EmbeddingStore(args.cache)
+    coll = load_collection(args.collection, kind=args.kind, max_duration=args.max_duration,
+                           scan_cache=store.root)  # the tasks reuse this scan
+    spec = Path(args.collection)
+    task = ShardTask(collection=str(spec.resolve()) if spec.exists() else args.collection,
+                     kind=args.kind, extractors=tuple((n, dict(options)) for n in args.extractor),
+                     cache=str(store.root.resolve()), shard=(0, slurm.tasks), batch=args.batch,
+                     max_duration=args.max_duration, gpus=slurm.gpus_per_task)
+    return run_on_slurm(coll.tracks, extractors, task, slurm)

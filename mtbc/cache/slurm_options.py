@@ -126,6 +126,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="submit and return; `mtbc cache` shows the entries as they arrive")
 
 
+def without_slurm(args: argparse.Namespace) -> list[str]:
+    """The Slurm options given on a command line that lacks ``--slurm`` (they would be
+    ignored)."""
+    defaults = {"partition": None, "gpus_per_task": 0, "tasks": 4, "array_parallelism": None,
+                "time": "04:00:00", "slurm_option": [], "retries": 2, "slurm_logs": None,
+                "no_wait": False}
+    return [f"--{k.replace('_', '-')}" for k, v in defaults.items()
+            if getattr(args, k, v) != v]
+
+
 def _pairs(items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
     import yaml
 
