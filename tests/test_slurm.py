@@ -57,6 +57,18 @@ def test_params_block_becomes_options_and_names_bad_keys():
         options_from_mapping({"time": "soon"})
 
 
+def test_params_file_slurm_block_is_validated():
+    from mtbc.reports.params import ParamsError, validate_params
+
+    ok = validate_params({"run": "r", "slurm": {"partition": "gpu", "tasks": 2}})
+    assert ok["slurm"] == {"partition": "gpu", "tasks": 2}
+    assert validate_params({"run": "r"})["slurm"] is None
+    with pytest.raises(ParamsError, match=r"x.yaml: time limit '1 day'"):
+        validate_params({"run": "r", "slurm": {"time": "1 day"}}, source="x.yaml")
+    with pytest.raises(ParamsError, match="'slurm' must be a mapping"):
+        validate_params({"run": "r", "slurm": 4})
+
+
 def _one_line_error(capsys, argv, *, code=2):
     assert main(argv) == code
     err = capsys.readouterr().err.strip()
@@ -214,6 +226,18 @@ def test_slurm_extraction_equals_local_and_recovers_a_cancelled_task(cluster, so
     capsys.readouterr()
     assert main(list(map(str, args))) == 0
     assert "nothing to submit" in capsys.readouterr().out
+    # `mtbc run`'s extraction step with a params file's slurm: block finds it all cached
+    from mtbc.pipeline import prepare
+    from mtbc.reports.params import validate_params
+
+    params = validate_params({"run": "t", "collection": str(songs), "cache_dir": str(cache),
+                              "extractors": {"mfcc": {}, "musicnn": {}},
+                              "slurm": {"tasks": 3, "time": "00:10:00"}})
+    record = prepare(params, progress=False)
+    assert [(e.label, e.cached, e.extracted, e.failed) for e in record.extraction] == [
+        ("mfcc", 6, 0, 0), ("musicnn", 6, 0, 0)]
+    assert "nothing to submit" in capsys.readouterr().out
+
     from mtbc.cache.extract import select_shard
 
     shard = outcomes[0]["shard"][0]

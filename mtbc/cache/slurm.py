@@ -413,3 +413,46 @@ def extract_command(args, options: Mapping[str, Any], build_extractors) -> int:
                      cache=str(store.root.resolve()), shard=(0, slurm.tasks), batch=args.batch,
                      max_duration=args.max_duration, gpus=slurm.gpus_per_task)
     return run_on_slurm(coll.tracks, extractors, task, slurm)
+
+
+def extract_for_run(collection: str, tracks: pd.DataFrame, extractors: Mapping[str, Any],
+                    specs: Mapping[str, Mapping[str, Any]], block: Mapping[str, Any],
+                    store: EmbeddingStore, *, progress: bool = True) -> dict:
+    """``mtbc run``'s extraction step on Slurm (a params file's ``slurm:`` block).
+
+    ``extractors``: label -> built extractor; ``specs``: label -> its params options (with
+    ``name``). Waits for the array, then returns label ->
+    :class:`~mtbc.cache.extract.ExtractionReport` read from the cache: entries there before
+    are ``cached``, new ones ``extracted``, the rest ``failed`` (see the tasks' logs).
+    """
+    from mtbc.cache.extract import FAILED_COLUMNS, ExtractionReport
+    from mtbc.cache.slurm_options import options_from_mapping
+
+    options = options_from_mapping(block)
+    hashes = list(tracks["content_hash"])
+    before = {label: {h for h in hashes if store.has(h, ex.fingerprint)}
+              for label, ex in extractors.items()}
+    spec = Path(collection)
+    template = ShardTask(
+        collection=str(spec.resolve()) if spec.exists() else collection, kind="auto",
+        extractors=tuple((specs[label]["name"],
+                          {k: v for k, v in specs[label].items() if k != "name"})
+                         for label in extractors),
+        cache=str(store.root.resolve()), shard=(0, options.tasks), gpus=options.gpus_per_task)
+    start = time.perf_counter()
+    run_on_slurm(tracks, list(extractors.values()), template, options, progress=progress)
+    reports = {}
+    for label, ex in extractors.items():
+        report, failed = ExtractionReport(fingerprint=ex.fingerprint), []
+        for row in tracks.to_dict("records"):
+            if row["content_hash"] in before[label]:
+                report.cached.append(row["track_id"])
+            elif store.has(row["content_hash"], ex.fingerprint):
+                report.extracted.append(row["track_id"])
+            else:
+                failed.append((row["track_id"], row["path"],
+                               "no entry after the Slurm tasks (their logs say why)"))
+        report.failed = pd.DataFrame(failed, columns=FAILED_COLUMNS)
+        report.seconds = time.perf_counter() - start
+        reports[label] = report
+    return reports
