@@ -9,6 +9,7 @@ folder and are stopped afterwards, also when a test fails.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -67,6 +68,22 @@ def test_params_file_slurm_block_is_validated():
         validate_params({"run": "r", "slurm": {"time": "1 day"}}, source="x.yaml")
     with pytest.raises(ParamsError, match="'slurm' must be a mapping"):
         validate_params({"run": "r", "slurm": 4})
+
+
+def test_task_threads_follow_the_cores_slurm_gave(monkeypatch):
+    import torch
+
+    from mtbc.cache.slurm import _fit_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("MTBC_DECODE_WORKERS", raising=False)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "6")
+    try:
+        _fit_threads(2)  # two GPU processes share the task's 6 cores
+        assert torch.get_num_threads() == 3
+        assert os.environ["MTBC_DECODE_WORKERS"] == "2"
+    finally:
+        torch.set_num_threads(before)
 
 
 def _one_line_error(capsys, argv, *, code=2):

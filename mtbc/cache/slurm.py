@@ -19,6 +19,7 @@ unpickles nothing.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -98,6 +99,21 @@ class ShardTask:
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
+def _fit_threads(processes: int) -> None:
+    """Size torch's threads and the decode threads to the cores Slurm gave the task
+    (``SLURM_CPUS_PER_TASK``, shared by ``processes``), not to the whole node's."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if not cpus.isdigit() or int(cpus) < 1:
+        return
+    share = max(1, int(cpus) // processes)
+    from mtbc.cache.devices import DECODE_WORKERS_ENV
+
+    os.environ.setdefault(DECODE_WORKERS_ENV, str(max(2, share - 1)))
+    import torch  # heavy: only in the task
+
+    torch.set_num_threads(share)
+
+
 def _extract_shard(task: ShardTask, shard: tuple[int, int], device: str | None
                    ) -> tuple[list, float]:
     """Run one shard in this process: ``([[extractor, path, reason], ...] for failed tracks,
@@ -106,6 +122,7 @@ def _extract_shard(task: ShardTask, shard: tuple[int, int], device: str | None
     from mtbc.data.collection import load_collection
     from mtbc.extractors import get_extractor
 
+    _fit_threads(max(1, task.gpus))
     store = EmbeddingStore(task.cache)
     extractors = []
     for name, options in task.extractors:
