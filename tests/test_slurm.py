@@ -195,15 +195,26 @@ def test_slurm_extraction_equals_local_and_recovers_a_cancelled_task(cluster, so
             "--slurm", "--tasks", "3", "--time", "00:10:00", "--retries", "1"]
     start = time.monotonic()
     proc = _mtbc(cluster, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    logs = cache / "slurm-logs"
     try:
-        deadline, victim = time.monotonic() + 120, None
-        while victim is None and time.monotonic() < deadline and proc.poll() is None:
+        # one running task is cancelled (resubmitted as a new job), another one is preempted
+        # once it is embedding (submitit's signal: it requeues itself under the same id)
+        deadline, victim, preempted = time.monotonic() + 150, None, None
+        while preempted is None and time.monotonic() < deadline and proc.poll() is None:
             running = _squeue(cluster, "--states=RUNNING", "--format=%i")
-            victim = running[0] if running else None
-            time.sleep(0.1)  # polling the queue until a task runs, bounded by the deadline
-        assert victim, "no task ever ran"
-        assert not (cache / "slurm-logs" / f"{victim}_outcome.json").exists()
-        subprocess.run(["scancel", victim], env=cluster.env, check=True, timeout=30)
+            if victim is None and running:
+                victim = running[0]
+                assert not (logs / f"{victim}_outcome.json").exists()
+                subprocess.run(["scancel", victim], env=cluster.env, check=True, timeout=30)
+            for jid in running:
+                log = logs / jid / f"{jid}_0_log.out"
+                if jid != victim and log.is_file() and "shard " in log.read_text():
+                    subprocess.run(["scancel", "--signal=USR2", jid], env=cluster.env,
+                                   check=True, timeout=30)
+                    preempted = jid
+                    break
+            time.sleep(0.1)  # polling the queue and logs, bounded by the deadline
+        assert victim and preempted, (victim, preempted)
         out, err = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:
@@ -212,6 +223,9 @@ def test_slurm_extraction_equals_local_and_recovers_a_cancelled_task(cluster, so
     seconds = time.monotonic() - start
     assert proc.returncode == 0, out + err
     assert f"task {victim} " in out and "resubmitting (retry 1/1)" in out, out
+    assert f"task {preempted} " not in out, out  # requeued by itself, not resubmitted
+    assert "Requeued job" in (logs / preempted / f"{preempted}_0_log.out").read_text()
+    assert (logs / f"{preempted}_outcome.json").is_file()
     assert "12 of 12 entries present and verified" in out, out
     assert "logs in " in out and "submitted job " in out
 
