@@ -94,7 +94,7 @@ class Cluster:
             "AuthType=auth/munge",
             "CredType=cred/munge",
             # a requeued job waits for the credentials' lifetime + 1 s (default 120 s)
-            f"AuthInfo=socket={self.munge_socket},cred_expire=10",
+            f"AuthInfo=socket={self.munge_socket},cred_expire=5",
             f"StateSaveLocation={r / 'state'}",
             f"SlurmdSpoolDir={r / 'spool'}",
             f"SlurmctldPidFile={r / 'slurmctld.pid'}",
@@ -112,7 +112,8 @@ class Cluster:
             "SwitchType=switch/none",
             "ReturnToService=2",
             "KillWait=2",
-            "SchedulerType=sched/backfill",
+            "SchedulerType=sched/builtin",  # FIFO, looked at every second
+            "SchedulerParameters=sched_interval=1",
             f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} State=UNKNOWN",
             f"PartitionName={PARTITION} Nodes={self.host} Default=YES MaxTime=INFINITE "
             f"State=UP",
