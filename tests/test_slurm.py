@@ -86,6 +86,38 @@ def test_task_threads_follow_the_cores_slurm_gave(monkeypatch):
         torch.set_num_threads(before)
 
 
+def _fake_squeue(folder: Path, monkeypatch, *, out: str = "", err: str = "", rc: int = 0):
+    script = folder / "squeue"
+    script.write_text(f"#!/bin/sh\nprintf '{out}'\nprintf '{err}' >&2\nexit {rc}\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+
+
+def test_task_states_reads_squeue_and_tells_a_hiccup_from_ended_tasks(tmp_path, monkeypatch):
+    from mtbc.cache.slurm import task_states
+
+    _fake_squeue(tmp_path, monkeypatch, out="7_0|RUNNING\n7_1|CANCELLED\n7_2|PENDING\n")
+    assert task_states(["7_0", "7_1"]) == {"7_0": "RUNNING", "7_1": "CANCELLED",
+                                           "7_2": "PENDING"}
+    _fake_squeue(tmp_path, monkeypatch, err="slurm_load_jobs error: Invalid job id specified",
+                 rc=1)
+    assert task_states(["7_0"]) == {}  # long gone
+    _fake_squeue(tmp_path, monkeypatch, err="Unable to contact slurm controller", rc=1)
+    assert task_states(["7_0"]) is None  # not an answer: never taken as ended
+
+
+def test_still_running_attaches_only_to_the_same_split_and_extractors(tmp_path, monkeypatch):
+    from mtbc.cache.slurm import still_running
+
+    lines = [{"array": "7", "tasks": {"7_0": 0, "7_1": 1}, "n": 3, "fingerprints": ["a"]},
+             {"array": "8", "tasks": {"8": 2}, "n": 3, "fingerprints": ["b"]}]
+    (tmp_path / "submissions.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    _fake_squeue(tmp_path, monkeypatch, out="7_0|RUNNING\n7_1|COMPLETED\n8|PENDING\n")
+    assert still_running(tmp_path, tasks=3, fingerprints=["a"]) == {"7_0": 0}
+    assert still_running(tmp_path, tasks=4, fingerprints=["a"]) == {}
+    assert still_running(tmp_path) == {"7_0": 0, "8": 2}
+
+
 def _one_line_error(capsys, argv, *, code=2):
     assert main(argv) == code
     err = capsys.readouterr().err.strip()

@@ -219,23 +219,28 @@ def submit(plan: Plan, shards: Sequence[int], options: SlurmOptions, log_dir: Pa
     ids = {job.job_id: k for job, k in zip(jobs, shards, strict=True)}
     record = log_dir / "submissions.jsonl"
     line = json.dumps({"array": jobs[0].job_id.split("_")[0], "tasks": ids,
+                       "n": plan.tasks, "fingerprints": plan.fingerprints,
                        "attempt": attempt, "time": time.time()}) + "\n"
     old = record.read_bytes() if record.is_file() else b""
     atomic_write(record, lambda f: f.write(old + line.encode()))
     return ids
 
 
-def task_states(job_ids: Sequence[str]) -> dict[str, str]:
-    """``{array task id: Slurm state}`` for the tasks the controller still knows."""
-    arrays = sorted({j.split("_")[0] for j in job_ids})
-    if not arrays:
-        return {}
-    done = run_command(["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T",
-                 f"--jobs={','.join(arrays)}"])
-    states = {}
-    for line in done.stdout.splitlines() if done.returncode == 0 else []:
-        jid, _, state = line.strip().partition("|")
-        states[jid] = state.split()[0] if state else "UNKNOWN"
+def task_states(job_ids: Sequence[str]) -> dict[str, str] | None:
+    """``{array task id: Slurm state}`` for the tasks the controller still knows (one
+    ``squeue`` per array); ``None`` when ``squeue`` fails (the controller not answering), so
+    a caller never mistakes a hiccup for ended tasks."""
+    states: dict[str, str] = {}
+    for array in sorted({j.split("_")[0] for j in job_ids}):
+        done = run_command(["squeue", "--noheader", "--array", "--states=all",
+                            "--format=%i|%T", f"--jobs={array}"])
+        if done.returncode != 0:
+            if "invalid job id" in (done.stderr + done.stdout).lower():
+                continue  # long finished: the controller forgot it
+            return None
+        for line in done.stdout.splitlines():
+            jid, _, state = line.strip().partition("|")
+            states[jid] = state.split()[0] if state else "UNKNOWN"
     return states
 
 
@@ -251,19 +256,25 @@ def _log_paths(log_dir: Path, job_id: str) -> list[Path]:
     return [folder / f"{job_id}_0_log.err", folder / f"{job_id}_0_log.out"]
 
 
-def still_running(log_dir: Path) -> dict[str, int]:
-    """Tasks of earlier submissions into ``log_dir`` that are still active (``--no-wait``
-    or an interrupted wait): ``{job id: shard}``."""
+def still_running(log_dir: Path, *, tasks: int | None = None,
+                  fingerprints: Sequence[str] | None = None, last: int = 20) -> dict[str, int]:
+    """Tasks of the ``last`` submissions into ``log_dir`` still active (``--no-wait`` or an
+    interrupted wait): ``{job id: shard}``. With ``tasks``/``fingerprints``, only those of
+    submissions with the same number of shards and the same extractors."""
     record = log_dir / "submissions.jsonl"
     if not record.is_file():
         return {}
     ids: dict[str, int] = {}
-    for line in record.read_text().splitlines():
+    for line in record.read_text().splitlines()[-last:]:
         try:
-            ids.update(json.loads(line)["tasks"])
+            entry = json.loads(line)
+            if tasks is not None and (entry["n"] != tasks
+                                      or sorted(entry["fingerprints"]) != sorted(fingerprints)):
+                continue
+            ids.update(entry["tasks"])
         except (ValueError, KeyError, TypeError):
             continue
-    states = task_states(list(ids))
+    states = task_states(list(ids)) or {}
     return {j: k for j, k in ids.items() if states.get(j) in ACTIVE_STATES}
 
 
@@ -302,6 +313,8 @@ def wait_for(plan: Plan, running: dict[str, int], options: SlurmOptions, log_dir
         missing -= now
         bar.update(len(now))
         states = task_states(list(running))
+        if states is None:  # squeue did not answer: look again at the next poll
+            continue
         retry = []
         for jid, k in list(running.items()):
             state = states.get(jid, "GONE")
@@ -352,7 +365,7 @@ def run_on_slurm(tracks: pd.DataFrame, extractors: Sequence, template: ShardTask
     for ex in extractors:
         store.write_info(ex.fingerprint, ex.metadata())
     todo = plan.missing_shards(store)
-    busy = still_running(log_dir)
+    busy = still_running(log_dir, tasks=plan.tasks, fingerprints=plan.fingerprints)
     running = {j: k for j, k in busy.items() if k in todo}
     todo = [k for k in todo if k not in running.values()]
     if not todo and not running:
