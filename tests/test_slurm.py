@@ -86,6 +86,22 @@ def test_task_threads_follow_the_cores_slurm_gave(monkeypatch):
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize(("n", "gpus"), [(3, 2), (4, 4), (1, 3)])
+def test_gpu_processes_split_exactly_their_tasks_shard(n, gpus):
+    import pandas as pd
+
+    from mtbc.cache.extract import select_shard
+    from mtbc.cache.slurm import gpu_shards
+
+    rng = np.random.default_rng(0)
+    tracks = pd.DataFrame({"content_hash": [f"{int(x):064x}" for x in
+                                            rng.integers(0, 2**62, 200)]})
+    for k in range(n):
+        whole = set(select_shard(tracks, (k, n)).index)
+        parts = [set(select_shard(tracks, s).index) for s in gpu_shards((k, n), gpus)]
+        assert set().union(*parts) == whole and sum(map(len, parts)) == len(whole)
+
+
 def _fake_squeue(folder: Path, monkeypatch, *, out: str = "", err: str = "", rc: int = 0):
     script = folder / "squeue"
     script.write_text(f"#!/bin/sh\nprintf '{out}'\nprintf '{err}' >&2\nexit {rc}\n")

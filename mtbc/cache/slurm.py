@@ -46,11 +46,20 @@ __all__ = ["ACTIVE_STATES", "SlurmError", "SlurmOptions", "ShardTask", "check_sl
 
 # -- the task that runs on a node ---------------------------------------------------------------
 
+def gpu_shards(shard: tuple[int, int], gpus: int) -> list[tuple[int, int]]:
+    """Split shard ``k/n`` among ``gpus`` processes: process ``j`` takes ``k + n*j`` of
+    ``n*gpus``, so together they cover exactly shard ``k/n`` (a hash ``h`` with
+    ``h % (n*gpus) == k + n*j`` has ``h % n == k``). Example: ``gpu_shards((1, 4), 2) ==
+    [(1, 8), (5, 8)]``."""
+    k, n = shard
+    return [(k + n * j, n * gpus) for j in range(gpus)]
+
+
 @dataclass(frozen=True)
 class ShardTask:
     """Shard ``shard = (k, n)`` of a collection with every extractor: what one array task
     runs. ``extractors``: ``(name, options)`` pairs. With ``gpus > 1`` it starts one process
-    per GPU (GPU ``j`` takes shard ``k*gpus + j`` of ``n*gpus``)."""
+    per GPU, splitting its shard among them (:func:`gpu_shards`)."""
 
     collection: str
     kind: str
@@ -70,13 +79,10 @@ class ShardTask:
             from concurrent.futures import ProcessPoolExecutor
             from multiprocessing import get_context
 
-            from mtbc.cache.devices import device_shards
-
             devices = [f"cuda:{j}" for j in range(self.gpus)]
             with ProcessPoolExecutor(self.gpus, mp_context=get_context("spawn")) as pool:
                 parts = list(pool.map(_extract_shard, [self] * self.gpus,
-                                      [s for _, s in device_shards(devices, self.shard)],
-                                      devices))
+                                      gpu_shards(self.shard, self.gpus), devices))
             failed = sum((p[0] for p in parts), [])
             extracting = max(p[1] for p in parts)
         else:
