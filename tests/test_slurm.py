@@ -215,11 +215,28 @@ def _entries(root: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_unknown_partition_is_one_line(cluster, songs):
-    done = _mtbc(cluster, "extract", songs, "-e", "mfcc", "--slurm", "--partition", "nosuch")
-    assert done.returncode == 2
-    err = done.stderr.strip()
-    assert len(err.splitlines()) == 1 and "'nosuch'" in err and "mtbctest" in err, err
+def test_cluster_refusals_are_one_line(cluster, songs, tmp_path, monkeypatch, capsys):
+    for key, value in {**_env(cluster), "PATH": cluster.env["PATH"]}.items():
+        monkeypatch.setenv(key, value)
+    base = ["extract", str(songs), "-e", "mfcc", "--cache", str(tmp_path), "--slurm"]
+    err = _one_line_error(capsys, [*base, "--partition", "nosuch"])
+    assert "'nosuch'" in err and "mtbctest" in err, err
+    err = _one_line_error(capsys, [*base, "--slurm-option", "no-such-flag=1"])
+    assert "sbatch refuses the job array" in err and "no-such-flag" in err, err
+    err = _one_line_error(capsys, [*base, "--gpus-per-task", "1"])  # the node has none
+    assert "sbatch refuses the job array" in err, err
+
+
+@pytest.mark.slow
+def test_slurm_options_reach_sbatch(cluster, tmp_path):
+    from mtbc.cache.slurm import _executor
+
+    opts = SlurmOptions(partition="mtbctest", gpus_per_task=2, tasks=3, time="01:30:00",
+                        extra=(("cpus_per_task", 8), ("mem_gb", 32), ("mail-type", "END")))
+    script = _executor(opts, tmp_path, 3)._make_submission_file_text("true", "x")
+    for line in ("--partition=mtbctest", "--gpus-per-task=2", "--time=90",
+                 "--cpus-per-task=8", "--mem=32GB", "--mail-type=END", "--signal=USR2@60"):
+        assert f"#SBATCH {line}" in script, script
 
 
 @pytest.mark.slow

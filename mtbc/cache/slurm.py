@@ -18,6 +18,8 @@ unpickles nothing.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -200,10 +202,11 @@ def _executor(options: SlurmOptions, log_dir: Path, n_tasks: int):
     known = set(submitit.SlurmExecutor._valid_parameters())
     additional = {}
     for key, value in options.extra:
-        name = key.replace("-", "_")
+        # submitit's generic names too (mem_gb=32 -> mem=32GB, timeout_min -> time)
+        ((name, value),) = ex._convert_parameters({key.replace("-", "_"): value}).items()
         if name in known:
             params[name] = value
-        else:
+        else:  # any other sbatch option, passed as --key=value
             additional[key.replace("_", "-")] = value
     if additional:
         params["additional_parameters"] = additional
@@ -214,14 +217,39 @@ def _executor(options: SlurmOptions, log_dir: Path, n_tasks: int):
     return ex
 
 
+def check_submission(options: SlurmOptions, log_dir: Path) -> None:
+    """Let ``sbatch --test-only`` judge the array's options before any work (an option sbatch
+    does not know, a time over the partition's limit, GPUs the partition lacks): raises
+    :class:`SlurmError` with sbatch's reason."""
+    import tempfile
+
+    text = _executor(options, log_dir, options.tasks)._make_submission_file_text("true", "")
+    with tempfile.NamedTemporaryFile("w", prefix="mtbc-check-", suffix=".sh") as f:
+        f.write(text)
+        f.flush()
+        done = run_command(["sbatch", "--test-only", f.name])
+    if done.returncode != 0:
+        why = " ".join((done.stderr or done.stdout).split()) or f"exit {done.returncode}"
+        raise SlurmError(f"sbatch refuses the job array ({why}); check --partition, --time, "
+                         f"--gpus-per-task and each --slurm-option")
+
+
 def submit(plan: Plan, shards: Sequence[int], options: SlurmOptions, log_dir: Path,
            attempt: int = 0) -> dict[str, int]:
     """Submit one array over ``shards``; ``{task job id: shard}``."""
     from dataclasses import replace
 
+    from submitit.core.utils import FailedJobError
+
     ex = _executor(options, log_dir, len(shards))
-    with ex.batch():
-        jobs = [ex.submit(replace(plan.template, shard=(k, plan.tasks))) for k in shards]
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said), ex.batch():  # sbatch's refusal: said once, below
+            jobs = [ex.submit(replace(plan.template, shard=(k, plan.tasks))) for k in shards]
+    except FailedJobError as exc:
+        why = " ".join((str(exc) or said.getvalue()).split()) or "no reason given"
+        raise SlurmError(f"sbatch refuses the job array ({why}); check --partition, --time, "
+                         f"--gpus-per-task and each --slurm-option") from None
     ids = {job.job_id: k for job, k in zip(jobs, shards, strict=True)}
     record = log_dir / "submissions.jsonl"
     line = json.dumps({"array": jobs[0].job_id.split("_")[0], "tasks": ids,
@@ -363,8 +391,7 @@ def run_on_slurm(tracks: pd.DataFrame, extractors: Sequence, template: ShardTask
     parse_time(options.time)
     check_slurm(options.partition)
     store = EmbeddingStore(template.cache)
-    log_dir = Path(options.log_dir) if options.log_dir else store.root / "slurm-logs"
-    log_dir = log_dir.resolve()
+    log_dir = _log_dir(options, store)
     log_dir.mkdir(parents=True, exist_ok=True)
     template = _with(template, outcome_dir=str(log_dir))
     plan = make_plan(tracks, extractors, template, store, options.tasks)
@@ -393,6 +420,10 @@ def run_on_slurm(tracks: pd.DataFrame, extractors: Sequence, template: ShardTask
         return 0
     failed = wait_for(plan, running, options, log_dir, store, progress=progress)
     return _summary(plan, store, failed, log_dir)
+
+
+def _log_dir(options: SlurmOptions, store: EmbeddingStore) -> Path:
+    return (Path(options.log_dir) if options.log_dir else store.root / "slurm-logs").resolve()
 
 
 def _with(task: ShardTask, **changes) -> ShardTask:
@@ -439,8 +470,9 @@ def extract_command(args, options: Mapping[str, Any], build_extractors) -> int:
 
     slurm = options_from_args(args)
     check_slurm(slurm.partition)
-    extractors = build_extractors(args.extractor, options)
     store = EmbeddingStore(args.cache)
+    check_submission(slurm, _log_dir(slurm, store))
+    extractors = build_extractors(args.extractor, options)
     coll = load_collection(args.collection, kind=args.kind, max_duration=args.max_duration,
                            scan_cache=store.root)  # the tasks reuse this scan
     spec = Path(args.collection)
