@@ -86,7 +86,7 @@ class Cluster:
         ctld_port, d_port = _free_ports(2)
         lines = [
             "ClusterName=mtbctest",
-            f"SlurmctldHost={self.host}",
+            f"SlurmctldHost={self.host}(127.0.0.1)",  # whether or not the name resolves
             f"SlurmctldPort={ctld_port}",
             f"SlurmdPort={d_port}",
             "SlurmUser=root",
