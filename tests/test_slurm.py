@@ -234,7 +234,7 @@ def test_cluster_refusals_are_one_line(cluster, songs, tmp_path, monkeypatch, ca
 
 @pytest.mark.slow
 def test_slurm_options_reach_sbatch(cluster, tmp_path):
-    from mtbc.cache.slurm import _executor
+    from mtbc.cache.slurm_queue import _executor
 
     opts = SlurmOptions(partition="mtbctest", gpus_per_task=2, tasks=3, time="01:30:00",
                         extra=(("cpus_per_task", 8), ("mem_gb", 32), ("mail-type", "END")))
