@@ -13,7 +13,8 @@ preempted or reaches its time limit is requeued by submitit itself (:class:`Shar
 submitit pickles the task (a :class:`ShardTask`: plain names, options and paths) into the log
 folder and the job unpickles it: that file is written by mtbc for its own job, never a
 user's. The task's outcome comes back as a small JSON file beside it, so the submitting side
-unpickles nothing.
+unpickles nothing. The queue side (plan, submission, ``squeue``, waiting) is in
+:mod:`mtbc.cache.slurm_queue`; the options in :mod:`mtbc.cache.slurm_options`.
 """
 
 from __future__ import annotations
