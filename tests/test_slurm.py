@@ -56,6 +56,16 @@ def test_params_block_becomes_options_and_names_bad_keys():
         options_from_mapping({"tasks": 0})
     with pytest.raises(SlurmError, match="time limit 'soon'"):
         options_from_mapping({"time": "soon"})
+    with pytest.raises(SlurmError, match="slurm.poll_seconds must be a number"):
+        options_from_mapping({"poll_seconds": "often"})
+
+
+def test_a_slurm_command_that_hangs_is_an_answer_not_an_exception():
+    from mtbc.cache.slurm_options import run_command
+
+    done = run_command([sys.executable, "-c", "import threading; threading.Event().wait()"],
+                       timeout=0.5)  # a command that never answers
+    assert done.returncode == 124 and "no answer within" in done.stderr
 
 
 def test_params_file_slurm_block_is_validated():

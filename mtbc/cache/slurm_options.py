@@ -77,7 +77,13 @@ def parse_time(text: str) -> int:
 
 
 def run_command(cmd: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
+    """Run a Slurm client command, capturing its text; one that hangs past ``timeout``
+    seconds comes back as exit status 124 with a line saying so (never an exception)."""
+    try:
+        return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(list(cmd), 124, "",
+                                           f"{cmd[0]} gave no answer within {timeout:.0f} s")
 
 
 def check_slurm(partition: str | None) -> None:
@@ -157,6 +163,10 @@ def _checked(options: SlurmOptions, where: str) -> SlurmOptions:
     par = options.array_parallelism
     if par is not None and (not isinstance(par, int) or isinstance(par, bool) or par < 1):
         raise SlurmError(f"{where}array-parallelism must be a whole number >= 1, not {par!r}")
+    poll = options.poll_seconds
+    if isinstance(poll, bool) or not isinstance(poll, int | float) or not 0 < poll < 3600:
+        raise SlurmError(f"{where}poll_seconds must be a number of seconds between 0 and "
+                         f"3600, not {poll!r}")
     parse_time(options.time)
     return options
 
