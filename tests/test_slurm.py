@@ -132,6 +132,30 @@ def test_task_states_reads_squeue_and_tells_a_hiccup_from_ended_tasks(tmp_path, 
     assert task_states(["7_0"]) is None  # not an answer: never taken as ended
 
 
+def test_a_task_ending_unfinished_past_its_retries_is_listed_with_its_log_tail(
+        tmp_path, monkeypatch, capsys):
+    from mtbc.cache.slurm import _summary
+    from mtbc.cache.slurm_queue import Plan, wait_for
+    from mtbc.cache.store import EmbeddingStore
+
+    store = EmbeddingStore(tmp_path / "cache")
+    plan = Plan(template=None, tasks=2, entries={0: [], 1: [store.path_for("ab" * 32, "fp")]},
+                fingerprints=["fp"])
+    logs = tmp_path / "logs"
+    (logs / "7_1").mkdir(parents=True)
+    (logs / "7_1" / "7_1_0_log.err").write_text("loading\nslurmstepd: error: Out Of Memory\n")
+    _fake_squeue(tmp_path, monkeypatch, out="7_1|OUT_OF_MEMORY\n")
+    failed = wait_for(plan, {"7_1": 1}, SlurmOptions(retries=0, poll_seconds=0.01), logs,
+                      store, progress=False)
+    assert [(f["job_id"], f["shard"], f["state"]) for f in failed] == [
+        ("7_1", 1, "OUT_OF_MEMORY")]
+    assert _summary(plan, store, failed, logs) == 1
+    out = capsys.readouterr().out
+    assert "0 of 1 entries present and verified" in out
+    assert "failed task 7_1 (shard 1/2, OUT_OF_MEMORY)" in out
+    assert "slurmstepd: error: Out Of Memory" in out and "7_1_0_log.out" in out  # (no log)
+
+
 def test_still_running_attaches_only_to_the_same_split_and_extractors(tmp_path, monkeypatch):
     from mtbc.cache.slurm import still_running
 

@@ -236,15 +236,16 @@ def _summary(plan: Plan, store: EmbeddingStore, failed: list[dict], log_dir: Pat
               f"{task['state']}):")
         for path in task["logs"]:
             print(f"  {path}:\n{tail(path)}")
-    for k in absent:
-        outcomes = sorted(log_dir.glob("*_outcome.json"))
-        for out in outcomes:
-            try:
-                data = json.loads(out.read_text())
-            except ValueError:
-                continue
-            if data.get("shard") == [k, plan.tasks]:
-                for name, path, reason in data.get("failed", []):
+    said = set()
+    for out in sorted(log_dir.glob("*_outcome.json")) if absent else []:
+        try:
+            data = json.loads(out.read_text())
+        except ValueError:
+            continue
+        if data.get("shard", [None])[0] in absent and data["shard"][1] == plan.tasks:
+            for name, path, reason in data.get("failed", []):
+                if (name, path) not in said:  # the tracks a finished task could not embed
+                    said.add((name, path))
                     print(f"{name}: failed: {path}: {reason}")
     if bad:
         print(f"{bad} entries missing (shards {', '.join(map(str, absent))}); rerunning the "
