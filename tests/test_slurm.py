@@ -366,24 +366,32 @@ def test_slurm_extraction_equals_local_and_recovers_a_cancelled_task(cluster, so
     capsys.readouterr()
     assert main(list(map(str, args))) == 0
     assert "nothing to submit" in capsys.readouterr().out
-    # `mtbc run`'s extraction step with a params file's slurm: block finds it all cached
+    # `mtbc run`'s extraction step with a params file's slurm: block: one shard's entries
+    # gone, it submits that shard alone, waits, and reports what was cached and extracted
+    from mtbc.cache.extract import select_shard
     from mtbc.pipeline import prepare
     from mtbc.reports.params import validate_params
 
-    params = validate_params({"run": "t", "collection": str(songs), "cache_dir": str(cache),
-                              "extractors": {"mfcc": {}, "musicnn": {}},
-                              "slurm": {"tasks": 3, "time": "00:10:00"}})
-    record = prepare(params, progress=False)
-    assert [(e.label, e.cached, e.extracted, e.failed) for e in record.extraction] == [
-        ("mfcc", 4, 0, 0), ("musicnn", 4, 0, 0)]
-    assert "nothing to submit" in capsys.readouterr().out
-
-    from mtbc.cache.extract import select_shard
-
     shard = outcomes[0]["shard"][0]
     gone = select_shard(coll.tracks, (shard, 3))["content_hash"].iloc[0]
-    for fp in store.fingerprints():
-        store.path_for(gone, fp).unlink(missing_ok=True)
+    fingerprints = sorted({p.parent.parent.name for p in cache.glob("*/??/*.npy")})
+
+    def drop():
+        for fp in fingerprints:
+            store.path_for(gone, fp).unlink()
+
+    drop()
+    params = validate_params({"run": "t", "collection": str(songs), "cache_dir": str(cache),
+                              "extractors": {"mfcc": {}, "musicnn": {}},
+                              "slurm": {"tasks": 3, "time": "00:10:00", "retries": 1}})
+    record = prepare(params, progress=False)
+    assert [(e.label, e.cached, e.extracted, e.failed) for e in record.extraction] == [
+        ("mfcc", 3, 1, 0), ("musicnn", 3, 1, 0)]
+    assert f"1 of 3 shards ({shard})" in capsys.readouterr().out
+    assert _entries(cache) == _entries(tmp_path / "local")
+
+    # --no-wait submits the missing shard and returns; `mtbc cache` names the task
+    drop()
     assert main([*map(str, args), "--no-wait"]) == 0
     out = capsys.readouterr().out
     assert f"1 of 3 shards ({shard})" in out and "not waiting (--no-wait)" in out, out
