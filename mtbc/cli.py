@@ -170,6 +170,17 @@ def cmd_extract(args) -> int:
     options = _options(args.option)
     if args.device:
         options.setdefault("device", args.device)
+    if args.slurm:  # one job array over the collection's shards (mtbc.cache.slurm)
+        from mtbc.cache.slurm import extract_command
+
+        if shard or args.devices:
+            raise UsageError("--slurm splits the collection into --tasks shards itself; drop "
+                             "--shard/--devices (--gpus-per-task G runs G processes per task)")
+        return extract_command(args, options, _extractors)
+    from mtbc.cache.slurm_options import without_slurm
+
+    if without_slurm(args):
+        raise UsageError(f"{', '.join(without_slurm(args))} only apply with --slurm; add it")
     if args.devices:  # one subprocess per device, one shared cache (mtbc.cache.devices)
         from mtbc.cache.devices import parse_devices, run_on_devices
 
@@ -221,6 +232,7 @@ def cmd_cache(args) -> int:
     listing = store.list()
     if not len(listing):
         print(f"{store.root}: empty")
+        _print_slurm_note(store.root)
         return 0
     summary = (listing.groupby("fingerprint")
                .agg(tracks=("content_hash", "size"), segments=("n_segments", "sum"),
@@ -229,7 +241,16 @@ def cmd_cache(args) -> int:
     summary["model"] = [store.read_info(fp).get("model", store.read_info(fp).get("extractor"))
                         for fp in summary["fingerprint"]]
     _print_table(summary, f"{store.root}:")
+    _print_slurm_note(store.root)
     return 0
+
+
+def _print_slurm_note(root: Path) -> None:
+    """Tasks of `mtbc extract --slurm` still writing into this cache (mtbc.cache.slurm)."""
+    if (root / "slurm-logs").is_dir():
+        from mtbc.cache.slurm import running_note
+
+        print(running_note(root / "slurm-logs") or "", end="")
 
 
 def cmd_predict(args) -> int:
@@ -392,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "mps; default: the extractor's auto)")
     p.add_argument("--devices", default=None, metavar="LIST",
                    help="cuda:0,cuda:1,...: one process per device sharing the cache")
+    from mtbc.cache.slurm_options import add_arguments as add_slurm_arguments
+
+    add_slurm_arguments(p)
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("cache", help="list (or verify) what the embedding cache holds",
@@ -436,7 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: mtbc's user errors by module (only a loaded module's can be raised: no import to answer).
-_USER_ERRORS = {"mtbc.cache.store": ("NotACacheError",), "mtbc.data.audio": ("AudioError",),
+_USER_ERRORS = {"mtbc.cache.store": ("NotACacheError",),
+                "mtbc.cache.slurm_options": ("SlurmError",), "mtbc.data.audio": ("AudioError",),
                 "mtbc.data.collection": ("CollectionError",), "mtbc.files": ("StorageError",),
                 "mtbc.extractors": ("ExtractorConfigError", "ModelLoadError",
                                     "WeightsUnavailableError"),

@@ -96,8 +96,15 @@ def prepare(params: Mapping[str, Any], *, strict: bool | None = None,
                        seed=params["seed"], not_run=list(not_run or []))
     for n in record.not_run:
         print(f"{n.label}: NOT RUN ({n.fix})")
+    slurm = None
+    if params.get("slurm") and extractors:  # one Slurm job array for every extractor
+        from mtbc.cache.slurm import extract_for_run
+
+        slurm = extract_for_run(params["collection"], coll.tracks, extractors,
+                                params["extractors"], params["slurm"], store, progress=progress)
     for label, extractor in extractors.items():
-        report = extract_collection(coll.tracks, extractor, store, progress=progress)
+        report = slurm[label] if slurm else extract_collection(coll.tracks, extractor, store,
+                                                               progress=progress)
         print(f"{label}: {report}")
         record.extraction.append(ExtractionSummary.of(label, report,
                                                       describe_weights(extractor)))

@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtbc.stats import paired_test
-from mtbc.stats import bootstrap_mean_ci
+from mtbc.stats import bootstrap_mean_ci, paired_test
 
 #: The default prompt template (a params option: ``zero_shot_template``).
 DEFAULT_TEMPLATE = "This is a {label} song."

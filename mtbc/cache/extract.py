@@ -239,7 +239,6 @@ def extract_collection(
     """
     if not isinstance(batch_tracks, int) or batch_tracks < 1:
         raise ValueError(f"batch_tracks must be a positive integer, not {batch_tracks!r}")
-    run_start = time.time()
     load_model(extractor)
     if decode_workers is None:  # sized to the device (mtbc.cache.devices)
         from mtbc.cache.devices import decode_workers_for
@@ -247,7 +246,9 @@ def extract_collection(
     fp = extractor.fingerprint
     report = ExtractionReport(fingerprint=fp)
     store.write_info(fp, extractor.metadata())
-    store.remove_stale_temp(fp, older_than=run_start)
+    # temp files of killed writers; an hour's margin keeps those of concurrent writers in
+    # flight (other shards, devices or Slurm tasks started earlier share this cache)
+    store.remove_stale_temp(fp)
     tracks = select_shard(tracks, shard)
     todo, failed = [], []
     for row in tracks.to_dict("records"):

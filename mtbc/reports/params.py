@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 _PARAM_KEYS = ("run", "title", "collection", "demo", "extractors", "seed", "cache_dir",
-               "strict", "notebooks", "params", "notebook_params")
+               "strict", "notebooks", "params", "notebook_params", "slurm")
 #: Values every notebook may declare in its parameters cell.
 SHARED_PARAMS = ("run", "collection", "extractors", "seed", "cache_dir", "run_record")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -342,6 +342,21 @@ def validate_params(raw: Any, *, source: str = "<params>") -> dict[str, Any]:
             raise fail(f"cache_dir {cache_dir}: {problem}; give a writable folder with "
                        f"`cache_dir:` (or null and MTBC_CACHE)")
     out["cache_dir"] = cache_dir
+
+    # -- slurm: the extraction step as a Slurm job array (mtbc.cache.slurm) --------------
+    slurm = raw.get("slurm")
+    if slurm is not None:
+        from mtbc.cache.slurm_options import SlurmError, options_from_mapping
+
+        if not isinstance(slurm, Mapping):
+            raise fail(f"'slurm' must be a mapping (partition, tasks, time, gpus_per_task, "
+                       f"options, ...), got {slurm!r}")
+        try:
+            options_from_mapping(slurm)
+        except SlurmError as exc:
+            raise fail(str(exc)) from None
+    out["slurm"] = dict(slurm) if slurm else None
+    # -- end slurm ------------------------------------------------------------------------
 
     notebooks = raw.get("notebooks")
     if notebooks is not None:
