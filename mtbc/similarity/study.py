@@ -214,7 +214,7 @@ def paired_tests(per_query: pd.DataFrame, *, metric: str = "ap@10", n_perm: int 
             p = float(permutation_test((d_g,), lambda x, axis: np.sum(x, axis=axis),
                                        permutation_type="samples", vectorized=True,
                                        n_resamples=n_perm, alternative="two-sided",
-                                       rng=np.random.default_rng(seed)).pvalue)
+                                       random_state=np.random.default_rng(seed)).pvalue)
         low, high = group_bootstrap(lambda w, d=d: (w @ d) / w.sum(1), len(d), groups=codes,
                                     n_boot=n_boot, seed=seed)
         rows.append({"system_a": a, "system_b": b, "metric": metric,
