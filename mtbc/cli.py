@@ -395,6 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-seconds", type=float, default=30.0, help="clip length (default 30)")
     p.add_argument("--repeats", type=int, default=None, help="best of N (default 2; quick 1)")
     p.set_defaults(func=cmd_bench)
+
+    from mtbc.similarity.commands import add_parsers as add_similarity_parsers
+
+    add_similarity_parsers(sub, coll_help)  # similar, playlist
     return parser
 
 
@@ -403,10 +407,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from mtbc.data.collection import CollectionError
     from mtbc.extractors import ExtractorConfigError, ModelLoadError, WeightsUnavailableError
     from mtbc.reports.params import ParamsError
+    from mtbc.similarity.errors import SimilarityInputError
 
     return (UsageError, CollectionError, AudioError, WeightsUnavailableError, ModelLoadError,
-            ExtractorConfigError, ParamsError, FileNotFoundError, NotADirectoryError,
-            PermissionError)
+            SimilarityInputError, ExtractorConfigError, ParamsError, FileNotFoundError,
+            NotADirectoryError, PermissionError)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -10,33 +10,27 @@
 - :mod:`mtbc.similarity.scale`: index build time and query latency on synthetic vectors.
 """
 
-from mtbc.similarity.index import (
-    IndexKey,
-    IndexOptions,
-    VectorIndex,
-    Whitener,
-    build_index,
-    cached_index,
-    load_index,
-    normalise,
-    recall_at_k,
-    save_index,
-)
-from mtbc.similarity.metrics import (
-    METRIC_NAMES,
-    average_precision_at_k,
-    jaccard,
-    ndcg_at_k,
-    precision_at_k,
-    query_metrics,
-)
-from mtbc.similarity.retrieval import Candidate, RetrievalSystem, score_queries
-from mtbc.similarity.search import Neighbours, neighbours, playlist_path, playlist_walk
+import importlib
 
-__all__ = [
-    "METRIC_NAMES", "Candidate", "IndexKey", "IndexOptions", "Neighbours", "RetrievalSystem",
-    "VectorIndex", "Whitener", "average_precision_at_k", "build_index", "cached_index",
-    "jaccard", "load_index", "ndcg_at_k", "neighbours", "normalise", "playlist_path",
-    "playlist_walk", "precision_at_k", "query_metrics", "recall_at_k", "save_index",
-    "score_queries",
-]
+#: Public name -> submodule; loaded on first use (faiss and scikit-learn take seconds to
+#: import, and ``mtbc --help`` must not wait for them), as librosa's lazy stubs do.
+_PUBLIC = {
+    "index": ("IndexKey", "IndexOptions", "VectorIndex", "Whitener", "build_index",
+              "cached_index", "load_index", "normalise", "recall_at_k", "save_index"),
+    "metrics": ("METRIC_NAMES", "average_precision_at_k", "jaccard", "ndcg_at_k",
+                "precision_at_k", "query_metrics"),
+    "retrieval": ("Candidate", "RetrievalSystem", "score_queries"),
+    "search": ("Neighbours", "neighbours", "playlist_path", "playlist_walk"),
+}
+_WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'mtbc.similarity' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"mtbc.similarity.{_WHERE[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
