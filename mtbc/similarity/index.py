@@ -16,13 +16,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import faiss
 import numpy as np
 from sklearn.decomposition import PCA
+from threadpoolctl import threadpool_limits
 
 from mtbc import __version__
 from mtbc.files import atomic_write
@@ -64,6 +66,25 @@ class IndexOptions:
         if self.kind == "auto":
             return "hnsw" if n > self.approximate_above else "exact"
         return self.kind
+
+
+@contextmanager
+def threads(n: int | None) -> Iterator[None]:
+    """BLAS and faiss (OpenMP) threads limited to ``n`` inside the block (``None``: as is).
+
+    Many small searches and whitening fits (notebook 10) run faster on one thread than with
+    threads spinning against each other on a busy machine.
+    """
+    if n is None:
+        yield
+        return
+    old = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(int(n))
+    try:
+        with threadpool_limits(limits=int(n)):
+            yield
+    finally:
+        faiss.omp_set_num_threads(old)
 
 
 def normalise(X: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from scipy.stats import permutation_test
 from mtbc.cache.store import load_embeddings
 from mtbc.data.splits import fold_count, inner_splits, outer_folds, track_groups
 from mtbc.evaluation import group_bootstrap, group_codes, holm
-from mtbc.similarity.index import normalise
+from mtbc.similarity.index import build_index, normalise, threads
 from mtbc.similarity.metrics import METRIC_NAMES
 from mtbc.similarity.retrieval import RetrievalSystem, score_queries
 from mtbc.similarity.search import playlist_walk
@@ -75,7 +75,7 @@ def _common_tracks(study) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
 
 def evaluate_retrieval(study, *, n_splits: int = 5, seed: int = 0, inner: int = 3,
                        whitening: tuple[bool, ...] = (False, True),
-                       ensemble: bool = True) -> RetrievalStudy:
+                       ensemble: bool = True, n_threads: int | None = 1) -> RetrievalStudy:
     """Retrieval of every model (and their ensemble) on the labelled tracks all models have.
 
     Parameters
@@ -92,12 +92,22 @@ def evaluate_retrieval(study, *, n_splits: int = 5, seed: int = 0, inner: int = 
     ensemble : bool
         Add the concatenation of the models' chosen spaces (each L2-normalised, equal
         weight) when there are two models or more.
+    n_threads : int or None
+        BLAS / faiss threads during the evaluation (``None``: as configured); one thread is
+        fastest for the many small searches of a collection of a few thousand tracks.
 
     Returns
     -------
     RetrievalStudy
     """
     tracks, X = _common_tracks(study)
+    with threads(n_threads):
+        return _evaluate(tracks, X, n_splits=n_splits, seed=seed, inner=inner,
+                         whitening=whitening, ensemble=ensemble)
+
+
+def _evaluate(tracks: pd.DataFrame, X: dict[str, np.ndarray], *, n_splits: int, seed: int,
+              inner: int, whitening: tuple[bool, ...], ensemble: bool) -> RetrievalStudy:
     folds, desc = outer_folds(tracks, n_splits=max(2, fold_count(tracks["label"], n_splits)),
                               seed=seed)
     groups = track_groups(tracks)
@@ -277,19 +287,61 @@ def example_queries(result: RetrievalStudy, system: str, *, n_queries: int = 3, 
     return out
 
 
-def collection_map(result: RetrievalStudy, system: str, *, seed: int = 0) -> pd.DataFrame:
-    """A 2-D UMAP map (cosine, seeded) of ``system``'s space: ``track_id, label, x, y,
-    method`` as :func:`mtbc.reports.plots.plot_projection` draws it."""
-    import umap  # heavy optional import (numba): only when a map is drawn
+def _umap_module():
+    """``umap`` with its numba functions compiled once per machine, not once per process.
 
+    umap-learn jit-compiles its fuzzy-set and layout functions without numba's on-disk
+    cache, which costs tens of seconds in every new process (every notebook run). Turning
+    the cache on (``Dispatcher.enable_caching``) keeps the machine code in numba's cache
+    folder (``__pycache__`` or ``NUMBA_CACHE_DIR``); results are identical.
+    """
+    import umap  # heavy optional import (numba): only when a map is drawn
+    import umap.layouts
+    import umap.umap_
+    from numba.core.registry import CPUDispatcher
+
+    for module in (umap.umap_, umap.layouts):
+        for value in vars(module).values():
+            if isinstance(value, CPUDispatcher):
+                try:
+                    value.enable_caching()
+                except (AttributeError, RuntimeError, OSError):  # an older numba: compile
+                    pass
+    return umap
+
+
+def collection_map(result: RetrievalStudy, system: str, *, seed: int = 0,
+                   n_neighbors: int = 15) -> pd.DataFrame:
+    """A 2-D UMAP map (umap-learn, seeded) of ``system``'s space.
+
+    The neighbour graph is the exact cosine top ``n_neighbors`` of the faiss index (the same
+    neighbours the search returns), passed to UMAP as ``precomputed_knn``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``track_id, label, x, y, method`` as :func:`mtbc.reports.plots.plot_projection`
+        draws it (``attrs["note"]`` describes the settings).
+    """
+    import warnings
+
+    umap = _umap_module()
     V = normalise(result.spaces[system])
     n = len(V)
-    reducer = umap.UMAP(n_neighbors=max(2, min(15, n - 1)), min_dist=0.1, metric="cosine",
-                        random_state=seed, n_jobs=1, init="spectral" if n > 10 else "random")
-    xy = reducer.fit_transform(V)
+    k = max(2, min(n_neighbors, n - 1))
+    scores, idx = build_index(V).search(V, k)
+    dists = np.sqrt(np.clip(2.0 - 2.0 * scores, 0.0, None)).astype(np.float32)
+    reducer = umap.UMAP(n_neighbors=k, min_dist=0.1, metric="euclidean", random_state=seed,
+                        n_jobs=1, n_epochs=200, init="spectral" if n > k + 1 else "random",
+                        precomputed_knn=(idx, dists, None))
+    with warnings.catch_warnings():
+        # "n_jobs value 1 overridden to 1 by setting random_state": seeded, single thread
+        warnings.filterwarnings("ignore", message=".*n_jobs.*")
+        xy = reducer.fit_transform(V)
     out = pd.DataFrame({"track_id": result.tracks["track_id"], "label": result.tracks["label"],
                         "x": xy[:, 0], "y": xy[:, 1], "method": "UMAP"})
-    out.attrs["note"] = f"UMAP, cosine, {reducer.n_neighbors} neighbours, seed {seed}"
+    out.attrs["note"] = (f"UMAP of {system} (cosine neighbours, {k} per track, 200 epochs, "
+                         f"seed {seed})")
     return out
 
 
