@@ -97,13 +97,25 @@ def test_auto_index_turns_approximate_above_threshold():
     assert build_index(X, options=IndexOptions(approximate_above=50)).kind == "hnsw"
 
 
-def test_whitener_fits_on_training_rows_only():
+def test_whitener_flattens_a_dominant_direction_learned_on_training_rows():
     rng = np.random.default_rng(3)
-    X = rng.normal(size=(40, 6)) * np.array([10, 1, 1, 1, 1, 1])
-    w = Whitener().fit(X[:20])
-    Z = (normalise(X[:20]) - w.mean_) @ w.components_.T * w.scale_
-    assert np.allclose(np.cov(Z.T, ddof=1), np.eye(Z.shape[1]), atol=1e-4)
+    X = rng.normal(size=(4000, 6)) * np.array([8, 1, 1, 1, 1, 1]) + 3.0
+    w = Whitener().fit(X[:2000])
+    assert w.shrinkage_ < 0.2  # plenty of data: little shrinkage
+    before, after = np.var(normalise(X[2000:]), axis=0), np.var(w.transform(X[2000:]), axis=0)
+    assert before[0] / before[1:].mean() > 5
+    assert 0.5 < after[0] / after[1:].mean() < 2
     assert np.allclose(np.linalg.norm(w.transform(X), axis=1), 1.0, atol=1e-5)
+    # fitted on other rows, the transform is another one: nothing of X[2000:] was used
+    assert not np.allclose(Whitener().fit(X[2000:]).transform(X[:5]), w.transform(X[:5]))
+
+
+def test_whitener_with_few_training_tracks_keeps_every_direction():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 64))
+    w = Whitener().fit(X[:10])
+    assert w.residual_scale_ > 0 and w.shrinkage_ > 0.3
+    assert np.linalg.matrix_rank(w.transform(X[10:])) == 30  # not squeezed into 9 dims
 
 
 def test_index_file_is_reused_and_rebuilt_when_the_cache_changes(tmp_path):
@@ -221,3 +233,53 @@ def test_noise_scores_at_chance_with_ci_covering_it():
     for metric in ("p@1", "p@5", "p@10"):
         low, high = table.loc[metric, ["ci_low", "ci_high"]]
         assert low <= chance <= high, f"{metric}: CI [{low}, {high}] misses chance {chance}"
+
+
+# ---------------------------------------------------------------------------- study
+
+def test_study_planted_model_beats_noise_with_every_query_scored_once(tmp_path):
+    from types import SimpleNamespace
+
+    from mtbc.cache.store import EmbeddingStore
+    from mtbc.similarity import study as sim
+
+    rng = np.random.default_rng(11)
+    n_per, labels = 10, ["a", "b", "c"]
+    tracks = _tracks(list(np.repeat(labels, n_per)))
+    store = EmbeddingStore(tmp_path)
+    centres = rng.normal(size=(3, 12)) * 4
+    for i, h in enumerate(tracks["content_hash"]):
+        signal = centres[i // n_per] + rng.normal(size=12)
+        store.put(h, "good", np.stack([rng.normal(size=12), signal])[None].astype(np.float32))
+        store.put(h, "noise", rng.normal(size=(2, 1, 12)).astype(np.float32))
+    models = {"good": SimpleNamespace(fingerprint="good"),
+              "noise": SimpleNamespace(fingerprint="noise")}
+    study = SimpleNamespace(tracks=tracks, store=store, models=models)
+    result = sim.evaluate_retrieval(study, n_splits=3, seed=0, whitening=(False,))
+    counts = result.per_query.groupby("system")["track_id"].agg(["size", "nunique"])
+    assert (counts["size"] == 30).all() and (counts["nunique"] == 30).all()
+    chosen = result.validation[result.validation["chosen"] & (result.validation["system"]
+                                                              == "good")]
+    assert set(chosen["layer"]) == {1}  # the signal layer, chosen on validation queries
+    summary = sim.summary_table(result.per_query, n_boot=200)
+    good = summary[(summary["system"] == "good")].set_index("metric")
+    assert good.loc["p@5", "value"] == pytest.approx(1.0)
+    tests = sim.paired_tests(result.per_query, n_boot=200)
+    row = tests[(tests["system_a"] == "good") & (tests["system_b"] == "noise")].iloc[0]
+    assert row["diff"] > 0.5 and row["p_holm"] < 0.01
+    text = sim.answer(result, summary, tests)
+    assert text.startswith("good retrieves same-label songs best")
+    assert result.chosen_by_validation() == "good"
+
+
+def test_paired_test_is_over_groups():
+    from mtbc.similarity.study import paired_tests
+
+    # 4 groups of 5 queries: a beats b in every query, but only 4 independent groups, so the
+    # exact sign-flip p-value is 2 / 2**4
+    per_query = pd.concat([
+        pd.DataFrame({"system": s, "track_id": [f"q{i}" for i in range(20)],
+                      "group": np.repeat(np.arange(4), 5), "ap@10": v})
+        for s, v in (("a", np.full(20, 0.8)), ("b", np.full(20, 0.3)))])
+    row = paired_tests(per_query, n_boot=100).iloc[0]
+    assert row["n_groups"] == 4 and row["p_value"] == pytest.approx(2 / 16)

@@ -5,7 +5,8 @@
   :attr:`IndexOptions.approximate_above` vectors an HNSW graph (``IndexHNSWFlat`` with inner
   product) or an IVF index (``IndexIVFFlat``), whose agreement with the exact index is
   measured by :func:`recall_at_k`.
-- :class:`Whitener`: PCA whitening fitted on *training* vectors only, then re-normalised.
+- :class:`Whitener`: shrunk PCA whitening fitted on *training* vectors only, then
+  re-normalised.
 - :func:`save_index` / :func:`load_index`: ``faiss.serialize_index`` bytes (faiss's own binary
   format, no pickle) and a JSON header with the cache fingerprint, the tracks' content hashes
   and the index's sha256; :func:`cached_index` rebuilds when any of them changes.
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from sklearn.decomposition import PCA
+from sklearn.covariance import ledoit_wolf_shrinkage
 from threadpoolctl import threadpool_limits
 
 from mtbc import __version__
@@ -106,11 +107,17 @@ def normalise(X: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Whitener:
-    """PCA whitening of L2-normalised vectors, fitted on training tracks only.
+    """Shrunk PCA whitening of L2-normalised vectors, fitted on training tracks only.
 
-    ``fit`` centres the training vectors and keeps ``min(n_train - 1, dim, max_components)``
-    principal axes scaled to unit variance; ``transform`` projects, whitens and normalises
-    again (cosine similarity in the whitened space).
+    ``fit`` centres the (normalised) training vectors and estimates their covariance shrunk
+    towards a multiple of the identity, ``C = (1 - b) S + b t I`` (``S`` the sample
+    covariance, ``t`` its mean eigenvalue, ``b`` the Ledoit-Wolf shrinkage of
+    :func:`sklearn.covariance.ledoit_wolf_shrinkage`); ``transform`` applies ``C^(-1/2)``
+    and normalises again (cosine similarity in the whitened space). Plain PCA whitening with
+    fewer training tracks than dimensions maps the training tracks onto a regular simplex and
+    drops every direction they do not span, so a new track would be compared on other terms
+    than a training one; the shrinkage keeps all directions and whitens only as far as the
+    data support. At most ``max_rows`` training rows (a seeded sample) are used.
 
     Examples
     --------
@@ -119,37 +126,56 @@ class Whitener:
     (2, 8)
     """
 
-    max_components: int = 256
+    max_rows: int = 20_000
     mean_: np.ndarray | None = field(default=None, repr=False)
     components_: np.ndarray | None = field(default=None, repr=False)
     scale_: np.ndarray | None = field(default=None, repr=False)
+    residual_scale_: float = 0.0
+    shrinkage_: float = float("nan")
 
     def fit(self, X: np.ndarray) -> Whitener:
         Xn = normalise(X)
-        n_comp = min(len(Xn) - 1, Xn.shape[1], self.max_components)
-        if n_comp < 1:
+        if len(Xn) < 2:
             raise ValueError(f"whitening needs at least 2 training tracks, got {len(Xn)}")
-        pca = PCA(n_components=n_comp, svd_solver="full").fit(Xn)
-        keep = pca.explained_variance_ > 1e-12 * max(pca.explained_variance_[0], 1e-30)
-        self.mean_ = pca.mean_.astype(np.float32)
-        self.components_ = pca.components_[keep].astype(np.float32)
-        self.scale_ = (1.0 / np.sqrt(pca.explained_variance_[keep])).astype(np.float32)
+        if len(Xn) > self.max_rows:
+            rows = np.random.default_rng(0).choice(len(Xn), self.max_rows, replace=False)
+            Xn = Xn[np.sort(rows)]
+        X64 = Xn.astype(np.float64)
+        mean = X64.mean(axis=0)
+        Xc = X64 - mean
+        _, S, Vt = np.linalg.svd(Xc, full_matrices=False)
+        lam = S ** 2 / (len(Xc) - 1)
+        keep = lam > 1e-12 * max(float(lam[0]), 1e-30)
+        tau = float(lam.sum()) / Xn.shape[1]
+        b = float(ledoit_wolf_shrinkage(Xn.astype(np.float64)))
+        floor = b * tau
+        self.mean_ = mean.astype(np.float32)
+        self.components_ = Vt[keep].astype(np.float32)
+        self.scale_ = (1.0 / np.sqrt((1 - b) * lam[keep] + floor)).astype(np.float32)
+        self.residual_scale_ = float(1.0 / np.sqrt(floor)) if floor > 1e-12 else 0.0
+        self.shrinkage_ = b
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         if self.components_ is None:
             raise ValueError("Whitener is not fitted; call fit on training vectors first")
-        Z = (normalise(X) - self.mean_) @ self.components_.T * self.scale_
+        Xc = normalise(X) - self.mean_
+        P = Xc @ self.components_.T
+        Z = Xc * self.residual_scale_ + (P * (self.scale_ - self.residual_scale_)) @ \
+            self.components_
         return normalise(Z)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"mean": self.mean_, "components": self.components_, "scale": self.scale_}
+        return {"mean": self.mean_, "components": self.components_, "scale": self.scale_,
+                "residual_scale": np.array([self.residual_scale_, self.shrinkage_])}
 
     @classmethod
     def from_arrays(cls, arrays) -> Whitener:
+        residual, shrinkage = np.asarray(arrays["residual_scale"], np.float64)
         return cls(mean_=np.asarray(arrays["mean"], np.float32),
                    components_=np.asarray(arrays["components"], np.float32),
-                   scale_=np.asarray(arrays["scale"], np.float32))
+                   scale_=np.asarray(arrays["scale"], np.float32),
+                   residual_scale_=float(residual), shrinkage_=float(shrinkage))
 
 
 @dataclass

@@ -237,9 +237,11 @@ def paired_tests(per_query: pd.DataFrame, *, metric: str = "ap@10", n_perm: int 
     return table
 
 
-def answer(result: RetrievalStudy, summary: pd.DataFrame, tests: pd.DataFrame) -> str:
+def answer(result: RetrievalStudy, summary: pd.DataFrame, tests: pd.DataFrame, *,
+           alpha: float = 0.05) -> str:
     """One sentence: the system chosen on validation, its test P@5 and mAP@10 with CIs, and
-    the Holm-adjusted tests against the others."""
+    the Holm-adjusted tests against the others. It is called best only when it beats every
+    other system at Holm-adjusted ``p < alpha``."""
     best = result.chosen_by_validation()
     s = summary[summary["system"] == best].set_index("metric")
 
@@ -248,20 +250,29 @@ def answer(result: RetrievalStudy, summary: pd.DataFrame, tests: pd.DataFrame) -
         return f"{m.upper()} {100 * r['value']:.0f}% [{100 * r['ci_low']:.0f}, " \
                f"{100 * r['ci_high']:.0f}]"
 
-    text = (f"{best} retrieves same-label songs best (chosen on validation queries): "
-            f"{fmt('p@5')}, mAP@10 {100 * s.loc['ap@10', 'value']:.0f}% "
-            f"[{100 * s.loc['ap@10', 'ci_low']:.0f}, {100 * s.loc['ap@10', 'ci_high']:.0f}] "
-            f"over {int(s.loc['p@5', 'n_queries'])} queries in {int(s.loc['p@5', 'n_groups'])} "
-            f"groups (chance P@5 {100 * s.loc['p@5', 'chance']:.0f}%)")
+    figures = (f"{fmt('p@5')}, mAP@10 {100 * s.loc['ap@10', 'value']:.0f}% "
+               f"[{100 * s.loc['ap@10', 'ci_low']:.0f}, {100 * s.loc['ap@10', 'ci_high']:.0f}] "
+               f"over {int(s.loc['p@5', 'n_queries'])} queries in "
+               f"{int(s.loc['p@5', 'n_groups'])} groups (chance P@5 "
+               f"{100 * s.loc['p@5', 'chance']:.0f}%)")
     mine = tests[(tests["system_a"] == best) | (tests["system_b"] == best)] if len(tests) else tests
+    wins = [r for r in mine.itertuples()
+            if r.p_holm < alpha and (r.diff > 0) == (r.system_a == best)]
+    if len(mine) and len(wins) == len(mine):
+        text = f"{best} retrieves same-label songs best: {figures}"
+    elif len(mine):
+        text = (f"{best}, the system chosen on validation queries, is not significantly better "
+                f"than every other one (Holm-adjusted p < {alpha}): {figures}")
+    else:
+        text = f"{best}: {figures}"
     if len(mine):
         parts = []
         for r in mine.itertuples():
             other = r.system_b if r.system_a == best else r.system_a
             sign = 1 if r.system_a == best else -1
-            parts.append(f"{other} {100 * sign * r.diff:+.0f} points AP (Holm p = "
-                         f"{r.p_holm:.3g})")
-        text += "; versus " + ", ".join(parts)
+            parts.append(f"{other} {100 * sign * r.diff:+.1f} points AP@10 (Holm p = "
+                         f"{r.p_holm:.2g})")
+        text += f"; {best} versus " + ", ".join(parts)
     return text + "."
 
 
@@ -337,6 +348,8 @@ def collection_map(result: RetrievalStudy, system: str, *, seed: int = 0,
     with warnings.catch_warnings():
         # "n_jobs value 1 overridden to 1 by setting random_state": seeded, single thread
         warnings.filterwarnings("ignore", message=".*n_jobs.*")
+        # "knn_search_index is not an NNDescent object": no transform of new data needed
+        warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
         xy = reducer.fit_transform(V)
     out = pd.DataFrame({"track_id": result.tracks["track_id"], "label": result.tracks["label"],
                         "x": xy[:, 0], "y": xy[:, 1], "method": "UMAP"})
