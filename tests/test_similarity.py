@@ -283,3 +283,14 @@ def test_paired_test_is_over_groups():
         for s, v in (("a", np.full(20, 0.8)), ("b", np.full(20, 0.3)))])
     row = paired_tests(per_query, n_boot=100).iloc[0]
     assert row["n_groups"] == 4 and row["p_value"] == pytest.approx(2 / 16)
+
+
+def test_scale_benchmark_rows_on_a_tiny_size():
+    from mtbc.similarity.scale import ScaleOptions, bench_similarity
+
+    opts = ScaleOptions(sizes=(400,), dim=16, n_queries=5, n_clusters=20, chunk=150)
+    table = bench_similarity(opts, log=lambda *_: None).set_index("kind")
+    assert list(table.index) == ["exact", "hnsw", "ivf"]
+    assert table.loc["exact", "recall_at_k"] == 1.0
+    assert (table["build_s"] > 0).all() and (table["query_ms_median"] > 0).all()
+    assert table.loc["ivf", "note"].startswith("nlist 20")
