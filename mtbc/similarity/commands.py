@@ -45,12 +45,14 @@ def open_index(args):
     # heavy imports (faiss, the extractors) only when a command runs, not for --help
     from mtbc.extractors import ExtractorConfigError
     from mtbc.similarity.collection import CollectionIndex, SearchOptions
+    from mtbc.similarity.index import IndexOptions
 
     opts = SearchOptions(collection=args.collection, extractor=args.extractor,
                          extractor_options=_extractor_options(args.option),
                          cache=str(args.cache) if args.cache else None, layer=args.layer,
                          whiten=args.whiten,
-                         index_dir=str(args.index_dir) if args.index_dir else None)
+                         index_dir=str(args.index_dir) if args.index_dir else None,
+                         index=IndexOptions(kind=args.index))
     try:
         return CollectionIndex.open(opts)
     except (ExtractorConfigError, KeyError) as exc:  # unknown extractor, bad cache entry
@@ -103,6 +105,8 @@ def _common(p: argparse.ArgumentParser, coll_help: str) -> None:
                    help="embedding cache folder (default data/cache)")
     p.add_argument("--index-dir", type=Path, default=None,
                    help="where index files go (default data/models/similarity)")
+    p.add_argument("--index", choices=["auto", "exact", "hnsw", "ivf"], default="auto",
+                   help="index kind (default auto: exact up to 100,000 tracks, HNSW above)")
     p.add_argument("--paths", action="store_true", help="show file paths in the table")
     p.add_argument("--json", type=Path, default=None, metavar="FILE",
                    help="also write the results to FILE as JSON")
