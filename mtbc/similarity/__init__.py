@@ -6,7 +6,9 @@
 - :mod:`mtbc.similarity.metrics`: P@k, AP@k, nDCG@k per query.
 - :mod:`mtbc.similarity.retrieval`: :class:`RetrievalSystem` (fit / choose / score).
 - :mod:`mtbc.similarity.study`: notebook 10's steps (imported on demand: it loads the cache).
-- :mod:`mtbc.similarity.collection`: the ``mtbc similar`` / ``mtbc playlist`` commands' work.
+- :mod:`mtbc.similarity.report`: notebook 10's tables and figure.
+- :mod:`mtbc.similarity.collection` and :mod:`mtbc.similarity.commands`: ``mtbc similar`` and
+  ``mtbc playlist``.
 - :mod:`mtbc.similarity.scale`: index build time and query latency on synthetic vectors.
 """
 
