@@ -294,3 +294,26 @@ def test_scale_benchmark_rows_on_a_tiny_size():
     assert table.loc["exact", "recall_at_k"] == 1.0
     assert (table["build_s"] > 0).all() and (table["query_ms_median"] > 0).all()
     assert table.loc["ivf", "note"].startswith("nlist 20")
+
+
+def test_study_without_two_labels_says_why_and_still_gives_examples(tmp_path):
+    from types import SimpleNamespace
+
+    from mtbc.cache.store import EmbeddingStore
+    from mtbc.similarity import study as sim
+
+    rng = np.random.default_rng(12)
+    tracks = _tracks([None] * 8).assign(path="x.wav")
+    store = EmbeddingStore(tmp_path)
+    for h in tracks["content_hash"]:
+        store.put(h, "m", rng.normal(size=(1, 2, 6)).astype(np.float32))
+    study = SimpleNamespace(tracks=tracks, store=store,
+                            models={"m": SimpleNamespace(fingerprint="m")})
+    result = sim.evaluate_retrieval(study)
+    assert "at least 2 labels" in result.why_not
+    summary = sim.summary_table(result.per_query)
+    tests = sim.paired_tests(result.per_query)
+    assert summary.empty and tests.empty
+    assert sim.answer(result, summary, tests).startswith("No retrieval evaluation")
+    assert len(sim.example_queries(result, "m", n_queries=2)) == 2
+    assert len(sim.example_playlist(result, "m", length=5)) == 5

@@ -29,6 +29,8 @@ def retrieval_table(summary: pd.DataFrame) -> pd.DataFrame:
         :func:`mtbc.similarity.study.summary_table`.
     """
     rows = []
+    if not len(summary):
+        return pd.DataFrame()
     for system, t in summary.groupby("system", sort=False):
         t = t.set_index("metric")
         row = {"system": system}
@@ -59,7 +61,9 @@ def tests_table(tests: pd.DataFrame) -> pd.DataFrame:
 
 def chosen_table(validation: pd.DataFrame) -> pd.DataFrame:
     """The layer and whitening each system chose in each fold, with its validation AP@10 (%)."""
-    chosen = validation[validation["chosen"]]
+    if not len(validation):
+        return pd.DataFrame()
+    chosen = validation[validation["chosen"].astype(bool)]
     return (chosen.assign(**{"validation mAP@10 %": (100 * chosen["val_ap@10"]).round(1),
                              "layer": chosen["layer"].map(lambda v: "-" if v < 0 else int(v))})
             [["system", "fold", "layer", "whiten", "validation mAP@10 %", "n_valid"]]
@@ -70,8 +74,10 @@ def plot_retrieval(summary: pd.DataFrame, *, metrics: tuple[str, ...] = ("p@1", 
                    title: str | None = None):
     """Points with 95% CI bars per system and metric (%), the chance precision dashed.
 
-    Returns the matplotlib ``Axes``.
+    Returns the matplotlib ``Axes`` (``None`` when there is nothing to plot).
     """
+    if not len(summary):
+        return None
     systems = list(dict.fromkeys(summary["system"]))
     fig, ax = plt.subplots(figsize=(MAX_WIDTH, 0.6 + 0.55 * len(systems) * len(metrics)),
                            layout="constrained")

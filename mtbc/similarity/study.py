@@ -42,6 +42,8 @@ class RetrievalStudy:
     spaces : system -> ``(n_tracks, dim)`` vectors in its most often chosen space (whitening,
         if chosen, fitted on all tracks): for examples, the map and playlists only.
     folds : one-line description of the folds.
+    why_not : why nothing was evaluated (``None`` when it was); ``spaces`` and ``tracks``
+        then hold every track all models have, for the examples, the map and a playlist.
     """
 
     tracks: pd.DataFrame
@@ -49,25 +51,40 @@ class RetrievalStudy:
     validation: pd.DataFrame
     spaces: dict[str, np.ndarray] = field(default_factory=dict)
     folds: str = ""
+    why_not: str | None = None
 
     @property
     def systems(self) -> list[str]:
         return list(dict.fromkeys(self.per_query["system"]))
 
+    def describe(self) -> str:
+        """One line: the tracks and folds evaluated, or why nothing was."""
+        if self.why_not is not None:
+            return (f"No retrieval evaluation: {self.why_not}. The examples, the map and the "
+                    f"playlist below use all {len(self.tracks)} tracks every model has.")
+        return (f"{len(self.tracks)} labelled tracks with embeddings from every model; "
+                f"{self.folds}.")
+
     def chosen_by_validation(self) -> str:
         """The system with the best validation AP@10 (mean over folds of the chosen
         candidates); test scores are not read."""
+        if self.why_not is not None or not len(self.validation):
+            return next(iter(self.spaces))
         chosen = self.validation[self.validation["chosen"]]
         return str(chosen.groupby("system", sort=False)["val_ap@10"].mean().idxmax())
 
 
-def _common_tracks(study) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    labelled = study.tracks.loc[study.tracks["label"].notna()].reset_index(drop=True)
+def _common_tracks(study, *, labelled_only: bool = True
+                   ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    labelled = study.tracks.loc[study.tracks["label"].notna() | (not labelled_only)]
+    labelled = labelled.reset_index(drop=True)
     have = np.ones(len(labelled), bool)
     for ext in study.models.values():
         have &= np.array([study.store.has(h, ext.fingerprint) for h in labelled["content_hash"]],
                          bool)
     tracks = labelled.loc[have].reset_index(drop=True)
+    if not len(tracks):
+        return tracks, {}
     X = {label: load_embeddings(tracks, study.store, ext.fingerprint)[1]
          for label, ext in study.models.items()}
     return tracks, X
@@ -101,6 +118,21 @@ def evaluate_retrieval(study, *, n_splits: int = 5, seed: int = 0, inner: int = 
     RetrievalStudy
     """
     tracks, X = _common_tracks(study)
+    counts = tracks["label"].value_counts()
+    why_not = None
+    if len(counts) < 2:
+        why_not = (f"{len(counts)} label(s) among the {len(tracks)} labelled tracks every model "
+                   f"has embedded: retrieval of same-label tracks needs at least 2 labels")
+    elif fold_count(tracks["label"], n_splits) < 2:
+        why_not = (f"label(s) {', '.join(map(str, counts[counts < 2].index))} have a single "
+                   f"track: the folds need at least 2 tracks per label")
+    if why_not is not None:
+        tracks, X = _common_tracks(study, labelled_only=False)
+        spaces = {label: normalise(Xm[:, -1]) for label, Xm in X.items()}
+        return RetrievalStudy(tracks, pd.DataFrame(columns=["system", "track_id", "group",
+                                                            *METRIC_NAMES]),
+                              pd.DataFrame(columns=["system", "fold", "chosen"]), spaces,
+                              why_not=why_not)
     with threads(n_threads):
         return _evaluate(tracks, X, n_splits=n_splits, seed=seed, inner=inner,
                          whitening=whitening, ensemble=ensemble)
@@ -179,6 +211,10 @@ def summary_table(per_query: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0,
         is the expected precision of a random ranking (P@k rows only).
     """
     rows = []
+    columns = ["system", "metric", "value", "ci_low", "ci_high", "chance", "n_queries",
+               "n_groups"]
+    if not len(per_query):
+        return pd.DataFrame(columns=columns)
     for system, t in per_query.groupby("system", sort=False):
         codes, n_groups = group_codes(t["group"].to_numpy(), len(t))
         for metric in METRIC_NAMES:
@@ -209,6 +245,8 @@ def paired_tests(per_query: pd.DataFrame, *, metric: str = "ap@10", n_perm: int 
         ``system_a, system_b, metric, value_a, value_b, diff, ci_low, ci_high, p_value,
         p_holm, n_queries, n_groups``.
     """
+    if per_query["system"].nunique() < 2:
+        return pd.DataFrame()
     wide = per_query.pivot_table(index=["track_id", "group"], columns="system", values=metric,
                                  sort=False)
     systems = list(dict.fromkeys(per_query["system"]))
@@ -242,6 +280,8 @@ def answer(result: RetrievalStudy, summary: pd.DataFrame, tests: pd.DataFrame, *
     """One sentence: the system chosen on validation, its test P@5 and mAP@10 with CIs, and
     the Holm-adjusted tests against the others. It is called best only when it beats every
     other system at Holm-adjusted ``p < alpha``."""
+    if result.why_not is not None:
+        return f"No retrieval evaluation: {result.why_not}."
     best = result.chosen_by_validation()
     s = summary[summary["system"] == best].set_index("metric")
 
@@ -284,8 +324,11 @@ def example_queries(result: RetrievalStudy, system: str, *, n_queries: int = 3, 
     tracks, V = result.tracks, normalise(result.spaces[system])
     groups = track_groups(tracks)
     rng = np.random.default_rng(seed)
-    picks = [int(rng.choice(np.flatnonzero(tracks["label"].to_numpy() == lab)))
-             for lab in sorted(tracks["label"].unique())][:n_queries]
+    labels = tracks["label"].to_numpy()
+    picks = [int(rng.choice(np.flatnonzero(labels == lab)))
+             for lab in sorted(tracks["label"].dropna().unique())][:n_queries]
+    rest = np.setdiff1d(np.arange(len(tracks)), picks)
+    picks += rng.permutation(rest)[: max(0, n_queries - len(picks))].tolist()
     out = []
     for q in picks:
         sims = np.where(groups != groups[q], V @ V[q], -np.inf)
