@@ -456,6 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-seconds", type=float, default=30.0, help="clip length (default 30)")
     p.add_argument("--repeats", type=int, default=None, help="best of N (default 2; quick 1)")
     p.set_defaults(func=cmd_bench)
+
+    from mtbc.similarity.commands import add_parsers as add_similarity_parsers
+
+    add_similarity_parsers(sub, coll_help)  # similar, playlist
     return parser
 
 
@@ -466,7 +470,8 @@ _USER_ERRORS = {"mtbc.cache.store": ("NotACacheError",),
                 "mtbc.extractors": ("ExtractorConfigError", "ModelLoadError",
                                     "WeightsUnavailableError"),
                 "mtbc.reports.folder": ("ReportFolderError",),
-                "mtbc.reports.params": ("ParamsError",)}
+                "mtbc.reports.params": ("ParamsError",),
+                "mtbc.similarity.errors": ("SimilarityInputError",)}
 
 
 def _loaded(table: dict[str, tuple[str, ...]]) -> tuple[type[BaseException], ...]:

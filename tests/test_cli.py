@@ -6,7 +6,8 @@ import pytest
 
 from mtbc.cli import build_parser, main
 
-COMMANDS = ["demo", "fixtures", "scan", "extract", "cache", "predict", "bench", "run"]
+COMMANDS = ["demo", "fixtures", "scan", "extract", "cache", "predict", "bench", "run",
+            "similar", "playlist"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -1,0 +1,143 @@
+"""The ``mtbc similar`` and ``mtbc playlist`` commands (``mtbc.cli`` adds them).
+
+Every bad value raises :class:`~mtbc.similarity.collection.SimilarityInputError`, which the
+command line reports as one line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from mtbc.similarity.errors import SimilarityInputError
+
+
+def _whole(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} must be at least {minimum}")
+        return value
+    return parse
+
+
+def _extractor_options(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SimilarityInputError(f"option {pair!r} is not KEY=VALUE (e.g. -o layer=pool)")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise SimilarityInputError(f"option {pair!r}: the value is not a YAML scalar; "
+                                       f"quote it") from None
+    return out
+
+
+def open_index(args):
+    """The :class:`~mtbc.similarity.collection.CollectionIndex` the options describe."""
+    # heavy imports (faiss, the extractors) only when a command runs, not for --help
+    from mtbc.extractors import ExtractorConfigError
+    from mtbc.similarity.collection import CollectionIndex, SearchOptions
+    from mtbc.similarity.index import IndexOptions
+
+    opts = SearchOptions(collection=args.collection, extractor=args.extractor,
+                         extractor_options=_extractor_options(args.option),
+                         cache=str(args.cache) if args.cache else None, layer=args.layer,
+                         whiten=args.whiten,
+                         index_dir=str(args.index_dir) if args.index_dir else None,
+                         index=IndexOptions(kind=args.index))
+    try:
+        return CollectionIndex.open(opts)
+    except (ExtractorConfigError, KeyError) as exc:  # unknown extractor, bad cache entry
+        raise SimilarityInputError(str(exc).strip("'\"")) from None
+
+
+def _show(args, title: str, index, query, table, extra: dict) -> int:
+    from mtbc.similarity.collection import table_records, write_json
+
+    print(index.describe())
+    print(f"\n{title} for {query.name}:")
+    shown = table if args.paths else table.drop(columns=["path"])
+    print(shown.to_string(index=False) if len(shown) else "(none)")
+    if args.json:
+        write_json(args.json, {"query": query.name, "collection": args.collection,
+                               "extractor": args.extractor,
+                               "fingerprint": index.extractor.fingerprint,
+                               "layer": index.layer, "whiten": args.whiten,
+                               "index": index.index.kind, **extra,
+                               "results": table_records(table)})
+        print(f"\nwritten to {args.json}")
+    return 0
+
+
+def cmd_similar(args) -> int:
+    index = open_index(args)
+    query, table = index.similar(args.query, k=args.k, include_duplicates=args.include_duplicates)
+    return _show(args, "most similar tracks", index, query, table,
+                 {"k": args.k, "include_duplicates": args.include_duplicates})
+
+
+def cmd_playlist(args) -> int:
+    index = open_index(args)
+    query, table = index.playlist(args.seed, length=args.length, to=args.to)
+    title = f"playlist (smooth path to {args.to})" if args.to else "playlist (nearest-neighbour walk)"
+    return _show(args, title, index, query, table, {"length": args.length, "to": args.to})
+
+
+def _common(p: argparse.ArgumentParser, coll_help: str) -> None:
+    p.add_argument("--collection", "-c", required=True, help=coll_help)
+    p.add_argument("--extractor", "-e", default="musicnn",
+                   help="extractor whose cached embeddings are searched (default musicnn)")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                   help="extractor option, as given to `mtbc extract` (it sets the cache key)")
+    p.add_argument("--layer", type=_whole(0), default=None,
+                   help="layer searched (default: the last one)")
+    p.add_argument("--whiten", action="store_true",
+                   help="PCA-whiten the collection's vectors (fitted on all of them) first")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="embedding cache folder (default data/cache)")
+    p.add_argument("--index-dir", type=Path, default=None,
+                   help="where index files go (default data/models/similarity)")
+    p.add_argument("--index", choices=["auto", "exact", "hnsw", "ivf"], default="auto",
+                   help="index kind (default auto: exact up to 100,000 tracks, HNSW above)")
+    p.add_argument("--paths", action="store_true", help="show file paths in the table")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="also write the results to FILE as JSON")
+
+
+def add_parsers(sub, coll_help: str) -> None:
+    """Add ``similar`` and ``playlist`` to the ``mtbc`` sub-command parsers ``sub``."""
+    p = sub.add_parser("similar", help="the tracks of a collection that sound most like a song",
+                       description="List the k tracks nearest to QUERY (cosine similarity of "
+                                   "cached embeddings; an exact faiss index, approximate above "
+                                   "100,000 tracks). The query's own track, its near "
+                                   "duplicates and its group (artist) are left out unless "
+                                   "--include-duplicates.",
+                       epilog="example: mtbc similar bach_01 --collection demo -e mfcc")
+    p.add_argument("query", help="an audio file (embedded through the cache when needed) or a "
+                                 "track id of the collection")
+    _common(p, coll_help)
+    p.add_argument("--k", type=_whole(1), default=10, help="results (default 10)")
+    p.add_argument("--include-duplicates", action="store_true",
+                   help="keep the query's own track, near duplicates and group, flagged")
+    p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("playlist", help="a playlist of nearest neighbours, or a path to a song",
+                       description="A walk of nearest neighbours from SEED with no repeats and "
+                                   "no two tracks of one group; with --to, a smooth path from "
+                                   "SEED to that track.",
+                       epilog="example: mtbc playlist bach_01 --collection demo --length 8")
+    p.add_argument("seed", help="an audio file or a track id of the collection")
+    _common(p, coll_help)
+    p.add_argument("--length", type=_whole(2), default=10,
+                   help="tracks in the playlist (default 10)")
+    p.add_argument("--to", default=None, metavar="SONG",
+                   help="end on this track (id or file of the collection): a smooth path")
+    p.set_defaults(func=cmd_playlist)
