@@ -211,3 +211,40 @@ def test_model_comparison_table_is_holm_adjusted_per_deformation(rng):
     assert list(table["deformation"]) == ["noise", "mp3"]
     assert (table["diff"] < -0.3).all() and (table["p_holm"] >= table["p_value"]).all()
     assert (table["p_holm"] < 0.05).all() and (table["n_tracks"] == 30).all()
+
+
+def test_run_robustness_end_to_end_on_a_tiny_collection(tmp_path, tone):
+    from types import SimpleNamespace
+
+    from mtbc.robustness.study import (
+        RobustnessOptions,
+        drops_display,
+        example_clips,
+        run_robustness,
+        stability_display,
+    )
+
+    root = tmp_path / "music"
+    for i in range(8):
+        tone(root / ("a" if i % 2 else "b") / f"t{i}.wav", seconds=0.6, sr=16000,
+             freq=(300 if i % 2 else 900) + 20 * i, amplitude=0.2 + 0.05 * i)
+    tracks = scan(from_folder(root), progress=False).tracks
+    store = EmbeddingStore(tmp_path / "cache")
+    ext = CountingExtractor()
+    extract_collection(tracks, ext, store, progress=False)
+    study = SimpleNamespace(tracks=tracks, store=store, models={"m": ext})
+    result = run_robustness(study, RobustnessOptions(deformations=[["gain", 0], ["noise", 1.0]],
+                                                     n_splits=2, n_boot=50))
+    assert result.labels == ["gain 0 dB", "noise 0 dB SNR"]
+    gain0 = result.stability.loc[("m", "gain 0 dB")]
+    assert gain0["cosine"] == pytest.approx(1.0) and gain0["recall1"] == 1.0
+    assert gain0["n_tracks"] == 8
+    drops = result.drops.set_index("deformation")
+    assert drops.loc["gain 0 dB", "drop"] == 0.0 and drops.loc["gain 0 dB", "n_tracks"] == 8
+    assert result.answer.startswith("At **gain 0 dB**, m loses 0.0 points")
+    assert list(stability_display(result).columns)[-2:] == ["n tracks", "n groups"]
+    assert len(drops_display(result)) == 2
+    frame, _ = result.heatmap()
+    assert list(frame.columns) == result.labels and list(frame.index) == ["m"]
+    clips = example_clips(study, result.deformations, seconds=0.5)
+    assert [c[0] for c in clips[1:]] == result.labels and len(clips[1][1]) == 8000

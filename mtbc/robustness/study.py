@@ -233,7 +233,9 @@ def _probe_model(labelled: pd.DataFrame, store, clean_fp: str, fps: dict[str, st
 def example_clips(study, deformations: Sequence[tuple[str, float]], *, seed: int = 0,
                   row: int = 0, seconds: float = 10.0) -> list[tuple[str, np.ndarray, int]]:
     """One track (``row`` of the collection) clean and under each deformation, as the
-    embedding saw it: ``[(label, wave, sample_rate), ...]``, the first ``seconds`` each."""
+    embedding saw it: ``[(label, wave, sample_rate), ...]``, the first ``seconds`` each.
+    When a clip peaks above 1 (gain, noise), all are scaled by one factor so that a player
+    without normalisation can take them and their relative levels stay audible."""
     track = study.tracks.iloc[row]
     sr = int(sf.info(str(track["path"])).samplerate)
     wave = load_audio(track["path"], None, on_silence="ignore")
@@ -241,6 +243,9 @@ def example_clips(study, deformations: Sequence[tuple[str, float]], *, seed: int
     for name, strength in deformations:
         y = deform(wave, sr, name, strength, track_seed(seed, track["content_hash"]))
         out.append((label(name, strength), y[:int(seconds * sr)], sr))
+    peak = max(float(np.abs(w).max(initial=0.0)) for _, w, _ in out)
+    if peak > 1.0:
+        out = [(text, w / peak, rate) for text, w, rate in out]
     return out
 
 
