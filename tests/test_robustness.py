@@ -142,6 +142,17 @@ def test_identity_stability_is_a_cosine_of_one_and_perfect_retrieval(rng):
     assert moved["cosine"].mean() < 0.5 and moved["hit"].mean() < 0.5
 
 
+def test_concatenated_blocks_weigh_the_same_whatever_their_width(rng):
+    small, wide = rng.standard_normal((25, 2)), rng.standard_normal((25, 200))
+    moved_small = small + rng.standard_normal((25, 2))
+    joined = track_stability(np.hstack([small, wide]), np.hstack([moved_small, wide]),
+                             blocks=[2, 200])
+    unweighted = track_stability(np.hstack([small, wide]), np.hstack([moved_small, wide]))
+    assert joined["cosine"].mean() < unweighted["cosine"].mean() - 0.1
+    with pytest.raises(ValueError, match="do not add up"):
+        track_stability(small, small, blocks=[1])
+
+
 def _labelled_segments(rng, n_per_class=12, classes=3, dim=16, segs=3):
     centres = 3.0 * rng.standard_normal((classes, dim))
     labels = np.repeat(np.arange(classes), n_per_class)
@@ -230,21 +241,25 @@ def test_run_robustness_end_to_end_on_a_tiny_collection(tmp_path, tone):
              freq=(300 if i % 2 else 900) + 20 * i, amplitude=0.2 + 0.05 * i)
     tracks = scan(from_folder(root), progress=False).tracks
     store = EmbeddingStore(tmp_path / "cache")
-    ext = CountingExtractor()
-    extract_collection(tracks, ext, store, progress=False)
-    study = SimpleNamespace(tracks=tracks, store=store, models={"m": ext})
+    ext, other = CountingExtractor(), CountingExtractor(scale=3.0)
+    for e in (ext, other):
+        extract_collection(tracks, e, store, progress=False)
+    study = SimpleNamespace(tracks=tracks, store=store, models={"m": ext, "k": other})
     result = run_robustness(study, RobustnessOptions(deformations=[["gain", 0], ["noise", 1.0]],
                                                      n_splits=2, n_boot=50))
     assert result.labels == ["gain 0 dB", "noise 0 dB SNR"]
     gain0 = result.stability.loc[("m", "gain 0 dB")]
     assert gain0["cosine"] == pytest.approx(1.0) and gain0["recall1"] == 1.0
     assert gain0["n_tracks"] == 8
-    drops = result.drops.set_index("deformation")
+    concat = result.stability.loc[("concat(m + k)", "gain 0 dB")]
+    assert concat["cosine"] == pytest.approx(1.0) and concat["n_tracks"] == 8
+    assert len(result.stability_tests) == 6  # 3 pairs x 2 deformations
+    drops = result.drops[result.drops["model"] == "m"].set_index("deformation")
     assert drops.loc["gain 0 dB", "drop"] == 0.0 and drops.loc["gain 0 dB", "n_tracks"] == 8
     assert result.answer.startswith("At **gain 0 dB**, m loses 0.0 points")
     assert list(stability_display(result).columns)[-2:] == ["n tracks", "n groups"]
-    assert len(drops_display(result)) == 2
+    assert len(drops_display(result)) == 4
     frame, _ = result.heatmap()
-    assert list(frame.columns) == result.labels and list(frame.index) == ["m"]
+    assert list(frame.columns) == result.labels and sorted(frame.index) == ["k", "m"]
     clips = example_clips(study, result.deformations, seconds=0.5)
     assert [c[0] for c in clips[1:]] == result.labels and len(clips[1][1]) == 8000

@@ -68,7 +68,7 @@ DEFORMATIONS: dict[str, Deformation] = {d.name: d for d in (
 )}
 
 #: The notebook's default: one level of the deformations a collection most often meets.
-DEFAULT_SET: tuple[tuple[str, float], ...] = (("noise", 0.1), ("mp3", 32), ("pitch", 2))
+DEFAULT_SET: tuple[tuple[str, float], ...] = (("noise", 0.1), ("mp3", 32))
 
 
 def label(name: str, strength: float) -> str:

@@ -40,13 +40,18 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.where(norm > 0, norm, 1.0)
 
 
-def track_stability(clean: np.ndarray, deformed: np.ndarray) -> pd.DataFrame:
+def track_stability(clean: np.ndarray, deformed: np.ndarray, *,
+                    blocks: list[int] | None = None) -> pd.DataFrame:
     """Per-track stability of one model under one deformation.
 
     Parameters
     ----------
     clean, deformed : np.ndarray, shape ``(n_tracks, dim)``
         Track-mean embeddings, row ``i`` of both the same track.
+    blocks : list of int, optional
+        Widths of concatenated models' blocks (summing to ``dim``): after standardising,
+        each block is divided by the square root of its width so that every model weighs the
+        same in the cosine, whatever its dimension (the concatenation ensemble).
 
     Returns
     -------
@@ -68,6 +73,11 @@ def track_stability(clean: np.ndarray, deformed: np.ndarray) -> pd.DataFrame:
         raise ValueError(f"clean and deformed must be (n_tracks, dim) of one shape, got "
                          f"{clean.shape} and {deformed.shape}")
     zc, zd = _standardise(clean, deformed)
+    if blocks is not None:
+        if sum(blocks) != clean.shape[1]:
+            raise ValueError(f"blocks {blocks} do not add up to dim {clean.shape[1]}")
+        w = np.repeat(1 / np.sqrt(np.asarray(blocks, dtype=float)), blocks)
+        zc, zd = zc * w, zd * w
     uc, ud = _unit(zc), _unit(zd)
     sim = ud @ uc.T  # (deformed i, clean j)
     own = np.diag(sim)

@@ -167,6 +167,7 @@ def run_robustness(study, options: RobustnessOptions = RobustnessOptions(), *,
                                 seed=options.seed, progress=progress)
     groups_all = pd.Series(track_groups(tracks), index=tracks["track_id"].astype(str))
     per_track, drops, drop_detail = [], [], []
+    means: dict[str, dict[str, pd.DataFrame]] = {}  # deformation -> model -> (clean, deformed)
     why_no_probe = None
     labelled = tracks.loc[tracks["label"].notna()].reset_index(drop=True) \
         if "label" in tracks else tracks.iloc[:0]
@@ -181,6 +182,7 @@ def run_robustness(study, options: RobustnessOptions = RobustnessOptions(), *,
             frame.insert(0, "model", model)
             frame["group"] = groups_all.loc[frame["track_id"]].to_numpy()
             per_track.append(frame)
+            means.setdefault(lab, {})[model] = (frame["track_id"].to_numpy(), c, d)
         if not options.probe:
             why_no_probe = "the probe was switched off (probe: false)"
             continue
@@ -191,6 +193,9 @@ def run_robustness(study, options: RobustnessOptions = RobustnessOptions(), *,
         summary, detail = result
         drops.append(summary.assign(model=model))
         drop_detail.append(detail.assign(model=model))
+    if len(study.models) > 1:
+        per_track += [_concat_stability(lab, by_model, groups_all)
+                      for lab, by_model in means.items()]
     per_track_frame = pd.concat(per_track, ignore_index=True)
     out = Robustness(
         deformations=deformations, extraction=extraction, per_track=per_track_frame,
@@ -207,6 +212,27 @@ def run_robustness(study, options: RobustnessOptions = RobustnessOptions(), *,
                                         n_boot=options.n_boot, seed=options.seed)
     out.answer = _answer(out)
     return out
+
+
+def _concat_stability(deformation: str, by_model: dict, groups: pd.Series) -> pd.DataFrame:
+    """Stability of the concatenation of every model (each block weighing the same), on the
+    tracks all models have."""
+    common = None
+    for ids, _, _ in by_model.values():
+        common = set(ids) if common is None else common & set(ids)
+    order = sorted(common)
+    clean, deformed, blocks = [], [], []
+    for ids, c, d in by_model.values():
+        pos = pd.Series(np.arange(len(ids)), index=ids).loc[order].to_numpy()
+        clean.append(c[pos])
+        deformed.append(d[pos])
+        blocks.append(c.shape[1])
+    frame = track_stability(np.hstack(clean), np.hstack(deformed), blocks=blocks)
+    frame.insert(0, "track_id", order)
+    frame.insert(0, "deformation", deformation)
+    frame.insert(0, "model", f"concat({' + '.join(by_model)})")
+    frame["group"] = groups.loc[order].to_numpy()
+    return frame
 
 
 def _probe_model(labelled: pd.DataFrame, store, clean_fp: str, fps: dict[str, str],
