@@ -261,5 +261,7 @@ def test_run_robustness_end_to_end_on_a_tiny_collection(tmp_path, tone):
     assert len(drops_display(result)) == 4
     frame, _ = result.heatmap()
     assert list(frame.columns) == result.labels and sorted(frame.index) == ["k", "m"]
+    with pytest.raises(ValueError, match="not among this run's models"):
+        run_robustness(study, RobustnessOptions(models=["zzz"]))
     clips = example_clips(study, result.deformations, seconds=0.5)
     assert [c[0] for c in clips[1:]] == result.labels and len(clips[1][1]) == 8000

@@ -47,8 +47,10 @@ def resolve_deformations(spec: Any) -> list[tuple[str, float]]:
 @dataclass(frozen=True)
 class RobustnessOptions:
     """Options of :func:`run_robustness`: the deformations (see :func:`resolve_deformations`),
-    seed, outer folds and bootstrap resamples as notebook 04, whether to run the probe, and the
-    layer whose track mean the stability measures use (an int or ``"mean"`` of layers)."""
+    seed, outer folds and bootstrap resamples as notebook 04, whether to run the probe, the
+    layer whose track mean the stability measures use (an int or ``"mean"`` of layers), and
+    the labels of the study's models to measure (``None``: all; every deformation costs one
+    extraction pass of every model measured)."""
 
     deformations: Any = "default"
     seed: int = 0
@@ -56,6 +58,7 @@ class RobustnessOptions:
     n_boot: int = 1000
     probe: bool = True
     layer: int | str = "mean"
+    models: Sequence[str] | None = None
 
 
 @dataclass
@@ -163,7 +166,13 @@ def run_robustness(study, options: RobustnessOptions = RobustnessOptions(), *,
     """
     deformations = resolve_deformations(options.deformations)
     tracks = study.tracks
-    extraction = embed_deformed(tracks, study.models, study.store, deformations,
+    unknown = sorted(set(options.models or ()) - set(study.models))
+    if unknown:
+        raise ValueError(f"robustness models {unknown} are not among this run's models "
+                         f"{sorted(study.models)}; fix robustness_models")
+    models = {m: e for m, e in study.models.items()
+              if options.models is None or m in options.models}
+    extraction = embed_deformed(tracks, models, study.store, deformations,
                                 seed=options.seed, progress=progress)
     groups_all = pd.Series(track_groups(tracks), index=tracks["track_id"].astype(str))
     per_track, drops, drop_detail = [], [], []
@@ -171,7 +180,7 @@ def run_robustness(study, options: RobustnessOptions = RobustnessOptions(), *,
     why_no_probe = None
     labelled = tracks.loc[tracks["label"].notna()].reset_index(drop=True) \
         if "label" in tracks else tracks.iloc[:0]
-    for model, ext in study.models.items():
+    for model, ext in models.items():
         fps = {label(n, s): DeformedExtractor(ext, n, s, options.seed).fingerprint
                for n, s in deformations}
         for lab, fp in fps.items():
@@ -193,7 +202,7 @@ def run_robustness(study, options: RobustnessOptions = RobustnessOptions(), *,
         summary, detail = result
         drops.append(summary.assign(model=model))
         drop_detail.append(detail.assign(model=model))
-    if len(study.models) > 1:
+    if len(models) > 1:
         per_track += [_concat_stability(lab, by_model, groups_all)
                       for lab, by_model in means.items()]
     per_track_frame = pd.concat(per_track, ignore_index=True)
