@@ -265,3 +265,13 @@ def test_run_robustness_end_to_end_on_a_tiny_collection(tmp_path, tone):
         run_robustness(study, RobustnessOptions(models=["zzz"]))
     clips = example_clips(study, result.deformations, seconds=0.5)
     assert [c[0] for c in clips[1:]] == result.labels and len(clips[1][1]) == 8000
+
+
+def test_tracks_without_a_clean_entry_are_not_deformed(tmp_path, collection):
+    store = EmbeddingStore(tmp_path / "cache")
+    ext = CountingExtractor()
+    extract_collection(collection.tracks.iloc[:3], ext, store, progress=False)
+    report = embed_deformed(collection.tracks, {"m": ext}, store, [("gain", -12)], seed=0)
+    assert report.loc[0, "extracted"] == 3 and report.loc[0, "failed"] == 0
+    skipped = collection.tracks["content_hash"].iloc[3]
+    assert not store.has(skipped, deformed_fingerprint(ext.fingerprint, "gain", -12, 0))

@@ -139,8 +139,10 @@ def embed_deformed(
     -------
     pandas.DataFrame
         One row per (deformation, model): ``deformation, name, strength, model, fingerprint,
-        extracted, cached, failed, seconds`` (``failed`` counts tracks that could not be
-        deformed or embedded; their reasons are in the ``reasons`` column).
+        extracted, cached, failed, reasons, seconds``: tracks embedded now, found in the
+        cache, and that could not be deformed or embedded (the first reasons), and the wall
+        time since the deformation started. Tracks without a clean entry for a model are
+        left out for that model.
 
     Example
     -------
@@ -153,8 +155,11 @@ def embed_deformed(
         check(name, strength)
         start = time.perf_counter()
         wrapped = {m: DeformedExtractor(e, name, strength, seed) for m, e in extractors.items()}
-        missing = {m: set(store.missing([r["content_hash"] for r in records], w.fingerprint))
-                   for m, w in wrapped.items()}
+        # only tracks the clean model embedded (a file it failed on is not tried again)
+        clean = {m: [r["content_hash"] for r in records if store.has(r["content_hash"],
+                                                                      e.fingerprint)]
+                 for m, e in extractors.items()}
+        missing = {m: set(store.missing(clean[m], w.fingerprint)) for m, w in wrapped.items()}
         need = set().union(*missing.values()) if missing else set()
         written: dict[str, tuple[str, float]] = {}
         failed: dict[str, tuple[str, str]] = {}
@@ -167,7 +172,7 @@ def embed_deformed(
                              duration=written[r["content_hash"]][1])
                         for r in records if r["content_hash"] in missing[model]
                         and r["content_hash"] in written]
-                n_cached = len(records) - len(missing[model])
+                n_cached = len(clean[model]) - len(missing[model])
                 bad = [v for h, v in failed.items() if h in missing[model]]
                 extracted = 0
                 if todo:
