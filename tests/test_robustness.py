@@ -261,6 +261,11 @@ def test_run_robustness_end_to_end_on_a_tiny_collection(tmp_path, tone):
     assert len(drops_display(result)) == 4
     frame, _ = result.heatmap()
     assert list(frame.columns) == result.labels and sorted(frame.index) == ["k", "m"]
+    still = run_robustness(study, RobustnessOptions(deformations=[["gain", 0]], probe=False,
+                                                    models=["m"], n_boot=50))
+    assert still.why_no_probe and not len(still.drops)
+    assert still.answer.startswith("At **gain 0 dB**, m keeps a cosine of 1.000")
+    assert list(still.heatmap()[0].index) == ["m"]
     with pytest.raises(ValueError, match="not among this run's models"):
         run_robustness(study, RobustnessOptions(models=["zzz"]))
     clips = example_clips(study, result.deformations, seconds=0.5)

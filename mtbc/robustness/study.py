@@ -137,8 +137,9 @@ def _answer(result: Robustness) -> str:
         tests = result.stability_tests[result.stability_tests["deformation"] == first]
     for t in tests.itertuples():
         verdict = "is significant" if t.p_holm < 0.05 else "is not significant"
-        text += (f"; the difference between {t.model_a} and {t.model_b} "
-                 f"({100 * t.diff:+.1f} {'points' if len(result.drops) else 'x 0.01 cosine'}, "
+        size = (f"{100 * t.diff:+.1f} points" if len(result.drops)
+                else f"cosine {t.diff:+.3f}")
+        text += (f"; the difference between {t.model_a} and {t.model_b} ({size}, "
                  f"Holm p = {t.p_holm:.3g}) {verdict}")
     return text + f" (n = {int(result.stability['n_tracks'].max())} tracks)."
 
