@@ -280,3 +280,28 @@ def test_tracks_without_a_clean_entry_are_not_deformed(tmp_path, collection):
     assert report.loc[0, "extracted"] == 3 and report.loc[0, "failed"] == 0
     skipped = collection.tracks["content_hash"].iloc[3]
     assert not store.has(skipped, deformed_fingerprint(ext.fingerprint, "gain", -12, 0))
+
+
+def test_probe_drop_of_a_harmless_deformation_rejects_at_most_the_nominal_rate():
+    rng = np.random.default_rng(3)
+    ids = [f"t{i:02d}" for i in range(40)]
+    groups = pd.Series(np.repeat(np.arange(20), 2), index=ids)
+    rejections = 0
+    for _ in range(200):
+        truth = rng.choice(["a", "b", "c"], 40)
+
+        frame = pd.concat([pd.DataFrame({"track_id": ids, "condition": cond, "label": truth,
+                                         "predicted": _guess(rng, truth, 0.6)})
+                           for cond in ("clean", "harmless")])
+        summary, _ = probe_drop(frame, groups, n_boot=0)
+        rejections += summary.loc[0, "p_value"] < 0.05
+    assert rejections / 200 <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 200)
+    planted = pd.concat([pd.DataFrame({"track_id": ids, "condition": cond, "label": truth,
+                                       "predicted": _guess(rng, truth, p)})
+                         for cond, p in (("clean", 0.9), ("destroy", 0.2))])
+    assert probe_drop(planted, groups, n_boot=0)[0].loc[0, "p_value"] < 0.01
+
+
+def _guess(rng, truth, accuracy):
+    wrong = np.where(truth == "a", "b", "a")
+    return np.where(rng.random(len(truth)) < accuracy, truth, wrong)
