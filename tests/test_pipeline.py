@@ -48,7 +48,9 @@ def study(tmp_path_factory):
         "params": {"n_splits": 3, "n_boot": 200},
         "notebook_params": {"04_train_classifiers": {"model_dir": str(root / "models"),
                                                      "probes": ["linear", "mlp"]},
-                            "07_compute": FAST_07},
+                            "07_compute": FAST_07,
+                            "11_robustness": {"deformations": [["noise", 0.1]],
+                                              "robustness_models": ["vggish", "mfcc"]}},
     }
     index = run(params, notebooks_dir=REPO / "notebooks", reports_root=root / "reports",
                 progress=False)
