@@ -29,7 +29,7 @@ FAST_07 = {"extra_models": [], "dtypes": ["auto", "bfloat16"], "batch_sizes": [1
            "decode_formats": ["wav", "ogg"], "isolate": False}
 NOTEBOOKS = ["01_load_data", "02_extract_embeddings", "03_embedding_statistics",
              "04_train_classifiers", "05_ensemble", "06_tagging", "07_compute",
-             "08_claims", "10_similarity"]
+             "08_claims", "10_similarity", "11_robustness"]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,9 @@ def study(tmp_path_factory):
         "params": {"n_splits": 3, "n_boot": 200},
         "notebook_params": {"04_train_classifiers": {"model_dir": str(root / "models"),
                                                      "probes": ["linear", "mlp"]},
-                            "07_compute": FAST_07},
+                            "07_compute": FAST_07,
+                            "11_robustness": {"deformations": [["noise", 0.1]],
+                                              "robustness_models": ["vggish", "mfcc"]}},
     }
     index = run(params, notebooks_dir=REPO / "notebooks", reports_root=root / "reports",
                 progress=False)
