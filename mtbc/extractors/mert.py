@@ -47,6 +47,7 @@ from mtbc.extractors.mert_hub import (
     MertSnapshot,
     resolve_snapshot,
 )
+from mtbc.extractors.partial import mert_split
 
 OUTPUT_VERSION = 1
 #: Attention kernel HubertModel is built with: torch's scaled_dot_product_attention (fused
@@ -488,6 +489,10 @@ class MertExtractor(Extractor):
             "attn_implementation": (getattr(self._model.config, "_attn_implementation", None)
                                     if self._model is not None else None),
         }
+
+    def trunk_and_top(self, train_layers: int = 4):
+        """Frozen trunk and trainable last K layers (:func:`.partial.mert_split`)."""
+        return mert_split(self, train_layers, normalize=zero_mean_unit_var)
 
     def layer_names(self, n_layers: int | None = None) -> list[str]:
         n = self.n_layers if n_layers is None else n_layers

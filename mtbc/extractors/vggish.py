@@ -61,6 +61,7 @@ from mtbc.extractors.base import (
     resolve_dtype,
     weights_kind,
 )
+from mtbc.extractors.partial import vggish_split
 from mtbc.files import content_hash
 
 #: harritaylor/torchvggish v0.1 release files (the weights ported from TF VGGish).
@@ -396,6 +397,10 @@ class VGGishExtractor(Extractor):
     def model(self) -> nn.Module:
         """The loaded torchvggish ``VGG`` network (eval mode)."""
         return self.load()._model
+
+    def trunk_and_top(self, train_layers: int = 3):
+        """Frozen conv trunk and trainable FC layers (:func:`.partial.vggish_split`)."""
+        return vggish_split(self, train_layers)
 
     # -- front end
     def examples(self, wave: np.ndarray) -> np.ndarray:
