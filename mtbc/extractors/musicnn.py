@@ -223,7 +223,8 @@ class MusicnnExtractor(Extractor):
 
     def trunk_and_top(self, train_layers: int = 1):
         """Frozen trunk and trainable top for fine-tuning (:func:`.partial.musicnn_split`)."""
-        return musicnn_split(self.net, self.patches, train_layers, device=self.device)
+        return musicnn_split(self.net, self.patches, train_layers, device=self.device,
+                             layer=self.layer)
 
     # -- front end
     def patches(self, wave: np.ndarray) -> np.ndarray:

@@ -50,6 +50,8 @@ class Split:
     dim : width of the top's features.
     point : name of the split point (part of the trunk cache fingerprint).
     details : JSON-serialisable facts about the split (recorded with the cache and model).
+    embedding : ``trunk output -> (n_segments, 1, dim)``, the extractor's own embedding when
+        it follows from the trunk output without another pass (``None``: it does not).
     """
 
     trunk: Callable[[np.ndarray], np.ndarray]
@@ -57,6 +59,7 @@ class Split:
     dim: int
     point: str
     details: dict[str, Any] = field(default_factory=dict)
+    embedding: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def check_train_layers(train_layers: Any, most: int, what: str) -> int:
@@ -104,10 +107,12 @@ class MusicnnTop(_EvalModule):
 
 
 def musicnn_split(net: nn.Module, patches: Callable[[np.ndarray], np.ndarray],
-                  train_layers: int = 1, *, device: torch.device | None = None) -> Split:
+                  train_layers: int = 1, *, device: torch.device | None = None,
+                  layer: str | None = None) -> Split:
     """Split the loaded musicnn ``net``: K=1 back end, K=2 mid end and back end.
 
-    ``patches(wave) -> (n, 187, 96)`` is the extractor's front end (log-mel patches).
+    ``patches(wave) -> (n, 187, 96)`` is the extractor's front end (log-mel patches);
+    ``layer`` the extractor's embedding layer (``"pool"`` at K=1: the trunk output is it).
     """
     k = check_train_layers(train_layers, 2, "musicnn (1: back end, 2: mid end too)")
     device = device or next(net.parameters()).device
@@ -130,7 +135,8 @@ def musicnn_split(net: nn.Module, patches: Callable[[np.ndarray], np.ndarray],
     return Split(trunk, MusicnnTop(net, mid=k == 2).to(device), 200, point,
                  {"train_layers": k, "trainable": "mid end + back end" if k == 2 else "back end",
                   "trunk_shape": "(patches, 561, 187)" if k == 2
-                  else f"(patches, 2, {POOL_CHANNELS})"})
+                  else f"(patches, 2, {POOL_CHANNELS})"},
+                 (lambda t: t.reshape(len(t), 1, -1)) if k == 1 and layer == "pool" else None)
 
 
 # ----------------------------------------------------------------------------- MERT
