@@ -1,0 +1,197 @@
+"""Partial fine-tuning: split points, trunk cache, training, resume, protocol, model files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from mtbc.cache.store import EmbeddingStore
+from mtbc.extractors import fixtures
+from mtbc.extractors.mert import MertExtractor
+from mtbc.extractors.musicnn import MusicnnExtractor
+from mtbc.extractors.partial import Split, _EvalModule
+from mtbc.finetune.protocol import Job, compare_with_frozen, evaluate_finetune, frozen_probe
+from mtbc.finetune.train import FineTuned, RunData, TrainOptions, train_run
+from mtbc.finetune.trunk import trunk_fingerprint, trunk_outputs
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def musicnn():
+    return MusicnnExtractor(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def wave():
+    rng = np.random.default_rng(0)
+    t = np.arange(int(6.5 * SR)) / SR
+    return (0.3 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(t.size)
+            ).astype(np.float32)
+
+
+def _mert(variant: str) -> MertExtractor:
+    return MertExtractor.from_model(fixtures.make_mert_model(variant),
+                                    config=fixtures.mert_config(variant),
+                                    preprocessor=fixtures.mert_preprocessor(), device="cpu",
+                                    dtype="float32", chunk_seconds=1.0)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_musicnn_trunk_plus_top_equals_full_forward(musicnn, wave, k, tmp_path):
+    split = musicnn.trunk_and_top(k)
+    full = musicnn.forward_patches(musicnn.patches(wave))["penultimate"]
+    store = EmbeddingStore(tmp_path)
+    tracks = pd.DataFrame({"path": [_write(tmp_path / "a.wav", wave)], "content_hash": ["ab12"]})
+    (cached,) = trunk_outputs(tracks, musicnn, split, store)
+    assert store.has("ab12", trunk_fingerprint(musicnn, split))  # verified on read
+    with torch.no_grad():
+        out = split.top(torch.from_numpy(cached)).numpy()
+    np.testing.assert_allclose(out, full, atol=1e-5, rtol=0)
+    if k == 1:  # the trunk output is the extractor's own "pool" embedding
+        pool = musicnn.embed(wave)
+        np.testing.assert_allclose(split.embedding(cached), pool, atol=1e-5, rtol=0)
+
+
+def _write(path, wave):
+    import soundfile as sf
+
+    sf.write(path, wave, SR, subtype="FLOAT")
+    return str(path)
+
+
+def test_trunk_fingerprint_depends_on_split_point(musicnn):
+    assert (trunk_fingerprint(musicnn, musicnn.trunk_and_top(1))
+            != trunk_fingerprint(musicnn, musicnn.trunk_and_top(2)))
+    with pytest.raises(ValueError, match="train_layers=3"):
+        musicnn.trunk_and_top(3)
+
+
+@pytest.mark.parametrize(("variant", "k"), [("95m", 2), ("330m", 1)])
+def test_mert_trunk_plus_top_equals_full_forward(variant, k):
+    ext = _mert(variant)
+    w = (0.1 * np.random.default_rng(1).standard_normal(24000 * 3)).astype(np.float32)
+    split = ext.trunk_and_top(k)
+    trunk = split.trunk(w)
+    with torch.no_grad():
+        out = split.top(torch.from_numpy(trunk)).numpy()
+    np.testing.assert_allclose(out, ext.embed(w)[:, -1], atol=1e-5, rtol=0)
+
+
+def _params(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("which", ["musicnn", "mert"])
+def test_training_changes_top_only(which, musicnn, wave):
+    torch.manual_seed(0)
+    ext = musicnn if which == "musicnn" else _mert("95m")
+    net = ext.net if which == "musicnn" else ext.model
+    before_net = _params(net)
+    split = ext.trunk_and_top(1 if which == "musicnn" else 2)
+    w = wave if which == "musicnn" else wave[: 24000 * 3]
+    X = np.concatenate([split.trunk(w), split.trunk(w[::-1].copy())])
+    y = np.repeat([0, 1], len(X) // 2)
+    model = FineTuned(split.top, split.dim, 2)
+    before_top = _params(model.top)
+    train_run(model, RunData(X, y), lr=1e-2, epochs=2, options=TrainOptions(batch_size=4))
+    for key, value in _params(net).items():  # the whole extractor network: bit-identical
+        assert torch.equal(value, before_net[key]), key
+    after = _params(model.top)
+    trainable = [k for k, _ in model.top.named_parameters()]
+    assert trainable and all(not torch.equal(after[k], before_top[k]) for k in trainable)
+    again = trunk_and_top_trunk = split.trunk(w)  # the trunk still gives what it gave
+    np.testing.assert_array_equal(again, X[: len(trunk_and_top_trunk)])
+
+
+class _Kill(Exception):
+    pass
+
+
+def test_resume_after_kill_equals_uninterrupted(tmp_path, musicnn, wave):
+    split = musicnn.trunk_and_top(1)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, 2, 753)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    data = RunData(X, y, X[:10], np.arange(10), y[:10])
+    opts = TrainOptions(batch_size=8)
+
+    def fresh():
+        return FineTuned(split.top, split.dim, 3, seed=5)
+
+    whole = fresh()
+    hist_whole = train_run(whole, data, lr=1e-3, epochs=5, options=opts)
+
+    def kill_after_3(rec):
+        if rec["epoch"] == 3:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        train_run(fresh(), data, lr=1e-3, epochs=5, options=opts, checkpoint=tmp_path / "ck",
+                  on_epoch=kill_after_3)
+    seen = []
+    resumed = fresh()
+    hist = train_run(resumed, data, lr=1e-3, epochs=5, options=opts, checkpoint=tmp_path / "ck",
+                     on_epoch=seen.append)
+    assert [r["epoch"] for r in seen] == [4, 5]  # epochs 1-3 were not run again
+    assert hist == hist_whole
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+# ----------------------------------------------------------------------------- protocol
+
+class _ToyTop(_EvalModule):
+    def __init__(self, width: int):
+        super().__init__()
+        self.fc = nn.Linear(width, 8)
+
+    def forward(self, x):
+        return torch.relu(self.fc(x.flatten(1)))
+
+
+def _toy(seed: int, *, signal: float, n_per_class: int = 15, segs: int = 3, width: int = 6):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(["a", "b", "c"], n_per_class)
+    tracks = pd.DataFrame({"track_id": [f"t{i}" for i in range(len(labels))], "label": labels})
+    codes = pd.Categorical(labels).codes
+    trunks = []
+    for c in codes:
+        x = rng.standard_normal((segs, 1, width)).astype(np.float32)
+        x[:, 0, c] += signal
+        trunks.append(x)
+    torch.manual_seed(seed)
+    split = Split(lambda w: w, _ToyTop(width), 8, "toy")
+    frozen = rng.standard_normal((len(labels) * segs, 1, 4)).astype(np.float32)  # no signal
+    index = np.repeat(np.arange(len(labels)), segs)
+    return tracks, trunks, codes, split, frozen, index
+
+
+def _compare(seed: int, signal: float):
+    tracks, trunks, codes, split, frozen, index = _toy(seed, signal=signal)
+    opts = TrainOptions(lrs=(3e-3, 1e-2), max_epochs=12, patience=3, batch_size=16, seed=seed)
+    job = Job(trunks, codes, 3, split, opts)
+    tuned = evaluate_finetune(job, tracks, n_splits=3, n_boot=200)
+    base = frozen_probe(frozen, index, tracks, seed=seed, n_splits=3, n_boot=200)
+    return tuned, base, compare_with_frozen(tuned, base.predictions, tracks, n_boot=200,
+                                            seed=seed)
+
+
+def test_planted_signal_beats_frozen_probe_without_it():
+    tuned, base, cmp = _compare(0, signal=2.0)
+    assert list(tuned.predictions.index) != [] and cmp["n_tracks"] == 45
+    assert tuned.metric() > 0.8 and cmp["gain"] > 0.3
+    assert cmp["p_value"] < 0.01 and cmp["ci_low"] > 0
+    # same folds as the probes: every track predicted once, by the same fold name
+    assert (tuned.predictions["fold"].sort_index()
+            == base.predictions["fold"].sort_index()).all()
+    assert set(tuned.history["phase"]) == {"select", "refit"}
+
+
+def test_noise_gives_no_significant_gain_beyond_nominal_rate():
+    p = [_compare(seed, signal=0.0)[2]["p_value"] for seed in range(6)]
+    # nominal 5%: P(>= 2 of 6 below 0.05 | null) = 3%; these seeds give fewer
+    assert sum(v < 0.05 for v in p) <= 1, p
