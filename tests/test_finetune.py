@@ -195,3 +195,42 @@ def test_noise_gives_no_significant_gain_beyond_nominal_rate():
     p = [_compare(seed, signal=0.0, lrs=(1e-2,))[2]["p_value"] for seed in range(5)]
     # nominal 5%: P(>= 2 of 5 below 0.05 | null) = 2%; these seeds give fewer
     assert sum(v < 0.05 for v in p) <= 1, p
+
+
+# ----------------------------------------------------------------------------- command line
+
+def test_cli_finetune_then_predict(tmp_path, capsys):
+    import json
+
+    import soundfile as sf
+
+    from mtbc.cli import main
+
+    rng = np.random.default_rng(0)
+    songs = tmp_path / "songs"
+    for label, freq in (("low", 220.0), ("high", 1760.0)):
+        (songs / label).mkdir(parents=True)
+        for i in range(5):
+            t = np.arange(int(3.1 * SR)) / SR
+            w = 0.3 * np.sin(2 * np.pi * freq * (1 + 0.05 * i) * t) \
+                + 0.05 * rng.standard_normal(t.size)
+            sf.write(songs / label / f"{label}{i}.wav", w.astype(np.float32), SR)
+    args = ["finetune", str(songs), "-e", "musicnn", "--epochs", "2", "--out",
+            str(tmp_path / "m" / "ft"), "--json", str(tmp_path / "s.json"), "--cache",
+            str(tmp_path / "cache")]
+    assert main(args) == 0
+    first = json.loads((tmp_path / "s.json").read_text())
+    assert {"finetuned_accuracy", "frozen_accuracy", "comparison"} <= set(first)
+    assert first["comparison"]["n_tracks"] == 10
+    weights = (tmp_path / "m" / "ft.safetensors").read_bytes()
+    assert main(args) == 0  # a rerun resumes every finished run: same model, same numbers
+    again = json.loads((tmp_path / "s.json").read_text())
+    assert again["comparison"] == first["comparison"]
+    assert (tmp_path / "m" / "ft.safetensors").read_bytes() == weights
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "m" / "ft.json"), str(songs / "high")]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if ".wav" in line]
+    assert len(rows) == 5 and all(r[1] == "high" for r in rows), out
+    assert main(["predict", str(tmp_path / "m" / "nope.json"), str(songs)]) == 2
+    assert "nope.json" in capsys.readouterr().err
