@@ -54,6 +54,11 @@ def test_musicnn_trunk_plus_top_equals_full_forward(musicnn, wave, k, tmp_path):
     if k == 1:  # the trunk output is the extractor's own "pool" embedding
         pool = musicnn.embed(wave)
         np.testing.assert_allclose(split.embedding(cached), pool, atol=1e-5, rtol=0)
+        # a cached pool embedding gives the trunk output without reading the audio
+        store.put("cd34", musicnn.fingerprint, pool)
+        other = pd.DataFrame({"path": [str(tmp_path / "absent.wav")], "content_hash": ["cd34"]})
+        (derived,) = trunk_outputs(other, musicnn, split, store)
+        np.testing.assert_allclose(derived, cached, atol=1e-5, rtol=0)
 
 
 def _write(path, wave):

@@ -52,6 +52,8 @@ class Split:
     details : JSON-serialisable facts about the split (recorded with the cache and model).
     embedding : ``trunk output -> (n_segments, 1, dim)``, the extractor's own embedding when
         it follows from the trunk output without another pass (``None``: it does not).
+    from_embedding : the inverse, ``embedding -> trunk output``, when the trunk output *is*
+        the extractor's embedding rearranged (so a cached embedding gives it without a pass).
     """
 
     trunk: Callable[[np.ndarray], np.ndarray]
@@ -60,6 +62,7 @@ class Split:
     point: str
     details: dict[str, Any] = field(default_factory=dict)
     embedding: Callable[[np.ndarray], np.ndarray] | None = None
+    from_embedding: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def check_train_layers(train_layers: Any, most: int, what: str) -> int:
@@ -136,7 +139,8 @@ def musicnn_split(net: nn.Module, patches: Callable[[np.ndarray], np.ndarray],
                  {"train_layers": k, "trainable": "mid end + back end" if k == 2 else "back end",
                   "trunk_shape": "(patches, 561, 187)" if k == 2
                   else f"(patches, 2, {POOL_CHANNELS})"},
-                 (lambda t: t.reshape(len(t), 1, -1)) if k == 1 and layer == "pool" else None)
+                 *((lambda t: t.reshape(len(t), 1, -1), lambda e: e.reshape(len(e), 2, -1))
+                   if k == 1 and layer == "pool" else (None, None)))
 
 
 # ----------------------------------------------------------------------------- MERT

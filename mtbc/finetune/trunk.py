@@ -39,7 +39,10 @@ def trunk_outputs(tracks: pd.DataFrame, extractor: Extractor, split: Split,
     """The trunk output of every track (``tracks`` needs ``path`` and ``content_hash``).
 
     Returns one float32 ``(n_segments, a, b)`` array per row of ``tracks``, read from the
-    cache when a valid entry exists, else computed from the audio and stored first.
+    cache when a valid entry exists, else computed and stored first: rearranged from the
+    extractor's cached embedding when the split's trunk output is that embedding
+    (``Split.from_embedding``, e.g. musicnn's ``pool`` at ``train_layers=1``), else from
+    the audio.
     """
     fp = trunk_fingerprint(extractor, split)
     if not store.read_info(fp):
@@ -54,7 +57,11 @@ def trunk_outputs(tracks: pd.DataFrame, extractor: Extractor, split: Split,
                         disable=not progress):
         arr = store.get(h, fp)
         if arr is None:
-            arr = np.ascontiguousarray(split.trunk(load_for(extractor, path)), np.float32)
+            emb = (store.get(h, extractor.fingerprint) if split.from_embedding is not None
+                   else None)
+            arr = (split.from_embedding(np.asarray(emb)) if emb is not None
+                   else split.trunk(load_for(extractor, path)))
+            arr = np.ascontiguousarray(arr, np.float32)
             store.put(h, fp, arr)
         out.append(np.asarray(arr, np.float32))
     return out
