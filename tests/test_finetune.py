@@ -239,3 +239,39 @@ def test_cli_finetune_then_predict(tmp_path, capsys):
     assert len(rows) == 5 and all(r[1] == "high" for r in rows), out
     assert main(["predict", str(tmp_path / "m" / "nope.json"), str(songs)]) == 2
     assert "nope.json" in capsys.readouterr().err
+
+
+def test_vggish_split_trains_fc_layers_only():
+    from types import SimpleNamespace
+
+    from mtbc.extractors.partial import vggish_split
+    from mtbc.extractors.vggish import build_vggish
+
+    torch.manual_seed(0)
+    model = build_vggish()
+    rng = np.random.default_rng(0)
+    examples = rng.standard_normal((3, 96, 64)).astype(np.float32)
+    ext = SimpleNamespace(model=model, pca_path=None, _pca=None, device=torch.device("cpu"),
+                          examples=lambda wave: examples)
+    with torch.no_grad():
+        full = model(torch.from_numpy(examples)[:, None]).numpy()
+    for k in (3, 1):
+        split = vggish_split(ext, k)
+        trunk = split.trunk(np.zeros(16000, np.float32))
+        with torch.no_grad():
+            out = split.top(torch.from_numpy(trunk)).numpy()
+        np.testing.assert_allclose(out, full, atol=1e-5, rtol=0)
+    assert trunk.shape == (3, 1, 4096)
+    assert sum(p.numel() for p in split.top.parameters()) == 4096 * 128 + 128
+    with pytest.raises(ValueError, match="train_layers=4"):
+        vggish_split(ext, 4)
+
+
+def test_finetune_refuses_models_without_trainable_layers():
+    from mtbc.extractors import ExtractorConfigError
+    from mtbc.finetune.run import FinetuneSpec, build_split
+
+    with pytest.raises(ExtractorConfigError, match="no trainable layers"):
+        build_split(FinetuneSpec("mfcc"))
+    with pytest.raises(ExtractorConfigError, match="train_layers=5"):
+        build_split(FinetuneSpec("musicnn", train_layers=5))

@@ -19,7 +19,7 @@ import pandas as pd
 
 from mtbc.cache.extract import extract_collection
 from mtbc.cache.store import EmbeddingStore, load_embeddings
-from mtbc.extractors import Extractor, get_extractor
+from mtbc.extractors import Extractor, ExtractorConfigError, get_extractor
 from mtbc.extractors.partial import Split
 from mtbc.finetune.model import save_model
 from mtbc.finetune.protocol import (
@@ -85,13 +85,17 @@ class FinetuneReport:
 
 
 def build_split(spec: FinetuneSpec) -> tuple[Extractor, Split]:
-    """The extractor of ``spec`` and its split (``ValueError`` for a model without one)."""
+    """The extractor of ``spec`` and its split (``ExtractorConfigError`` for a model without
+    one or a ``train_layers`` it does not have)."""
     ext = get_extractor(spec.extractor, **spec.options)
     if not hasattr(ext, "trunk_and_top"):
-        raise ValueError(f"extractor {spec.extractor!r} has no trainable layers to fine-tune; "
-                         f"use musicnn, mert or vggish")
-    split = (ext.trunk_and_top() if spec.train_layers is None
-             else ext.trunk_and_top(spec.train_layers))
+        raise ExtractorConfigError(f"extractor {spec.extractor!r} has no trainable layers to "
+                                   f"fine-tune; use musicnn, mert or vggish")
+    try:
+        split = (ext.trunk_and_top() if spec.train_layers is None
+                 else ext.trunk_and_top(spec.train_layers))
+    except ValueError as exc:  # a K out of range, VGGish with PCA
+        raise ExtractorConfigError(f"extractor {spec.extractor}: {exc}") from None
     return ext, split
 
 
