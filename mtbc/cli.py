@@ -404,9 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-e", "--extractor", required=True, help="musicnn, mert or vggish")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="an extractor option (e.g. -o model=m-a-p/MERT-v1-95M)")
-    p.add_argument("--train-layers", type=_positive_int, default=None, metavar="K",
-                   help="layers trained: musicnn 1 back end (default), 2 mid end too; MERT "
-                        "the last K (default 4); VGGish the last K FC layers (default 3)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--train-layers", type=_positive_int, default=None, metavar="K",
+                     help="layers trained: musicnn 1 back end (default), 2 mid end too; MERT "
+                          "the last K (default 4); VGGish the last K FC layers (default 3)")
+    how.add_argument("--lora", type=_positive_int, default=None, metavar="R",
+                     help="MERT: LoRA of rank R on the attention of its last 4 layers instead")
     p.add_argument("--epochs", type=_positive_int, default=20, help="most epochs (default 20)")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="folds, init, order")
     p.add_argument("--out", type=Path, required=True, metavar="MODEL",

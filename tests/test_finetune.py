@@ -275,3 +275,26 @@ def test_finetune_refuses_models_without_trainable_layers():
         build_split(FinetuneSpec("mfcc"))
     with pytest.raises(ExtractorConfigError, match="train_layers=5"):
         build_split(FinetuneSpec("musicnn", train_layers=5))
+
+
+def test_mert_lora_trains_adapters_only():
+    ext = _mert("95m")
+    w = (0.1 * np.random.default_rng(2).standard_normal(24000 * 3)).astype(np.float32)
+    split = ext.trunk_and_top(2, lora=2)
+    trunk = split.trunk(w)
+    with torch.no_grad():  # adapters start at zero: the network's output is unchanged
+        out = split.top(torch.from_numpy(trunk)).numpy()
+    np.testing.assert_allclose(out, ext.embed(w)[:, -1], atol=1e-5, rtol=0)
+    model = FineTuned(split.top, split.dim, 2)
+    before = _params(model.top)
+    X = np.concatenate([trunk, trunk[:, ::-1].copy()])
+    train_run(model, RunData(X, np.repeat([0, 1], len(trunk))), lr=1e-2, epochs=2,
+              options=TrainOptions(batch_size=2))
+    after = _params(model.top)
+    lora = [k for k in after if "lora_" in k]
+    assert lora and all(not torch.equal(after[k], before[k]) for k in lora if "lora_B" in k)
+    assert all(torch.equal(after[k], before[k]) for k in after if "lora_" not in k)
+    with pytest.raises(ValueError, match="LoRA"):
+        from mtbc.finetune.run import FinetuneSpec, build_split
+
+        build_split(FinetuneSpec("musicnn", lora=4))

@@ -490,9 +490,9 @@ class MertExtractor(Extractor):
                                     if self._model is not None else None),
         }
 
-    def trunk_and_top(self, train_layers: int = 4):
-        """Frozen trunk and trainable last K layers (:func:`.partial.mert_split`)."""
-        return mert_split(self, train_layers, normalize=zero_mean_unit_var)
+    def trunk_and_top(self, train_layers: int = 4, *, lora: int | None = None):
+        """Frozen trunk, trainable last K layers or LoRA on them (:func:`.partial.mert_split`)."""
+        return mert_split(self, train_layers, normalize=zero_mean_unit_var, lora=lora)
 
     def layer_names(self, n_layers: int | None = None) -> list[str]:
         n = self.n_layers if n_layers is None else n_layers

@@ -167,12 +167,34 @@ class MertTop(_EvalModule):
         return self.norm(x).float().mean(dim=1)
 
 
+#: MERT (HubertAttention) projections LoRA adapts, as MARBLE v2 does.
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+def add_lora(top: nn.Module, rank: int, *, alpha: float | None = None) -> nn.Module:
+    """Add LoRA adapters (``peft``) of ``rank`` to the attention projections of ``top``; only
+    the adapters stay trainable (``alpha`` default ``2 * rank``). At initialisation the
+    adapters add zero, so outputs are unchanged."""
+    from peft import LoraConfig, inject_adapter_in_model  # optional heavy dependency
+
+    rank = check_train_layers(rank, 1024, "a LoRA rank")
+    config = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=0.0,
+                        target_modules=list(LORA_TARGETS))
+    top = inject_adapter_in_model(config, top)
+    for name, param in top.named_parameters():
+        param.requires_grad = "lora_" in name
+    return top
+
+
 def mert_split(extractor: Any, train_layers: int = 4, *,
-               normalize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Split:
+               normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+               lora: int | None = None) -> Split:
     """Split a :class:`~mtbc.extractors.mert.MertExtractor`: its last K transformer layers
     train. The trunk runs chunks of equal length only (full chunks; a track shorter than one
     chunk is one chunk): the shorter remainder is left out of fine-tuning. ``normalize`` is
-    the per-chunk normalisation used when the extractor's ``do_normalize`` is set."""
+    the per-chunk normalisation used when the extractor's ``do_normalize`` is set. ``lora``:
+    a rank: those layers stay frozen and LoRA adapters on their attention projections
+    train instead (:func:`add_lora`)."""
     model = extractor.model
     n = len(model.encoder.layers)
     k = check_train_layers(train_layers, n, f"MERT ({n} transformer layers)")
@@ -200,8 +222,11 @@ def mert_split(extractor: Any, train_layers: int = 4, *,
             handle.remove()
         return captured[0].float().cpu().numpy()
 
-    return Split(trunk, MertTop(model, k), extractor.hidden_size, f"mert layer {n - k} input",
-                 {"train_layers": k, "trainable": f"transformer layers {n - k + 1}..{n}",
+    top = MertTop(model, k) if lora is None else add_lora(MertTop(model, k), lora)
+    what = f"transformer layers {n - k + 1}..{n}"
+    return Split(trunk, top, extractor.hidden_size, f"mert layer {n - k} input",
+                 {"train_layers": k, "lora": lora,
+                  "trainable": what if lora is None else f"LoRA rank {lora} on {what}",
                   "trunk_shape": "(chunks, frames, hidden)"})
 
 

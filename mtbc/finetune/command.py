@@ -35,7 +35,8 @@ def finetune_command(args: Any, options: dict[str, Any]) -> int:
         raise CollectionError(f"{args.collection}: fine-tuning needs at least 2 labels, found "
                               f"{tracks['label'].nunique()}; give a folder of label folders")
     spec = FinetuneSpec(args.extractor, options, args.train_layers,
-                        TrainOptions(max_epochs=args.epochs, seed=args.seed))
+                        TrainOptions(max_epochs=args.epochs, seed=args.seed),
+                        lora=getattr(args, "lora", None))
     weights, info = model_paths(args.out)
     work = weights.with_name(weights.stem + ".checkpoints")
     store = EmbeddingStore(args.cache)

@@ -101,7 +101,8 @@ def load_model(path: str | Path) -> LoadedModel:
         raise FinetunedModelError(f"{info}: trained with extractor {meta['fingerprint']}, this "
                                   f"machine builds {ext.fingerprint}; use the same weights, "
                                   f"revision and precision, or retrain")
-    split = ext.trunk_and_top(meta["train_layers"])
+    lora = meta.get("lora")
+    split = ext.trunk_and_top(meta["train_layers"], **({} if lora is None else {"lora": lora}))
     net = FineTuned(split.top, split.dim, len(meta["classes"]))
     try:
         net.load_state_dict(st_load(blob), strict=True)

@@ -44,6 +44,7 @@ class FinetuneSpec:
     extractor : extractor name (``musicnn``, ``mert``, ``vggish``).
     options : its options (as ``-o key=value`` / the run's ``extractors`` entry).
     train_layers : K of ``trunk_and_top`` (``None``: the extractor's default).
+    lora : a LoRA rank (MERT only): adapters on the attention of those K layers train.
     train : :class:`TrainOptions` (learning-rate grid, epochs, seed).
     n_splits, n_boot : outer folds (as notebook 04) and bootstrap resamples.
     """
@@ -54,6 +55,7 @@ class FinetuneSpec:
     train: TrainOptions = TrainOptions()
     n_splits: int = 5
     n_boot: int = 1000
+    lora: int | None = None
 
 
 @dataclass
@@ -91,9 +93,13 @@ def build_split(spec: FinetuneSpec) -> tuple[Extractor, Split]:
     if not hasattr(ext, "trunk_and_top"):
         raise ExtractorConfigError(f"extractor {spec.extractor!r} has no trainable layers to "
                                    f"fine-tune; use musicnn, mert or vggish")
+    if spec.lora is not None and spec.extractor != "mert":
+        raise ExtractorConfigError(f"extractor {spec.extractor}: LoRA is for MERT's attention "
+                                   f"layers; use --train-layers for {spec.extractor}")
+    kwargs = {} if spec.lora is None else {"lora": spec.lora}
     try:
-        split = (ext.trunk_and_top() if spec.train_layers is None
-                 else ext.trunk_and_top(spec.train_layers))
+        split = (ext.trunk_and_top(**kwargs) if spec.train_layers is None
+                 else ext.trunk_and_top(spec.train_layers, **kwargs))
     except ValueError as exc:  # a K out of range, VGGish with PCA
         raise ExtractorConfigError(f"extractor {spec.extractor}: {exc}") from None
     return ext, split
@@ -162,7 +168,7 @@ def train_final(report: FinetuneReport, tracks: pd.DataFrame, spec: FinetuneSpec
     k = report.split.details.get("train_layers")
     return save_model(out, model, {
         "extractor": report.extractor.name, "options": spec.options,
-        "fingerprint": report.extractor.fingerprint, "train_layers": k,
+        "fingerprint": report.extractor.fingerprint, "train_layers": k, "lora": spec.lora,
         "split_point": report.split.point, "classes": list(report.tuned.classes),
         "lr": choice.lr, "epochs": choice.epochs, "n_tracks": len(tracks),
         "summary": report.summary()})
