@@ -6,7 +6,7 @@ import pytest
 
 from mtbc.cli import build_parser, main
 
-COMMANDS = ["demo", "fixtures", "scan", "extract", "cache", "predict", "bench", "run"]
+COMMANDS = ["demo", "fixtures", "scan", "extract", "cache", "predict", "bench", "run", "finetune"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
