@@ -95,7 +95,9 @@ def gain_table(reports: Mapping[str, FinetuneReport]) -> pd.DataFrame:
 def answer(reports: Mapping[str, FinetuneReport], *, alpha: float = 0.05) -> str:
     """The answer in one sentence per model: the gain, its CI, p and n."""
     if not reports:
-        return "No model could be fine-tuned in this run (see the skipped models)."
+        return ("No model was fine-tuned in this run: only musicnn, MERT and VGGish have "
+                "trainable layers, and any of them in the run is listed below with the reason "
+                "it was skipped.")
     parts = []
     for label, r in reports.items():
         c = r.comparison
