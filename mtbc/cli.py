@@ -260,6 +260,15 @@ def cmd_predict(args) -> int:
 
     options = _options(args.option)
     paths = _predict_inputs(args.files)
+    if args.model.suffix in (".json", ".safetensors"):  # a model of `mtbc finetune`
+        from mtbc.finetune.command import predict_table
+        from mtbc.finetune.model import FinetunedModelError
+
+        try:
+            _print_table(predict_table(args.model, paths).round(3).fillna("-"))
+        except FinetunedModelError as exc:
+            raise UsageError(str(exc)) from None
+        return 0
     try:
         table = predict_files(args.model, paths, store=EmbeddingStore(args.cache),
                               extractor_options=options or None)
@@ -291,6 +300,12 @@ def _predict_inputs(files: list[str]) -> list[Path]:
         raise UsageError(f"nothing to predict in {', '.join(bad)}; give audio files or "
                          f"folders that hold them")
     return paths
+
+
+def cmd_finetune(args) -> int:
+    from mtbc.finetune.command import finetune_command  # torch and the models: on use only
+
+    return finetune_command(args, _options(args.option))
 
 
 def cmd_bench(args) -> int:
@@ -431,13 +446,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify new songs with a trained model file",
                        description="Extract what is missing and print the label and class "
                                    "probabilities of each file.")
-    p.add_argument("model", type=Path, help="a model file (.npz) saved by notebook 04")
+    p.add_argument("model", type=Path, help="a model file (.npz) saved by notebook 04, or "
+                   "the .json of `mtbc finetune --out`")
     p.add_argument("files", nargs="+", help="audio files or folders")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="override an extractor option recorded in the model (e.g. "
                         "model=<local folder> offline); outputs must not change")
     p.add_argument("--cache", type=Path, default=None, help="cache folder (default data/cache)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("finetune", help="fine-tune a model's top layers, compare with its probe",
+                       description="Train the top layers of a model plus a head on the "
+                                   "labelled songs (lr and epochs chosen on validation tracks), "
+                                   "compare with the frozen probe on the same folds, save the "
+                                   "model for `mtbc predict`. A rerun resumes a killed run.",
+                       epilog="example: mtbc finetune data/my_songs -e musicnn --out m/ft")
+    p.add_argument("collection", help=coll_help)
+    p.add_argument("-e", "--extractor", required=True, help="musicnn, mert or vggish")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                   help="an extractor option (e.g. -o model=m-a-p/MERT-v1-95M)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--train-layers", type=_positive_int, default=None, metavar="K",
+                     help="layers trained: musicnn 1 back end (default), 2 mid end too; MERT "
+                          "the last K (default 4); VGGish the last K FC layers (default 3)")
+    how.add_argument("--lora", type=_positive_int, default=None, metavar="R",
+                     help="MERT: LoRA of rank R on the attention of its last 4 layers instead")
+    p.add_argument("--epochs", type=_positive_int, default=20, help="most epochs (default 20)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="folds, init, order")
+    p.add_argument("--out", type=Path, required=True, metavar="MODEL",
+                   help="writes MODEL.safetensors and MODEL.json")
+    p.add_argument("--json", type=Path, default=None, metavar="SUMMARY",
+                   help="write accuracies, CIs, gain and p as JSON")
+    p.add_argument("--cache", type=Path, default=None, help="cache folder (default data/cache)")
+    p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("bench", help="throughput and TFLOP/s against the same-run matmul peak",
                        description="Measure extractor and probe throughput and compare with "

@@ -7,7 +7,7 @@ import pytest
 from mtbc.cli import build_parser, main
 
 COMMANDS = ["demo", "fixtures", "scan", "extract", "cache", "predict", "bench", "run",
-            "similar", "playlist"]
+            "similar", "playlist", "finetune"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -29,7 +29,7 @@ FAST_07 = {"extra_models": [], "dtypes": ["auto", "bfloat16"], "batch_sizes": [1
            "decode_formats": ["wav", "ogg"], "isolate": False}
 NOTEBOOKS = ["01_load_data", "02_extract_embeddings", "03_embedding_statistics",
              "04_train_classifiers", "05_ensemble", "06_tagging", "07_compute",
-             "08_claims", "10_similarity", "11_robustness"]
+             "08_claims", "09_fine_tuning", "10_similarity", "11_robustness"]
 
 
 @pytest.fixture(scope="module")

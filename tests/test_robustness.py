@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from mtbc.analysis.protocol import evaluate_probe
 from scipy.signal import welch
 
-from mtbc.analysis.protocol import evaluate_probe
 from mtbc.cache.extract import extract_collection
 from mtbc.cache.store import EmbeddingStore
 from mtbc.data.collection import from_folder, scan

@@ -61,6 +61,7 @@ from mtbc.extractors.mert_model import (
     random_model,
     zero_mean_unit_var,
 )
+from mtbc.extractors.partial import mert_split
 
 OUTPUT_VERSION = 1
 #: Shortest input, in samples: one frame of the conv front end (receptive field 400 samples).
@@ -370,6 +371,10 @@ class MertExtractor(Extractor):
     def chunk_bytes(self, n_samples: int) -> int:
         return mert_chunk_bytes(self.config, n_samples,
                                 dtype_bytes=4 if self.dtype == "float32" else 2)
+
+    def trunk_and_top(self, train_layers: int = 4, *, lora: int | None = None):
+        """Frozen trunk, trainable last K layers or LoRA on them (:func:`.partial.mert_split`)."""
+        return mert_split(self, train_layers, normalize=zero_mean_unit_var, lora=lora)
 
     def layer_names(self, n_layers: int | None = None) -> list[str]:
         n = self.n_layers if n_layers is None else n_layers

@@ -56,6 +56,7 @@ from mtbc.extractors.musicnn_weights import (
     sha256_file,
     shipped_weights,
 )
+from mtbc.extractors.partial import musicnn_split
 
 SAMPLE_RATE = 16000
 N_FFT = 512
@@ -223,6 +224,11 @@ class MusicnnExtractor(Extractor):
                   for k, v in parts.items()}
         result["pool"] = np.concatenate([result["max_pool"], result["mean_pool"]], axis=1)
         return result
+
+    def trunk_and_top(self, train_layers: int = 1):
+        """Frozen trunk and trainable top for fine-tuning (:func:`.partial.musicnn_split`)."""
+        return musicnn_split(self.net, self.patches, train_layers, device=self.device,
+                             layer=self.layer)
 
     # -- front end
     def patches(self, wave: np.ndarray) -> np.ndarray:

@@ -83,6 +83,7 @@ __all__ = ["EMBEDDING_SIZE", "EXAMPLE_HOP_SAMPLES", "EXAMPLE_SAMPLES", "FINAL_RE
            "WeightsUnavailableError", "build_vggish", "file_sha256", "hub_cache_path",
            "load_pca_params", "load_vggish_state_dict", "postprocess_embeddings",
            "resolve_file", "smoke_test", "vggish_flops_per_example"]
+from mtbc.extractors.partial import vggish_split
 
 #: harritaylor/torchvggish v0.1 release files (the weights ported from TF VGGish).
 WEIGHTS_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
@@ -216,6 +217,10 @@ class VGGishExtractor(Extractor):
     def model(self) -> nn.Module:
         """The loaded torchvggish ``VGG`` network (eval mode)."""
         return self.load()._model
+
+    def trunk_and_top(self, train_layers: int = 3):
+        """Frozen conv trunk and trainable FC layers (:func:`.partial.vggish_split`)."""
+        return vggish_split(self, train_layers)
 
     # -- front end
     def examples(self, wave: np.ndarray) -> np.ndarray:
