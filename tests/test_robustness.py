@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from mtbc.analysis.protocol import evaluate_probe
 from scipy.signal import welch
 
 from mtbc.cache.extract import extract_collection
 from mtbc.cache.store import EmbeddingStore
 from mtbc.data.collection import from_folder, scan
+from mtbc.evaluation import evaluate_probe
 from mtbc.robustness import DEFORMATIONS, deform, embed_deformed, track_stability
 from mtbc.robustness.deform import full_set, label
 from mtbc.robustness.embed import DeformedExtractor, deformed_fingerprint

@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtbc.analysis.protocol import evaluate_probe
 from mtbc.data import splits
-from mtbc.evaluation import bootstrap_ci, classification_metrics, paired_test
+from mtbc.evaluation import bootstrap_ci, classification_metrics, evaluate_probe, paired_test
 from mtbc.extractors.partial import Split
 from mtbc.finetune.train import (
     FineTuned,
@@ -194,7 +193,7 @@ def frozen_probe(features: np.ndarray, track_index: np.ndarray, tracks: pd.DataF
                  seed: int = 0, n_splits: int = 5, n_boot: int = 1000, name: str = "frozen"):
     """The frozen-embedding linear probe of the same model on the same folds.
 
-    The one adapter to the probe evaluation (``mtbc.analysis.protocol.evaluate_probe``);
+    The one adapter to the probe evaluation (``mtbc.evaluation.evaluate_probe``);
     returns its result, whose ``predictions`` are indexed by ``track_id``.
     """
     return evaluate_probe(features, track_index, tracks, probe="linear", seed=seed,

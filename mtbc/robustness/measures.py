@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mtbc import evaluation
-from mtbc.evaluation import flip_patterns, group_codes, permutation_p_value
+from mtbc.stats.resampling import flip_patterns, group_codes, permutation_p_value
 
 
 def _standardise(clean: np.ndarray, deformed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

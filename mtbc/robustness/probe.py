@@ -1,9 +1,9 @@
 """The probe drop: a probe trained on clean tracks, tested on deformed copies of its test tracks.
 
 The folds, seeds, layer and ``C`` choices are notebook 04's linear probe
-(:func:`mtbc.analysis.protocol.evaluate_probe`): :func:`clean_probe_predictions` is the one
+(:func:`mtbc.evaluation.evaluate_probe`): :func:`clean_probe_predictions` is the one
 function that talks to the evaluation engine. It runs the engine's own fold loop
-(:func:`mtbc.analysis.protocol.run_folds`) on a tracks table that holds, after the clean
+(:func:`mtbc.evaluation.engine.run_folds`) on a tracks table that holds, after the clean
 tracks, one copy per deformation whose rows appear only in test parts: each outer fold is the
 clean fold, with the deformed copies of its test tracks added to its test part. Training,
 validation and every choice therefore see clean tracks only, exactly as in notebook 04 (the
@@ -23,6 +23,10 @@ import numpy as np
 import pandas as pd
 
 from mtbc import evaluation
+from mtbc.data import splits
+from mtbc.evaluation import Classification, EvalOptions, LayerProbe, ProbeOptions
+from mtbc.evaluation.data import limit_threads
+from mtbc.evaluation.engine import run_folds
 
 
 def clean_probe_predictions(clean: tuple[np.ndarray, np.ndarray], tracks: pd.DataFrame,
@@ -49,22 +53,6 @@ def clean_probe_predictions(clean: tuple[np.ndarray, np.ndarray], tracks: pd.Dat
         One row per (test track, condition): ``track_id, condition`` (``"clean"`` or a
         deformation label), ``fold, label, predicted, correct``.
     """
-    # The engine's building blocks (mtbc.analysis.protocol / selection / data.splits):
-    # re-point these when the evaluation engine moves.
-    from mtbc.analysis.probes import DEFAULT_CS
-    from mtbc.analysis.protocol import FoldPlan, run_folds
-    from mtbc.analysis.selection import (
-        Design,
-        ProbeSpec,
-        candidate_layers,
-        layer_scorer,
-        layer_view,
-        limit_threads,
-        prepare_data,
-        resolve_selection,
-    )
-    from mtbc.data import splits
-
     n = len(tracks)
     names = ["clean", *deformed]
     base = tracks.reset_index(drop=True)
@@ -74,24 +62,21 @@ def clean_probe_predictions(clean: tuple[np.ndarray, np.ndarray], tracks: pd.Dat
     parts = [clean, *deformed.values()]
     features = np.concatenate([np.asarray(p[0]) for p in parts])
     index = np.concatenate([np.asarray(p[1]) + j * n for j, p in enumerate(parts)])
-    data = prepare_data(features, index, augmented)
-    folds, _ = splits.outer_folds(base, n_splits=n_splits, seed=seed)
+    # notebook 04's outer folds on the clean tracks; each test part gains the deformed copies
+    folds, _ = Classification(base).folds(n_splits=n_splits, seed=seed)
     folds = [splits.Fold(f.name, f.train, np.concatenate([f.test + j * n
                                                           for j in range(len(names))]),
                          f.valid) for f in folds]
-    spec = ProbeSpec("linear", len(data.classes), seed, {}, tuple(DEFAULT_CS))
-    plan = FoldPlan(design=Design(data.track_index, len(augmented), data.y),
-                    view=layer_view(data.features),
-                    candidates=candidate_layers("select", data.n_layers), tracks=augmented,
-                    folds=folds, spec=spec,
-                    scorer=layer_scorer(spec, resolve_selection("linear", "auto"), {}),
-                    n_inner=3, seed=seed, refit="train", desc="probe linear")
-    with limit_threads(1):
-        outcome = run_folds(plan)
-    classes = np.asarray(data.classes, dtype=object)
+    task = Classification(augmented)
+    system = LayerProbe(features, index, ProbeOptions(probe="linear"))
+    options = EvalOptions(n_splits=n_splits, seed=seed, n_boot=0)
+    system.prepare(task, options)
+    with limit_threads(options.n_threads):
+        outcome = run_folds(task, system, folds, options)
+    classes = np.asarray(task.classes, dtype=object)
     rows = np.asarray(outcome.rows)
-    truth = classes[data.y[rows]]
-    predicted = classes[outcome.proba.argmax(axis=1)]
+    truth = classes[task.y[rows]]
+    predicted = classes[outcome.scores.argmax(axis=1)]
     return pd.DataFrame({"track_id": base["track_id"].astype(str).to_numpy()[rows % n],
                          "condition": np.asarray(names, dtype=object)[rows // n],
                          "fold": outcome.fold_names, "label": truth, "predicted": predicted,

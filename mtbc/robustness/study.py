@@ -1,6 +1,6 @@
 """Notebook 11 in one call: deform, embed through the cache, measure, compare, answer.
 
-:func:`run_robustness` takes a study (:func:`mtbc.analysis.study.open_study`) and returns a
+:func:`run_robustness` takes a study (:func:`mtbc.study.open_study`) and returns a
 :class:`Robustness` with every table the notebook shows; :func:`example_clips` gives one clip
 clean and deformed for the audio players; :func:`plot_heatmap` draws model x deformation.
 """
@@ -150,7 +150,7 @@ def run_robustness(study, options: RobustnessOptions = RobustnessOptions(), *,
 
     Parameters
     ----------
-    study : mtbc.analysis.study.Study
+    study : mtbc.study.Study
         Collection, cache and models (clean embeddings already extracted).
     options : RobustnessOptions
         Deformations, seed, folds, resamples, probe on/off, layer.

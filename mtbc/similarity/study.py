@@ -97,7 +97,7 @@ def evaluate_retrieval(study, *, n_splits: int = 5, seed: int = 0, inner: int = 
 
     Parameters
     ----------
-    study : mtbc.analysis.study.Study
+    study : mtbc.study.Study
         ``tracks``, ``store`` and ``models`` (label -> extractor) of the run.
     n_splits, seed : int
         Outer folds (capped by the smallest label, as in notebook 04) and their seed.
