@@ -16,6 +16,7 @@ from mtbc.cache import devices
 from mtbc.cache.extract import select_shard
 from mtbc.claims import data as claims_data
 from mtbc.extractors import base
+from mtbc.extractors.base import cpu_bf16_capability
 from mtbc.extractors.fixtures import make_mert_model, make_mert_snapshot, mert_config
 from mtbc.extractors.memory import mert_batch_size, mert_chunk_bytes
 
@@ -235,6 +236,8 @@ def test_bench_refuses_unknown_models(capsys):
     assert "jukebox" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(not cpu_bf16_capability()["native"],
+                    reason="this CPU has no native bf16: bf16 is not timed here (next test)")
 def test_measure_tiny_mert_in_two_precisions(tiny_mert, tmp_path):
     import soundfile as sf
 
@@ -252,6 +255,21 @@ def test_measure_tiny_mert_in_two_precisions(tiny_mert, tmp_path):
     assert agree["min_cosine"] >= 0.999 and len(agree["per_layer"]) == 4
     frame = benchmark.speedup_table({"rows": [{"label": "m", **r} for r in rows]})
     assert frame["dtype"].tolist() == ["bfloat16"]
+
+
+def test_bf16_on_a_cpu_without_native_bf16_is_skipped_with_the_reason(tiny_mert, monkeypatch):
+    from mtbc.benchmark import measure
+
+    monkeypatch.setattr(measure, "cpu_bf16_capability", lambda: {"native": False})
+    options = BenchOptions(device="cpu", dtypes=["float32", "bfloat16"], batch_sizes=[1],
+                           clip_seconds=2.0)
+    result = benchmark.measure_model("mert-330m", {"model": str(tiny_mert), "chunk_seconds": 1.0},
+                                     options)
+    by_dtype = {r["dtype"]: r for r in result["rows"]}
+    assert set(by_dtype) == {"float32", "bfloat16"}
+    assert "no native bf16" in by_dtype["bfloat16"]["skipped"]
+    assert by_dtype["bfloat16"]["seconds_per_clip"] is None
+    assert by_dtype["float32"]["seconds_per_clip"] > 0 and result["agreement"] == []
 
 
 def test_budget_skips_batches_that_would_not_fit():

@@ -32,7 +32,7 @@ from mtbc.benchmark.timing import (
 )
 from mtbc.data.audio import load_audio
 from mtbc.extractors import Extractor, extractor_class
-from mtbc.extractors.base import resolve_device, resolve_dtype
+from mtbc.extractors.base import cpu_bf16_capability, resolve_device, resolve_dtype
 
 
 def _construct(cls: type[Extractor], options: Mapping[str, Any], device: str) -> Extractor:
@@ -82,8 +82,12 @@ class Subject:
 
     def dtypes(self, wanted: Sequence[str]) -> list[str]:
         """The precisions actually used for ``wanted`` (``"auto"`` resolved, no repeats;
-        only float32 without a network), the extractor's auto first."""
+        only float32 without a network), the extractor's auto first. bfloat16 on a CPU
+        without native bf16 instructions is left out and named in :attr:`skipped_dtypes`:
+        torch emulates it there, many times slower than float32, so its timing would say
+        nothing about the model (and a 2048-square bf16 matmul alone takes a minute)."""
         out = []
+        self.skipped_dtypes: dict[str, str] = {}
         for d in wanted:
             if self.module is None:
                 d = "float32"
@@ -91,6 +95,11 @@ class Subject:
                 d = self.base.auto_dtype()
             else:
                 d = resolve_dtype(d, self.device)
+            if (d == "bfloat16" and self.device == "cpu"
+                    and not cpu_bf16_capability()["native"]):
+                self.skipped_dtypes[d] = ("this CPU has no native bf16 instructions "
+                                          "(torch would emulate it, slower than float32)")
+                continue
             if d not in out:
                 out.append(d)
         auto = self.base.auto_dtype()
@@ -172,8 +181,14 @@ def measure_model(key: str, model_options: Mapping[str, Any] | None = None,
                           seed=options.seed, weights_label=weights_label)
         rss_loaded = rss_now_mib()
         clip = synthetic_clip(options.clip_seconds, subject.sample_rate, seed=options.seed)
-        rows: list[dict[str, Any]] = []
         dtypes = subject.dtypes(options.dtypes)
+        rows: list[dict[str, Any]] = [
+            {"model": key, "device": subject.device, "dtype": d, "batch_size": int(b),
+             "clip_seconds": options.clip_seconds, "weights_kind": subject.weights_kind,
+             "load_s": subject.load_s, "params": subject.params,
+             "weights_mb": subject.weights_mb, "weights_source": subject.weights_source,
+             "auto_dtype": subject.base.auto_dtype(), "skipped": why}
+            for d, why in subject.skipped_dtypes.items() for b in options.batch_sizes]
         waves = ([load_audio(p, subject.sample_rate) for p in options.agreement_paths]
                  if len(dtypes) > 1 else [])
         outputs: dict[str, np.ndarray] = {}  # time-mean embeddings of ``waves`` per dtype
