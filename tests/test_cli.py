@@ -49,13 +49,14 @@ def test_cache_listing_empty(tmp_path, capsys):
 
 
 def test_extract_option_parsing_types_values():
-    from mtbc.cli import UsageError, _options, _shard
+    from mtbc.cli_args import UsageError, parse_options, parse_shard
 
-    assert _options(["chunk_seconds=10", "model=m-a-p/MERT-v1-95M", "final_relu=true"]) == {
+    assert parse_options(["chunk_seconds=10", "model=m-a-p/MERT-v1-95M",
+                          "final_relu=true"]) == {
         "chunk_seconds": 10, "model": "m-a-p/MERT-v1-95M", "final_relu": True}
-    assert _shard("1/4") == (1, 4)
+    assert parse_shard("1/4") == (1, 4)
     with pytest.raises(UsageError, match="i/n"):
-        _shard("x")
+        parse_shard("x")
 
 
 def test_extract_with_a_tiny_local_mert_fills_the_cache_then_reuses_it(tmp_path, tone, capsys):
