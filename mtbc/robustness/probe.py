@@ -7,7 +7,7 @@ function that talks to the evaluation engine. It runs the engine's own fold loop
 tracks, one copy per deformation whose rows appear only in test parts: each outer fold is the
 clean fold, with the deformed copies of its test tracks added to its test part. Training,
 validation and every choice therefore see clean tracks only, exactly as in notebook 04 (the
-clean predictions equal ``evaluate_probe``'s; ``tests/test_robustness.py`` checks it), and the
+clean predictions equal ``evaluate_probe``'s; ``tests/robustness/test_robustness.py`` checks it), and the
 same fitted probe predicts each test track clean and deformed.
 
 :func:`probe_drop` turns the predictions into the drop (clean accuracy minus deformed

@@ -43,7 +43,7 @@ SYNTH = ("sine", "noise", "chirp", "loud_square")
 
 
 def synth_clip(kind: str) -> np.ndarray:
-    """The deterministic synthetic clips (also rebuilt by tests/test_musicnn.py)."""
+    """The deterministic synthetic clips (also rebuilt by tests/extractors/test_musicnn.py)."""
     n = 187 * 256 + 777  # one patch plus leftover samples
     t = np.arange(n) / SR
     if kind == "sine":

@@ -13,7 +13,7 @@ import soundfile as sf
 from mtbc.cli import main
 from mtbc.data.audio import MIN_SAMPLE_RATE, AudioError, load_audio, probe_audio
 from mtbc.data.collection import load_collection, open_collection
-from tests.test_predict import factory, trained, write_tone  # noqa: F401 - the fixture
+from tests.evaluation.test_predict import factory, trained, write_tone  # noqa: F401 - the fixture
 
 
 def _wav(path, sr, n):

@@ -186,7 +186,7 @@ def test_load_params_fills_defaults(tmp_path):
 
 
 def test_demo_params_file_is_valid():
-    path = Path(__file__).resolve().parent.parent / "params" / "demo.yaml"
+    path = Path(__file__).resolve().parents[2] / "params" / "demo.yaml"
     assert load_params(path)["run"] == "demo"
 
 

@@ -250,7 +250,7 @@ def test_the_zoo_params_file_is_valid_and_names_eight_models():
 
     from mtbc.reports.params import load_params
 
-    params = load_params(Path(__file__).resolve().parents[1] / "params" / "zoo.yaml")
+    params = load_params(Path(__file__).resolve().parents[2] / "params" / "zoo.yaml")
     names = {label: o["name"] for label, o in params["extractors"].items()}
     assert names == {"mert-95m": "mert", "clap-music": "clap", "whisper-base": "hf",
                      "ast": "hf", "wav2vec2-base": "hf", "vggish": "vggish",

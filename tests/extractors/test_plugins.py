@@ -18,7 +18,7 @@ from mtbc.extractors import (
     get_extractor,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 #: The plugin package of docs/extractors.md: log energy in bands per 1 s segment.
 PLUGIN = textwrap.dedent('''

@@ -17,7 +17,7 @@ from mtbc.robustness.embed import DeformedExtractor, deformed_fingerprint
 from mtbc.robustness.measures import compare_models, paired_mean_test
 from mtbc.robustness.probe import clean_probe_predictions, probe_drop
 from mtbc.robustness.study import resolve_deformations
-from tests.test_extract import CountingExtractor
+from tests.cache.test_extract import CountingExtractor
 
 SR = 16000
 

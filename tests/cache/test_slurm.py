@@ -27,7 +27,7 @@ from mtbc.cache.slurm_options import (
 from mtbc.cli import main
 from tests.conftest import write_tone
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # -- options and bad input, no cluster needed ---------------------------------------------------
@@ -202,7 +202,7 @@ def test_slurm_with_shard_is_refused(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    from tests.slurm_cluster import Cluster, install_reason
+    from tests.cache.slurm_cluster import Cluster, install_reason
 
     why = install_reason()
     if why:

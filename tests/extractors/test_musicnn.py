@@ -38,7 +38,7 @@ from mtbc.extractors.musicnn_weights import (
     shipped_weights,
 )
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 sys.path.insert(0, str(DATA))
 from make_musicnn_reference import SYNTH, synth_clip  # noqa: E402
 
@@ -47,7 +47,7 @@ MODELS = ("MTT_musicnn", "MSD_musicnn")
 
 def _wheel() -> Path | None:
     candidates = [os.environ.get("MTBC_MUSICNN_WHEEL"),
-                  Path(__file__).parents[1] / ".venv" / "musicnn" / "musicnn-0.1.0-py3-none-any.whl",
+                  Path(__file__).parents[2] / ".venv" / "musicnn" / "musicnn-0.1.0-py3-none-any.whl",
                   Path(sys.prefix) / "musicnn" / "musicnn-0.1.0-py3-none-any.whl"]
     return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
 
