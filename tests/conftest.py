@@ -32,3 +32,15 @@ def write_tone(path, *, seconds=1.0, sr=16000, freq=440.0, channels=1, subtype="
 @pytest.fixture
 def tone():
     return write_tone
+
+
+def read_page(path) -> str:
+    """A report page's HTML as its text reads: the word-keeping markup of the report tables
+    (``<wbr>`` break points, ``span.mtbc-nobr``) taken out, so a test can look for a name or
+    a phrase that a table cell shows whole."""
+    import re
+    from pathlib import Path
+
+    html = Path(path).read_text(encoding="utf-8")
+    html = re.sub(r"<wbr\s*/?>", "", html)
+    return re.sub(r'<span class="mtbc-nobr">(.*?)</span>', r"\1", html, flags=re.S)

@@ -19,7 +19,7 @@ from mtbc.cache.store import EmbeddingStore
 from mtbc.cli import main
 from mtbc.data.collection import load_collection
 from mtbc.files import atomic_write
-from tests.conftest import write_tone
+from tests.conftest import read_page, write_tone
 from tests.hostile import write_hostile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -306,7 +306,7 @@ def xss_run(tmp_path_factory):
 def test_full_run_with_hostile_files_and_markup_exits_0(xss_run):
     root, status, good, cases = xss_run
     assert status == 0
-    page = (root / "reports" / "xss" / "01_load_data.html").read_text(encoding="utf-8")
+    page = read_page(root / "reports" / "xss" / "01_load_data.html")
     for name, phrase in cases.items():
         if name != "one_sample.wav":
             assert name in page and phrase in page, name
@@ -318,9 +318,9 @@ def test_no_user_string_becomes_a_live_element_in_any_page(xss_run):
     pages = sorted((root / "reports" / "xss").glob("*.html"))
     assert len(pages) == 3
     for page in pages:
-        text = page.read_text(encoding="utf-8")
+        text = read_page(page)
         parser = _LiveElements()
         parser.feed(text)
         assert parser.live == [], (page.name, parser.live[:3])
-    overview = (root / "reports" / "xss" / "01_load_data.html").read_text(encoding="utf-8")
+    overview = read_page(root / "reports" / "xss" / "01_load_data.html")
     assert "&lt;img src=x onerror=alert(1)&gt;" in overview  # shown, as text

@@ -17,7 +17,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import librosa
 import numpy as np
 import soundfile as sf
 
@@ -267,6 +266,10 @@ def read_audio(path: str | Path, *, max_duration: float = DEFAULT_MAX_DURATION
 
 
 def _resample(path: Path, wave: np.ndarray, sr_in: int, sr: int, res_type: str) -> np.ndarray:
+    # librosa (numba, scipy) only when a file needs resampling: the command line answers a
+    # bad argument or params file without loading the audio stack
+    import librosa
+
     if res_type.startswith("kaiser"):
         # librosa imports resampy lazily through a module proxy that is not thread-safe:
         # decode workers resampling at once saw "module 'resampy' has no attribute
