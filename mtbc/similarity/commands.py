@@ -9,35 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
+from mtbc.cli_args import int_at_least, parse_options
 from mtbc.similarity.errors import SimilarityInputError
-
-
-def _whole(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text} must be at least {minimum}")
-        return value
-    return parse
-
-
-def _extractor_options(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise SimilarityInputError(f"option {pair!r} is not KEY=VALUE (e.g. -o layer=pool)")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise SimilarityInputError(f"option {pair!r}: the value is not a YAML scalar; "
-                                       f"quote it") from None
-    return out
 
 
 def open_index(args):
@@ -48,7 +21,7 @@ def open_index(args):
     from mtbc.similarity.index import IndexOptions
 
     opts = SearchOptions(collection=args.collection, extractor=args.extractor,
-                         extractor_options=_extractor_options(args.option),
+                         extractor_options=parse_options(args.option),
                          cache=str(args.cache) if args.cache else None, layer=args.layer,
                          whiten=args.whiten,
                          index_dir=str(args.index_dir) if args.index_dir else None,
@@ -97,7 +70,7 @@ def _common(p: argparse.ArgumentParser, coll_help: str) -> None:
                    help="extractor whose cached embeddings are searched (default musicnn)")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="extractor option, as given to `mtbc extract` (it sets the cache key)")
-    p.add_argument("--layer", type=_whole(0), default=None,
+    p.add_argument("--layer", type=int_at_least(0, "at least 0"), default=None,
                    help="layer searched (default: the last one)")
     p.add_argument("--whiten", action="store_true",
                    help="PCA-whiten the collection's vectors (fitted on all of them) first")
@@ -124,7 +97,7 @@ def add_parsers(sub, coll_help: str) -> None:
     p.add_argument("query", help="an audio file (embedded through the cache when needed) or a "
                                  "track id of the collection")
     _common(p, coll_help)
-    p.add_argument("--k", type=_whole(1), default=10, help="results (default 10)")
+    p.add_argument("--k", type=int_at_least(1, "at least 1"), default=10, help="results (default 10)")
     p.add_argument("--include-duplicates", action="store_true",
                    help="keep the query's own track, near duplicates and group, flagged")
     p.set_defaults(func=cmd_similar)
@@ -136,7 +109,7 @@ def add_parsers(sub, coll_help: str) -> None:
                        epilog="example: mtbc playlist bach_01 --collection demo --length 8")
     p.add_argument("seed", help="an audio file or a track id of the collection")
     _common(p, coll_help)
-    p.add_argument("--length", type=_whole(2), default=10,
+    p.add_argument("--length", type=int_at_least(2, "at least 2"), default=10,
                    help="tracks in the playlist (default 10)")
     p.add_argument("--to", default=None, metavar="SONG",
                    help="end on this track (id or file of the collection): a smooth path")
