@@ -11,6 +11,10 @@ The subpackages follow the data flow:
     mtbc.study       what each numbered notebook computes (one module per notebook)
     mtbc.benchmark   what each model costs: timing, memory, FLOPs (notebook 07, mtbc bench)
     mtbc.claims      the claims audit (notebook 08)
+    mtbc.finetune    the top layers of a model trained against its frozen probe (notebook 09)
+    mtbc.similarity  similarity search, playlists and the retrieval evaluation (notebook 10)
+    mtbc.robustness  degraded audio: stability of embeddings and the probe drop (notebook 11)
+    mtbc.zeroshot    classification from text prompts in CLAP's joint space
     mtbc.reports     params schema, notebook execution, HTML and index, plots, tables
     mtbc.pipeline    the main job (``mtbc run``), and mtbc.cli, the command line
 
