@@ -213,15 +213,16 @@ def test_mlp_and_early_fusion_probes_round_trip(tmp_path, rng):
 def test_predict_resamples_with_the_extractors_own_resampler(trained, tmp_path, monkeypatch):
     """A file at another rate is resampled with the extractor's ``res_type`` (as extract does),
     and predict's embedding equals the one extract stores."""
-    import mtbc.data.audio as audio
+    import librosa
+
     from mtbc.cache.extract import extract_collection
 
     class FastTone(ToneExtractor):
         res_type = "kaiser_fast"
 
     seen = []
-    real = audio.librosa.resample
-    monkeypatch.setattr(audio.librosa, "resample",
+    real = librosa.resample  # mtbc.data.audio resamples through librosa.resample
+    monkeypatch.setattr(librosa, "resample",
                         lambda *a, **k: seen.append(k["res_type"]) or real(*a, **k))
     _, model, _, _, _ = trained
     t = np.arange(16000) / 16000
