@@ -19,13 +19,12 @@ key): these are measurements, not verdicts.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from mtbc import evaluation
-from mtbc.stats.resampling import flip_patterns, group_codes, permutation_p_value
+from mtbc.stats.resampling import group_codes, paired_mean_test
 
 
 def _standardise(clean: np.ndarray, deformed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,62 +116,6 @@ def summarise_stability(per_track: pd.DataFrame, *, n_boot: int = 1000, seed: in
                      "recall1_low": ci[0], "recall1_high": ci[1], "n_tracks": len(part),
                      "n_groups": group_codes(groups, len(part))[1]})
     return pd.DataFrame(rows).set_index(["model", "deformation"])
-
-
-@dataclass(frozen=True)
-class PairedMean:
-    """Result of :func:`paired_mean_test`: ``diff`` is mean(a) - mean(b)."""
-
-    mean_a: float
-    mean_b: float
-    diff: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    n_tracks: int
-    n_groups: int
-    exact: bool
-
-
-def paired_mean_test(a, b, *, groups=None, n_perm: int = 10000, n_boot: int = 1000,
-                     seed: int = 0, level: float = 0.95) -> PairedMean:
-    """Paired test of two per-track measures on the same tracks, respecting groups.
-
-    Null hypothesis: within each group the two measures are exchangeable. The statistic is
-    the sum of per-track differences (``n * diff``); the null flips the sign of each group's
-    sum (every pattern when at most 16 groups differ, else ``n_perm`` random ones). The CI
-    of ``diff`` is a cluster bootstrap over groups (:func:`mtbc.evaluation.group_bootstrap`).
-
-    Parameters
-    ----------
-    a, b : sequence of float, shape ``(n_tracks,)``
-        Track for track, e.g. cosines of two models, or per-track probe drops.
-    groups : sequence, shape ``(n_tracks,)``, optional
-        Track groups; ``None``: every track its own group.
-
-    Example
-    -------
-    >>> paired_mean_test([1.0, 0.9, 0.8], [0.5, 0.4, 0.6]).diff
-    0.4
-    """
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    if a.shape != b.shape or a.ndim != 1 or not len(a):
-        raise ValueError(f"a and b must be 1-D, non-empty and of one length, got {a.shape} "
-                         f"and {b.shape}")
-    d = a - b
-    codes, n_groups = group_codes(groups, len(d))
-    d_g = np.bincount(codes, weights=d, minlength=n_groups)
-    d_g = d_g[np.abs(d_g) > 1e-12]
-    rng = np.random.default_rng((seed, 1))
-    batches, exact, _ = flip_patterns(len(d_g), n_perm=n_perm, rng=rng)
-    null = np.concatenate([(1 - 2 * s) @ d_g for s in batches]) if len(d_g) else np.zeros(1)
-    p = permutation_p_value(d.sum(), null, exact=exact) if len(d_g) else 1.0
-    ci = (evaluation.group_bootstrap(lambda w: (w @ d) / w.sum(axis=1), len(d), groups=codes,
-                                     n_boot=n_boot, seed=seed, level=level)
-          if n_boot else (np.nan, np.nan))
-    return PairedMean(float(a.mean()), float(b.mean()), float(d.mean()), float(ci[0]),
-                      float(ci[1]), float(p), len(d), n_groups, bool(exact))
 
 
 def compare_models(per_track: pd.DataFrame, measure: str, *, n_boot: int = 1000,

@@ -44,18 +44,20 @@ from mtbc.stats.multilabel import (
     topk_hits,
 )
 from mtbc.stats.resampling import (
+    PairedMean,
     bootstrap_mean_ci,
     flip_patterns,
     group_bootstrap,
     group_codes,
+    paired_mean_test,
     percentile_interval,
     permutation_p_value,
     resample_weights,
 )
 
 __all__ = [
-    "METRICS", "PairedTest", "bootstrap_ci", "bootstrap_mean_ci", "classification_metrics",
-    "confusion_frame", "flip_patterns", "fold_ranks", "group_bootstrap", "group_codes", "holm",
+    "METRICS", "PairedMean", "PairedTest", "bootstrap_ci", "bootstrap_mean_ci", "classification_metrics",
+    "confusion_frame", "flip_patterns", "fold_ranks", "group_bootstrap", "group_codes", "holm", "paired_mean_test",
     "macro_roc_auc", "mcnemar_exact", "metrics_table", "multilabel_bootstrap_ci",
     "multilabel_metrics", "multilabel_paired_test", "paired_test", "pairwise_tests",
     "percentile_interval", "permutation_p_value", "resample_weights", "tagging_metrics_table",
