@@ -26,6 +26,7 @@ from mtbc.data import splits
 from mtbc.evaluation import bootstrap_ci, classification_metrics, evaluate_probe, paired_test
 from mtbc.extractors.partial import Split
 from mtbc.finetune.train import (
+    Checkpoint,
     FineTuned,
     RunData,
     TrainOptions,
@@ -114,7 +115,8 @@ class Job:
         folder = None if self.workdir is None else self.workdir / _key(lr=lr, **key)
         hist = train_run(model, data, lr=lr, epochs=epochs, options=self.options,
                          patience=self.options.patience if valid_rows is not None else None,
-                         checkpoint=folder, key=key, on_epoch=self.on_epoch)
+                         checkpoint=None if folder is None else Checkpoint(folder, key),
+                         on_epoch=self.on_epoch)
         return model, hist
 
 

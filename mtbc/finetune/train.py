@@ -15,7 +15,8 @@ epoch, so an interrupted run ends with the same weights and history as an uninte
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -111,35 +112,55 @@ def _validate(model: nn.Module, data: RunData) -> tuple[float, float]:
     return loss, float(np.mean(p.argmax(axis=1) == data.valid_y))
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a run saves its per-epoch checkpoints, and what identifies it.
+
+    Attributes
+    ----------
+    folder : str or pathlib.Path
+        The run's checkpoint folder (:mod:`mtbc.finetune.checkpoint`).
+    key : mapping
+        JSON-able values that identify the run besides its lr, epochs and patience; a
+        checkpoint saved under another key is not resumed.
+    """
+
+    folder: str | Path
+    key: Mapping[str, Any] = field(default_factory=dict)
+
+
 def train_run(model: FineTuned, data: RunData, *, lr: float, epochs: int,
               options: TrainOptions, patience: int | None = None,
-              checkpoint: str | Path | None = None, key: dict[str, Any] | None = None,
-              on_epoch=None) -> list[dict[str, float]]:
+              checkpoint: Checkpoint | None = None, on_epoch=None) -> list[dict[str, float]]:
     """Train ``model`` in place; returns the history, one dict per completed epoch
     (``epoch`` from 1, ``train_loss``, and ``valid_loss`` / ``valid_accuracy`` with
     validation data).
 
-    ``checkpoint``: a folder for per-epoch checkpoints (resumed when one for the same ``key``
-    is there). ``on_epoch(record)`` is called after each epoch (progress, tests).
+    ``checkpoint``: where per-epoch checkpoints go (:class:`Checkpoint`; resumed when one
+    for the same key is there). ``on_epoch(record)`` is called after each epoch (progress,
+    tests).
     """
     threads = torch.get_num_threads()
     if options.n_threads is not None:
         torch.set_num_threads(options.n_threads)
     try:
         return _train(model, data, lr=lr, epochs=epochs, options=options, patience=patience,
-                      checkpoint=checkpoint, key=key, on_epoch=on_epoch)
+                      checkpoint=checkpoint, on_epoch=on_epoch)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(model, data, *, lr, epochs, options, patience, checkpoint, key, on_epoch):
+def _train(model, data, *, lr, epochs, options, patience, checkpoint: Checkpoint | None,
+           on_epoch):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=options.weight_decay)
-    key = {"lr": lr, "epochs": epochs, "patience": patience, **(key or {})}
+    folder = None if checkpoint is None else checkpoint.folder
+    key = {"lr": lr, "epochs": epochs, "patience": patience,
+           **(checkpoint.key if checkpoint is not None else {})}
     history: list[dict[str, float]] = []
     start = 0
-    if checkpoint is not None:
-        record = load_checkpoint(checkpoint, model, opt, key)
+    if folder is not None:
+        record = load_checkpoint(folder, model, opt, key)
         if record is not None:
             history, start = record["history"], int(record["epoch"])
             if record.get("done"):
@@ -162,9 +183,9 @@ def _train(model, data, *, lr, epochs, options, patience, checkpoint, key, on_ep
             rec["valid_loss"], rec["valid_accuracy"] = _validate(model, data)
         history.append(rec)
         done = epoch == epochs or _stalled(history, patience)
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, opt, {"epoch": epoch, "history": history,
-                                                     "key": key, "done": done})
+        if folder is not None:
+            save_checkpoint(folder, model, opt, {"epoch": epoch, "history": history,
+                                                 "key": key, "done": done})
         if on_epoch is not None:
             on_epoch(rec)
         if done:

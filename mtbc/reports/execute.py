@@ -22,6 +22,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -224,20 +225,43 @@ def _failure(path: Path, executed: Path, exc: Exception) -> NotebookFailed:
                           executed=executed)
 
 
+@dataclass(frozen=True)
+class ReportOptions:
+    """How :func:`run_reports` runs the notebooks, and what the index adds.
+
+    Attributes
+    ----------
+    kernel_name : str or None
+        ``None`` runs this interpreter (recommended); otherwise an installed kernelspec.
+    include_input : bool
+        Keep code cells in the HTML (default: hidden, like ``--no-input``).
+    timeout : float or None
+        Seconds allowed per cell (``None``: no limit).
+    run_info : mapping or None
+        Rows added to the index's run table.
+    """
+
+    kernel_name: str | None = None
+    include_input: bool = False
+    timeout: float | None = None
+    run_info: Mapping[str, Any] | None = None
+
+
 def run_reports(params: str | os.PathLike | Mapping[str, Any], *,
                 notebooks_dir: str | os.PathLike = Path("notebooks"),
-                reports_root: str | os.PathLike | None = None, kernel_name: str | None = None,
-                include_input: bool = False, cwd: str | os.PathLike | None = None,
-                timeout: float | None = None, run_info: Mapping[str, Any] | None = None,
-                record: RunRecord | None = None, started: float | None = None,
-                progress: bool = True) -> Path:
+                reports_root: str | os.PathLike | None = None,
+                cwd: str | os.PathLike | None = None, record: RunRecord | None = None,
+                started: float | None = None, progress: bool = True,
+                options: ReportOptions | None = None) -> Path:
     """Execute a run's notebooks into ``reports_root/<run>/`` and write its index page.
 
     ``params``: a YAML path (:func:`load_params`) or a mapping (:func:`validate_params`).
     ``reports_root`` defaults to :func:`mtbc.config.reports_dir`. ``record``: what the run
     did before the notebooks (:class:`~mtbc.reports.record.RunRecord`); it is written to
     ``<run>/run.json`` and its path given to every notebook that declares ``run_record``.
-    ``run_info`` adds rows to the index. ``started`` (a ``time.perf_counter()`` value) is when
+    ``cwd``: working directory of the kernels (default ``mtbc.config.project_root()``).
+    ``options`` (:class:`ReportOptions`): the kernel, code cells in the HTML, a per-cell
+    timeout and rows added to the index. ``started`` (a ``time.perf_counter()`` value) is when
     the run began, so the index shows the run's wall time (default: now). Writes
     ``<run>/params.yaml`` (the validated parameters). On a failing notebook the index is
     still written (marking the failure) before :class:`NotebookFailed` propagates.
@@ -270,10 +294,10 @@ def run_reports(params: str | os.PathLike | Mapping[str, Any], *,
         raise (fault.with_hint(REPORTS_HINT) if fault else exc) from None
     os.chmod(out_dir, 0o777 & ~current_umask())
     try:
-        return _run_into(p, params_file, notebooks, notebooks_dir, out_dir, final_dir,
-                         kernel_name=kernel_name, include_input=include_input, cwd=cwd,
-                         timeout=timeout, run_info=run_info, progress=progress,
-                         record=record if record is not None else RunRecord(), start=start)
+        run = _Run(p, params_file, tuple(notebooks), Path(notebooks_dir),
+                   record if record is not None else RunRecord(), start)
+        return _run_into(run, out_dir, final_dir, cwd=cwd, progress=progress,
+                         options=options if options is not None else ReportOptions())
     except OSError as exc:  # a full disk or a folder turned read-only while writing
         fault = storage_error(exc, final_dir.parent)
         if fault is None:
@@ -293,10 +317,24 @@ def _moved(path: Path | None, out_dir: Path, final_dir: Path) -> Path | None:
         return path
 
 
-def _run_into(p, params_file, notebooks, notebooks_dir, out_dir: Path, final_dir: Path, *,
-              kernel_name, include_input, cwd, timeout, run_info, progress,
-              record: RunRecord, start: float) -> Path:
+@dataclass(frozen=True)
+class _Run:
+    """What one run executes: validated params, where they came from, its notebooks, the
+    record of what ran before them and when the run began (``time.perf_counter()``)."""
+
+    params: dict[str, Any]
+    params_file: str
+    notebooks: tuple[Path, ...]
+    notebooks_dir: Path
+    record: RunRecord
+    start: float
+
+
+def _run_into(run: _Run, out_dir: Path, final_dir: Path, *, cwd, progress: bool,
+              options: ReportOptions) -> Path:
     import yaml
+
+    p, params_file, record, start = run.params, run.params_file, run.record, run.start
 
     (out_dir / "params.yaml").write_text(
         yaml.safe_dump(p, sort_keys=False, allow_unicode=True), encoding="utf-8")
@@ -307,7 +345,7 @@ def _run_into(p, params_file, notebooks, notebooks_dir, out_dir: Path, final_dir
         "run": p["run"],
         "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "params_file": params_file, "mtbc_version": __version__}
-    commit = _git_commit(Path(notebooks_dir))
+    commit = _git_commit(run.notebooks_dir)
     if commit:
         info["git_commit"] = commit
     info["python"] = sys.version.split()[0]
@@ -318,14 +356,15 @@ def _run_into(p, params_file, notebooks, notebooks_dir, out_dir: Path, final_dir
         info[f"model {e.label}"] = e.weights
     if record.fixture_weights:
         info["fixture_weights"] = record.fixture_weights
-    info.update(run_info or {})
+    info.update(options.run_info or {})
     info["params"] = p
     title = p["title"] or f"mtbc reports: {p['run']}"
     page = IndexPage(title=title, run_info=info, not_run=record.not_run)
     try:
-        reports = execute_notebooks(notebooks, params=p_run, out_dir=out_dir,
-                                    kernel_name=kernel_name, include_input=include_input,
-                                    cwd=cwd, timeout=timeout, progress=progress)
+        reports = execute_notebooks(run.notebooks, params=p_run, out_dir=out_dir,
+                                    kernel_name=options.kernel_name,
+                                    include_input=options.include_input, cwd=cwd,
+                                    timeout=options.timeout, progress=progress)
     except NotebookFailed as exc:
         info["seconds"] = f"{time.perf_counter() - start:.1f}"
         info["status"] = f"FAILED: {exc.notebook.stem} ({exc.where()})"

@@ -22,7 +22,7 @@ _PUBLIC = {
     "metrics": ("METRIC_NAMES", "average_precision_at_k", "jaccard", "ndcg_at_k",
                 "precision_at_k", "query_metrics"),
     "retrieval": ("Candidate", "RetrievalSystem", "score_queries"),
-    "search": ("Neighbours", "neighbours", "playlist_path", "playlist_walk"),
+    "search": ("KeepGroup", "Neighbours", "neighbours", "playlist_path", "playlist_walk"),
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -27,8 +27,14 @@ from mtbc.data.collection import open_collection
 from mtbc.extractors import Extractor, get_extractor
 from mtbc.files import atomic_write, content_hash
 from mtbc.similarity.errors import SimilarityInputError
-from mtbc.similarity.index import IndexKey, IndexOptions, cached_index
-from mtbc.similarity.search import group_codes_of, neighbours, playlist_path, playlist_walk
+from mtbc.similarity.index import IndexKey, IndexOptions, VectorIndex, Whitener, cached_index
+from mtbc.similarity.search import (
+    KeepGroup,
+    group_codes_of,
+    neighbours,
+    playlist_path,
+    playlist_walk,
+)
 
 
 @dataclass(frozen=True)
@@ -78,15 +84,40 @@ class Query:
     path: str | None = None
 
 
+@dataclass(frozen=True)
+class SearchSpace:
+    """The space a :class:`CollectionIndex` searches.
+
+    Attributes
+    ----------
+    layer : int
+        The extractor layer searched.
+    vectors : numpy.ndarray of shape (n_tracks, dim)
+        Track means at that layer, before any whitening.
+    index : VectorIndex
+        The faiss index over the (whitened) vectors.
+    whitener : Whitener or None
+        The PCA whitening fitted on the collection (``None``: not whitened).
+    reused : bool
+        Whether the index file was reused rather than built.
+    """
+
+    layer: int
+    vectors: np.ndarray
+    index: VectorIndex
+    whitener: Whitener | None
+    reused: bool
+
+
 class CollectionIndex:
     """One collection's tracks, their vectors at one layer and the faiss index over them."""
 
-    def __init__(self, opts: SearchOptions, tracks: pd.DataFrame, vectors: np.ndarray,
-                 extractor: Extractor, store: EmbeddingStore, layer: int, reused: bool,
-                 index, whitener, n_missing: int):
-        self.opts, self.tracks, self.vectors = opts, tracks, vectors
-        self.extractor, self.store, self.layer = extractor, store, layer
-        self.index, self.whitener, self.reused, self.n_missing = index, whitener, reused, n_missing
+    def __init__(self, opts: SearchOptions, tracks: pd.DataFrame, space: SearchSpace, *,
+                 extractor: Extractor, store: EmbeddingStore, n_missing: int):
+        self.opts, self.tracks, self.vectors = opts, tracks, space.vectors
+        self.extractor, self.store, self.layer = extractor, store, space.layer
+        self.index, self.whitener, self.reused = space.index, space.whitener, space.reused
+        self.n_missing = n_missing
         self.groups = group_codes_of(tracks)
 
     @classmethod
@@ -115,8 +146,8 @@ class CollectionIndex:
         name = f"{fp}-L{layer}{'-white' if opts.whiten else ''}"
         path = root / coll.name / name
         index, whitener, reused = cached_index(vectors, path, key=key, options=opts.index)
-        return cls(opts, tracks, vectors, extractor, store, layer, reused, index, whitener,
-                   int((~have).sum()))
+        return cls(opts, tracks, SearchSpace(layer, vectors, index, whitener, reused),
+                   extractor=extractor, store=store, n_missing=int((~have).sum()))
 
     # ----------------------------------------------------------------- queries
     def _space(self, v: np.ndarray) -> np.ndarray:
@@ -191,8 +222,9 @@ class CollectionIndex:
             q.exclude = self._near_duplicates(q, near.positions)
         found = neighbours(self.index, q.vector, k=k, groups=self.groups,
                            query_group=None if q.row is None else self.groups[q.row],
-                           exclude=q.exclude, tracks=self.tracks, query_row=q.row,
-                           include_group=include_duplicates)
+                           exclude=q.exclude,
+                           keep_group=KeepGroup(self.tracks, q.row) if include_duplicates
+                           else None)
         table = self.tracks.iloc[found.positions][["track_id", "label", "path"]]
         table = table.reset_index(drop=True)
         table.insert(0, "rank", np.arange(1, len(table) + 1))

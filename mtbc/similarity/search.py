@@ -46,10 +46,27 @@ def relation(tracks: pd.DataFrame, query: int, other: int) -> str:
     return "same group"
 
 
+@dataclass(frozen=True)
+class KeepGroup:
+    """Keep the query's group and excluded rows among the results, each flagged with its
+    relation to the query (:attr:`Neighbours.relations`).
+
+    Attributes
+    ----------
+    tracks : pandas.DataFrame, optional
+        The indexed tracks table, to name each relation (:func:`relation`).
+    query_row : int, optional
+        The query's row in ``tracks``. Without ``tracks`` and ``query_row`` every kept row
+        of the group is flagged ``"near duplicate"``.
+    """
+
+    tracks: pd.DataFrame | None = None
+    query_row: int | None = None
+
+
 def neighbours(index: VectorIndex, query: np.ndarray, *, k: int, groups: np.ndarray,
                query_group: int | None = None, exclude: Sequence[int] = (),
-               tracks: pd.DataFrame | None = None, query_row: int | None = None,
-               include_group: bool = False) -> Neighbours:
+               keep_group: KeepGroup | None = None) -> Neighbours:
     """The ``k`` nearest tracks to one query vector, its group left out.
 
     Parameters
@@ -66,15 +83,17 @@ def neighbours(index: VectorIndex, query: np.ndarray, *, k: int, groups: np.ndar
         The query's group code (``None``: a song outside the collection).
     exclude : sequence of int
         More rows to leave out (e.g. near duplicates of an outside song).
-    tracks, query_row : pandas.DataFrame, int, optional
-        Only to label relations when ``include_group`` is true.
-    include_group : bool
-        Keep the group and ``exclude`` rows, flagged in :attr:`Neighbours.relations`.
+    keep_group : KeepGroup, optional
+        Keep the group and ``exclude`` rows, flagged in :attr:`Neighbours.relations`
+        (``None``: leave them out).
 
     Returns
     -------
     Neighbours
     """
+    include_group = keep_group is not None
+    tracks = keep_group.tracks if keep_group is not None else None
+    query_row = keep_group.query_row if keep_group is not None else None
     groups = np.asarray(groups)
     out_of = set(map(int, exclude))
     if query_group is not None:

@@ -18,7 +18,12 @@ import yaml
 from mtbc import __version__
 from mtbc.reports import browser
 from mtbc.reports.display import FIXTURE_MIME, FIXTURE_TEXT, fixture_banner, record_summary
-from mtbc.reports.execute import NotebookFailed, execute_notebooks, run_reports
+from mtbc.reports.execute import (
+    NotebookFailed,
+    ReportOptions,
+    execute_notebooks,
+    run_reports,
+)
 from mtbc.reports.html import ReportInfo, notebook_to_html, write_index
 from mtbc.reports.params import ParamsError, load_params, validate_params
 
@@ -142,6 +147,17 @@ def test_include_input_keeps_code(demo_run, tmp_path):
                                    include_input=True)
     page = html.read_text()
     assert "subplots" in page and CODE_CELL.search(page)
+
+
+def test_report_options_reach_the_pages(tmp_path):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    make_notebook(nbdir / "01_ok.ipynb", "seed: int = 0  # seed", "print('fine')")
+    opts = ReportOptions(include_input=True, timeout=120, run_info={"corpus note": "xyz-42"})
+    index = run_reports({"run": "opts"}, notebooks_dir=nbdir, reports_root=tmp_path / "r",
+                        cwd=tmp_path, progress=False, options=opts)
+    assert "xyz-42" in index.read_text() and "corpus note" in index.read_text()
+    assert CODE_CELL.search((index.parent / "01_ok.html").read_text())  # code kept
 
 
 def test_failing_notebook_names_cell_and_keeps_partial(tmp_path):

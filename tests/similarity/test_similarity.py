@@ -24,7 +24,7 @@ from mtbc.similarity.metrics import (
     query_metrics,
 )
 from mtbc.similarity.retrieval import RetrievalSystem, score_queries
-from mtbc.similarity.search import neighbours, playlist_path, playlist_walk
+from mtbc.similarity.search import KeepGroup, neighbours, playlist_path, playlist_walk
 
 
 def _tracks(labels, groups=None, dup=None):
@@ -155,9 +155,12 @@ def test_same_group_and_reencoded_copy_never_returned():
     assert not {0, 1, 2} & set(got.positions.tolist())
     assert len(got.positions) == 5
     flagged = neighbours(index, X[0], k=5, groups=groups, query_group=groups[0],
-                         tracks=tracks, query_row=0, include_group=True)
+                         keep_group=KeepGroup(tracks, query_row=0))
     assert list(flagged.positions[:3]) == [0, 1, 2]
     assert flagged.relations[:3] == ("same track", "near duplicate", "same group")
+    unnamed = neighbours(index, X[0], k=5, groups=groups, query_group=groups[0],
+                         keep_group=KeepGroup())  # no table: relations cannot be named
+    assert unnamed.relations[:3] == ("near duplicate",) * 3 and unnamed.relations[3:] == ("",) * 2
 
 
 def test_copy_never_counts_as_a_hit():
