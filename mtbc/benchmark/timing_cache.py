@@ -44,7 +44,7 @@ SUBDIR = "timings"
 #: ``timing_source`` of rows measured by this call.
 MEASURED = "measured in this run"
 #: Environment variables that change how a model runs (threads, bf16 policy).
-_ENV_KEYS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", CPU_BF16_ENV)
+_ENV_KEYS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", CPU_BF16_ENV)
 #: The code whose changes change the figures: the measurement and every extractor.
 _CODE_GLOBS = (("benchmark", "measure.py"), ("benchmark", "timing.py"),
                ("benchmark", "models.py"), ("extractors", "*.py"), ("data", "audio.py"))
@@ -62,19 +62,35 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_identity() -> dict[str, Any]:
-    """What identifies this machine for timing: architecture, CPU model, CPU count, the
-    environment's thread and bf16 settings, the CPU's bf16 support, the GPU's name (when
-    CUDA is available) and torch's version."""
+def _gpu_names() -> list[str]:
+    """The NVIDIA GPUs' model names as the driver lists them (``/proc/driver/nvidia``), read
+    without initialising CUDA in this process (a context here would take GPU memory from
+    the model measured in its subprocess); with the CUDA device count when there is no such
+    list."""
     import torch  # heavy: imported where the GPU is asked about
 
-    gpu = None
-    if torch.cuda.is_available():
-        gpu = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    names = []
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        try:
+            for line in info.read_text(encoding="utf-8", errors="replace").splitlines():
+                if line.startswith("Model:"):
+                    names.append(line.split(":", 1)[1].strip())
+        except OSError:
+            continue
+    return names or [f"{torch.cuda.device_count()} CUDA device(s)"]
+
+
+def machine_identity() -> dict[str, Any]:
+    """What identifies this machine for timing: architecture, CPU model, CPU count, the
+    environment's thread, bf16 and visible-GPU settings, the CPU's bf16 support, the GPUs'
+    names (when CUDA is available) and torch's version (and its CUDA's)."""
+    import torch  # heavy: imported where the GPU is asked about
+
+    gpu = _gpu_names() if torch.cuda.is_available() else None
     return {"machine": platform.machine(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
             "env": {k: os.environ.get(k) for k in _ENV_KEYS},
             "cpu_bf16": bool(cpu_bf16_capability()["native"]), "gpu": gpu,
-            "torch": torch.__version__}
+            "torch": torch.__version__, "torch_cuda": torch.version.cuda}
 
 
 def code_stamp() -> str:

@@ -95,9 +95,11 @@ def test_a_changed_version_machine_or_workload_measures_again(tmp_path, worker, 
                                                                        "torch": "0.0.1"})
     elif change == "cpu":
         monkeypatch.setattr(timing_cache, "_cpu_model", lambda: "Another CPU @ 1.0GHz")
-    elif change == "gpu":
-        monkeypatch.setattr(timing_cache, "machine_identity", lambda: {**machine,
-                                                                       "gpu": ["NVIDIA H100"]})
+    elif change == "gpu":  # a GPU appears (the driver's model name, CUDA not started)
+        import torch
+
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(timing_cache, "_gpu_names", lambda: ["NVIDIA H100 80GB HBM3"])
     elif change == "workload":
         options = BenchOptions(device="cpu", dtypes=["float32"], batch_sizes=[1, 8],
                                clip_seconds=2.0)
