@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="stop when any model's weights are missing (default: run the others "
                         "and name the missing ones in every report)")
+    p.add_argument("--remeasure", action="store_true",
+                   help="time every model again in notebook 07 and replace its kept timings "
+                        "(default: reuse timings measured on this machine with the same "
+                        "versions, model and workload)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="render the demo corpus (offline, deterministic)",

@@ -266,6 +266,7 @@ def cmd_run(args) -> int:
     if not args.notebooks.is_dir():
         raise UsageError(f"--notebooks {args.notebooks}: no such folder; give the folder of "
                          f"numbered notebooks")
-    index = run(args.params, notebooks_dir=args.notebooks, strict=args.strict or None)
+    index = run(args.params, notebooks_dir=args.notebooks, strict=args.strict or None,
+                remeasure=args.remeasure)
     print(f"\nreports: {index}")
     return 0

@@ -114,17 +114,25 @@ def prepare(params: Mapping[str, Any], *, strict: bool | None = None,
 
 def run(params_path: str | os.PathLike | Mapping[str, Any], *,
         notebooks_dir: str | os.PathLike = "notebooks", reports_root: str | os.PathLike | None
-        = None, strict: bool | None = None, progress: bool = True) -> Path:
+        = None, strict: bool | None = None, remeasure: bool = False,
+        progress: bool = True) -> Path:
     """The whole study; returns the path of the run's ``index.html``.
 
     The notebooks see only the extractors that ran; the ones that did not are in the run
-    record with their reason and fix.
+    record with their reason and fix. ``remeasure`` (``mtbc run --remeasure``) gives every
+    notebook that declares it ``remeasure: true`` (07: time every model again instead of
+    reusing the timing cache).
     """
     start = time.perf_counter()
     if isinstance(params_path, Mapping):
         params = validate_params(params_path, source="<params dict>")
     else:
         params = load_params(params_path)
+    if remeasure:  # over the params file's own value, wherever it set one
+        params = {**params, "params": {**params["params"], "remeasure": True},
+                  "notebook_params": {name: {**values, "remeasure": True} if "remeasure"
+                                      in values else values
+                                      for name, values in params["notebook_params"].items()}}
     demo_dir = (params.get("demo") or {}).get("out_dir")
     if params["collection"] == "demo" and demo_dir:  # notebooks must find the same corpus
         params = {**params, "collection": f"demo:{Path(demo_dir).resolve()}"}

@@ -26,7 +26,9 @@ mean nothing, and every table says which weights a row used.
 
 Modules: :mod:`~mtbc.benchmark.timing` (primitives), :mod:`~mtbc.benchmark.models` (keys,
 options), :mod:`~mtbc.benchmark.measure` (one model, the worker),
-:mod:`~mtbc.benchmark.rows` (every model, ``compute.json``), :mod:`~mtbc.benchmark.tables`
+:mod:`~mtbc.benchmark.rows` (every model, ``compute.json``),
+:mod:`~mtbc.benchmark.timing_cache` (timings kept per machine, version, model and workload),
+:mod:`~mtbc.benchmark.tables`
 (notebook 07's tables), :mod:`~mtbc.benchmark.decode` (decode cost); imported on demand
 because they reach into the evaluation engine: :mod:`~mtbc.benchmark.precision` (bf16 vs
 fp32 on a run's tracks) and :mod:`~mtbc.benchmark.suite` (``mtbc bench``).
@@ -68,9 +70,10 @@ from mtbc.benchmark.timing import (
     peak_rss_mib,
     synthetic_clip,
 )
+from mtbc.benchmark.timing_cache import TimingCache
 
-__all__ = ["RANDOM", "ROW_FIELDS", "BenchOptions", "agreement_table", "bench_rows",
-           "best_time", "claimed_compute", "cosine_per_layer", "decode_costs",
+__all__ = ["RANDOM", "ROW_FIELDS", "BenchOptions", "TimingCache", "agreement_table",
+           "bench_rows", "best_time", "claimed_compute", "cosine_per_layer", "decode_costs",
            "matmul_peak_tflops", "measure_isolated", "measure_model", "memory_frame",
            "model_key", "model_keys", "models_for_run", "ours_beside_claims", "peak_cuda_mib",
            "peak_rss_mib", "read_rows", "rows_frame", "rows_path", "skipped_frame",

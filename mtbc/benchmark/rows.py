@@ -17,6 +17,7 @@ from typing import Any
 from mtbc import config
 from mtbc.benchmark.measure import json_default, measure_model
 from mtbc.benchmark.models import RANDOM, BenchOptions, model_keys
+from mtbc.benchmark.timing_cache import TimingCache, timing_fingerprint
 from mtbc.extractors import extractor_class
 from mtbc.extractors.base import cpu_bf16_capability, resolve_device
 from mtbc.files import atomic_write
@@ -49,7 +50,8 @@ def measure_isolated(key: str, model_options: Mapping[str, Any] | None = None,
 
 def bench_rows(models: Mapping[str, Mapping[str, Any]] | Sequence[str],
                options: BenchOptions | None = None, *, isolate: bool = True,
-               progress: bool = False) -> dict[str, list[dict]]:
+               progress: bool = False, timings: TimingCache | None = None
+               ) -> dict[str, list[dict]]:
     """Every figure, for every model: ``{"rows": [...], "agreement": [...], "failed": [...]}``.
 
     Parameters
@@ -60,9 +62,14 @@ def bench_rows(models: Mapping[str, Mapping[str, Any]] | Sequence[str],
     options : the workload (:class:`BenchOptions`); ``budget_s`` applies per model.
     isolate : one subprocess per model (``False``: in this process; peak memory then mixed).
     progress : print a line per model.
+    timings : the timing cache (:class:`mtbc.benchmark.TimingCache`, notebook 07): a model
+        whose machine, versions, options and workload match a stored entry is not measured
+        again (its rows say ``cached (measured <date>)``); a measured one is stored.
+        ``None`` (``mtbc bench``): every model measured, nothing stored.
 
-    Rows carry :data:`mtbc.benchmark.ROW_FIELDS` plus ``label``. A model that cannot be
-    measured is listed in ``failed`` with the reason; it never stops the rest.
+    Rows carry :data:`mtbc.benchmark.ROW_FIELDS` plus ``label`` (and, with ``timings``,
+    ``timing_source`` and ``measured_at``). A model that cannot be measured is listed in
+    ``failed`` with the reason; it never stops the rest (and is not stored).
 
     Examples
     --------
@@ -78,6 +85,16 @@ def bench_rows(models: Mapping[str, Mapping[str, Any]] | Sequence[str],
         models = {k: {"key": k, "options": None} for k in models}
     out: dict[str, list[dict]] = {"rows": [], "agreement": [], "failed": []}
     for label, spec in models.items():
+        fingerprint = (None if timings is None else
+                       timing_fingerprint(spec["key"], spec.get("options"), options,
+                                          isolate=isolate))
+        result = None if fingerprint is None else timings.lookup(fingerprint)
+        if result is not None:
+            if progress:
+                print(f"{label} ({spec['key']}): {result['rows'][0]['timing_source']}",
+                      flush=True)
+            _add(out, label, result)
+            continue
         if progress:
             print(f"measuring {label} ({spec['key']}) on {device} ...", flush=True)
         model_options, weights_label = spec.get("options"), None
@@ -96,11 +113,16 @@ def bench_rows(models: Mapping[str, Mapping[str, Any]] | Sequence[str],
                 out["failed"].append({"label": label, "model": spec["key"],
                                       "reason": f"{type(exc).__name__}: {exc}"})
                 continue
-        for row in result["rows"]:
-            out["rows"].append({"label": label, **row})
-        for row in result["agreement"]:
-            out["agreement"].append({"label": label, **row})
+        if fingerprint is not None:
+            result = timings.store(fingerprint, result)
+        _add(out, label, result)
     return out
+
+
+def _add(out: dict[str, list[dict]], label: str, result: Mapping[str, Any]) -> None:
+    """One model's rows and agreement records into ``out``, labelled."""
+    for part in ("rows", "agreement"):
+        out[part].extend({"label": label, **row} for row in result[part])
 
 
 def write_rows(result: Mapping[str, Any], path: str | os.PathLike) -> Path:

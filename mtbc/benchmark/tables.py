@@ -21,9 +21,18 @@ def _frame(result: Mapping[str, Any] | Sequence[dict]) -> pd.DataFrame:
     return frame
 
 
+def _with_source(out: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """``out`` with a ``timing`` column (measured in this run, or cached and when) when the
+    rows came through the timing cache (:class:`mtbc.benchmark.TimingCache`)."""
+    if "timing_source" in frame and frame["timing_source"].notna().any():
+        out["timing"] = frame["timing_source"].fillna("-").to_numpy()
+    return out
+
+
 def rows_frame(result: Mapping[str, Any] | Sequence[dict]) -> pd.DataFrame:
     """Speed, one row per timed (model, precision, batch size): seconds per 30 s clip,
-    audio-s/s, TFLOP/s and their share of the same-run matmul peak."""
+    audio-s/s, TFLOP/s and their share of the same-run matmul peak (and ``timing``: measured
+    in this run or cached, when the timing cache was used)."""
     frame = _frame(result)
     frame = frame[frame["seconds_per_clip"].notna()] if len(frame) else frame
     out = pd.DataFrame({
@@ -35,25 +44,25 @@ def rows_frame(result: Mapping[str, Any] | Sequence[dict]) -> pd.DataFrame:
         "TFLOP/s": [None if v is None or v != v else round(v, 3) for v in frame["tflops"]],
         "% of matmul peak": [f"{100 * v:.0f}%" if v is not None and v == v else "-"
                              for v in frame["peak_fraction"]]})
-    return out.reset_index(drop=True)
+    return _with_source(out, frame).reset_index(drop=True)
 
 
 def memory_frame(result: Mapping[str, Any] | Sequence[dict]) -> pd.DataFrame:
     """Size and memory, one row per model: parameters, weights on disk, load time, the
-    subprocess's peak RAM and the peak GPU memory."""
+    subprocess's peak RAM and the peak GPU memory (and ``timing``, as in :func:`rows_frame`)."""
     frame = _frame(result)
     if not len(frame):
         return pd.DataFrame(columns=["label", "model", "weights", "params", "weights MB",
                                      "load s", "peak RSS MiB", "peak VRAM MiB"])
     first = frame.groupby("label", sort=False).first().reset_index()
-    return pd.DataFrame({
+    return _with_source(pd.DataFrame({
         "label": first["label"], "model": first["model"], "weights": first["weights_kind"],
         "params": [f"{p / 1e6:.1f}M" if p else "-" for p in first["params"]],
         "weights MB": first["weights_mb"].astype(float).round(1),
         "load s": first["load_s"].astype(float).round(2),
         "peak RSS MiB": first["peak_rss_mib"].astype(float).round(0),
         "peak VRAM MiB": ["-" if v is None or v != v else round(v) for v in
-                          first["peak_vram_mib"]]})
+                          first["peak_vram_mib"]]}), first)
 
 
 def skipped_frame(result: Mapping[str, Any] | Sequence[dict]) -> pd.DataFrame:

@@ -199,6 +199,7 @@ VALUE_RULES: dict[str, tuple[Any, str]] = {
     "tag_probes": _names_in("linear", "mlp"),
     "protocol": ((lambda v: v in ("default", "marble")), "'default' or 'marble'"),
     "isolate": ((lambda v: isinstance(v, bool)), "true or false"),
+    "remeasure": ((lambda v: isinstance(v, bool)), "true or false"),
 }
 
 
