@@ -64,8 +64,9 @@ class FoldData:
 class FoldPrediction:
     """What a system returns for one fold: the test tracks' ``scores`` (``(n_test, K)``),
     the chosen ``layer`` and hyperparameter (``param`` = ``value``) with their validation
-    scores, and the evidence per candidate for the layer curves (``layer_records``,
-    ``test_records``: candidate -> what the task records)."""
+    scores, the evidence per candidate for the layer curves (``layer_records``,
+    ``test_records``: candidate -> what the task records), and ``n_train``, the tracks the
+    final probe saw when not the fold's refit tracks (early stopping)."""
 
     scores: np.ndarray
     layer: Any = "-"
@@ -76,6 +77,7 @@ class FoldPrediction:
     n_valid: int | None = None
     layer_records: dict = field(default_factory=dict)
     test_records: dict = field(default_factory=dict)
+    n_train: int | None = None
 
 
 class System(ABC):
@@ -138,7 +140,8 @@ def run_folds(task: Task, system: System, folds: list, options: EvalOptions) -> 
         names += [fold.name] * len(fold.test)
         records.append(FoldRecord(
             fold=fold.name, layer=out.layer, param=out.param, value=out.value,
-            n_train=len(refit), n_test=len(fold.test), val_score=out.val_score,
+            n_train=len(refit) if out.n_train is None else out.n_train,
+            n_test=len(fold.test), val_score=out.val_score,
             layer_val_score=out.layer_val_score, n_valid=out.n_valid,
             convergence_warnings=n_warn))
     return FoldOutcome(np.concatenate(rows), np.concatenate(scores), names, records,

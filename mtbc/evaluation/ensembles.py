@@ -108,6 +108,15 @@ class Concatenation(System):
         single = task.spec(o.probe, seed=seed, params=self.params, Cs=o.Cs)
         return fused, single.ranker(self.selection)
 
+    def means_view(self, model: str):
+        """Track rows -> the model's track means (each track is one row of ``means``)."""
+        view, design = self.views[model], self.design
+
+        def means(cand, rows):
+            return view(cand, design.segments(rows)[0])
+
+        return means
+
     def _view(self, cand, segs):
         return np.hstack([self.views[m](c, segs) for m, c in zip(self.models, cand,
                                                                   strict=True)])
@@ -116,8 +125,8 @@ class Concatenation(System):
         spec, ranker = self.specs(task, self.seed)
         chosen, records = [], {}
         for m in self.models:  # each model's layer, chosen as for that model alone
-            choice = choose(Search(task, self.design, self.views[m], data.inner), self.cands[m],
-                            ranker)
+            choice = choose(Search(task, self.design, self.views[m], data.inner,
+                                   self.means_view(m)), self.cands[m], ranker)
             chosen.append(choice.candidate)
             for c, e in choice.by_candidate.items():
                 records[(m, c)] = task.record(choice.val_rows, e.score, e.evidence)

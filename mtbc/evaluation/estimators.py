@@ -140,29 +140,32 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
 class MLPProbe(ClassifierMixin, BaseEstimator):
     """Standardisation + ``Linear(dim, hidden) -> ReLU -> Dropout -> Linear(hidden, classes)``.
 
-    Trained with Adam on cross-entropy for exactly ``max_epochs`` epochs of shuffled
-    mini-batches (the protocol chooses the epoch count on validation tracks). Weights are kept
-    as numpy arrays (``coefs_``, ``intercepts_``), so predicting needs no torch.
+    Trained with Adam on cross-entropy for ``max_epochs`` epochs of shuffled mini-batches, or
+    fewer with early stopping (``patience`` and a ``monitor`` passed to ``fit``: the
+    protocol's validation loss on grouped validation tracks). Weights are kept as numpy arrays
+    (``coefs_``, ``intercepts_``), so predicting needs no torch.
 
     ``fit(X, y, eval_X=...)`` also stores ``eval_proba_``: the probabilities of ``eval_X`` after
-    every epoch (list of ``(n_eval, n_classes)``), which is how epochs are chosen.
+    every epoch (list of ``(n_eval, n_classes)``).
     """
 
     def __init__(self, hidden: int = 512, dropout: float = 0.2, *, lr: float = 1e-3,
                  weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 100,
-                 scaler=None, random_state=None):
+                 patience: int | None = 10, scaler=None, random_state=None):
         self.hidden = hidden
         self.dropout = dropout
         self.lr = lr
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.max_epochs = max_epochs
+        self.patience = patience
         self.scaler = scaler
         self.random_state = random_state
 
-    def fit(self, X, y, *, eval_X=None):
-        """Train for ``max_epochs`` on ``X (n, dim)``, labels ``y (n,)``; with ``eval_X``
-        keep its probabilities after every epoch (``eval_proba_``)."""
+    def fit(self, X, y, *, eval_X=None, monitor=None):
+        """Train on ``X (n, dim)``, labels ``y (n,)``; with ``eval_X`` keep its probabilities
+        after every epoch (``eval_proba_``); with ``monitor(proba) -> loss`` too, stop early
+        (``patience``) and keep the best epoch's weights (``best_epoch_``)."""
         import torch  # optional heavy dependency: only MLP training needs torch
         import torch.nn.functional as F
 
@@ -190,9 +193,17 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
         def softmax(logits):
             return torch.softmax(logits, dim=1).numpy()
 
+        classes = self.classes_
+
+        def full(proba):  # columns of the classes seen in training, in y's label space
+            return proba if monitor is None else monitor(proba, classes)
+
+        self.best_epoch_ = None
         self.coefs_, self.intercepts_, self.eval_proba_ = train_mlp(
-            self, xt, len(self.classes_), loss, gen=gen, eval_x=xe, output=softmax)
-        self.n_iter_ = int(self.max_epochs)
+            self, xt, len(self.classes_), loss, gen=gen, eval_x=xe, output=softmax,
+            monitor=None if monitor is None else full)
+        self.n_iter_ = len(self.eval_proba_) if self.eval_proba_ is not None else int(
+            self.max_epochs)
         return self
 
     def predict_proba(self, X):
@@ -243,7 +254,7 @@ class BlockStandardizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return ((X - self.mean_) / self.scale_).astype(X.dtype, copy=False)
 
 
-def train_mlp(probe, x, n_out: int, loss, *, gen, eval_x=None, output=None):
+def train_mlp(probe, x, n_out: int, loss, *, gen, eval_x=None, output=None, monitor=None):
     """The one MLP training loop of mtbc's probes (single-label and tagging).
 
     ``Linear(dim, hidden) -> ReLU -> Dropout -> Linear(hidden, n_out)``, initialised as
@@ -253,6 +264,10 @@ def train_mlp(probe, x, n_out: int, loss, *, gen, eval_x=None, output=None):
     is the batch loss of the rows ``idx`` (cross-entropy, or masked binary cross-entropy for
     tags); ``gen`` is the seeded ``torch.Generator`` behind initialisation, shuffling and
     dropout masks. With ``eval_x``, ``output(logits)`` of it is kept after every epoch.
+
+    Early stopping: with ``monitor(output) -> validation loss`` (and ``eval_x``), training
+    stops once ``probe.patience`` epochs have not improved the lowest loss, and the weights
+    of that best epoch are returned (``probe.best_epoch_`` is set to it, 1-based).
 
     Returns ``(coefs, intercepts, eval_outputs)``: the weights as numpy arrays
     ``[(dim, hidden), (hidden, n_out)]`` and ``[(hidden,), (n_out,)]``, and the list of
@@ -273,7 +288,10 @@ def train_mlp(probe, x, n_out: int, loss, *, gen, eval_x=None, output=None):
     batch = max(1, min(int(probe.batch_size), n))
     keep = 1.0 - probe.dropout
     outputs = [] if eval_x is not None else None
-    for _ in range(int(probe.max_epochs)):
+    params = [w1, b1, w2, b2]
+    best = (np.inf, 0, None)  # (loss, epoch, weights)
+    patience = getattr(probe, "patience", None)
+    for epoch in range(1, int(probe.max_epochs) + 1):
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n, batch):
             idx = perm[start:start + batch]
@@ -287,6 +305,15 @@ def train_mlp(probe, x, n_out: int, loss, *, gen, eval_x=None, output=None):
         if eval_x is not None:
             with torch.no_grad():
                 outputs.append(output(torch.relu(eval_x @ w1 + b1) @ w2 + b2))
+            if monitor is not None:
+                value = float(monitor(outputs[-1]))
+                if value < best[0]:
+                    best = (value, epoch, [p.detach().clone() for p in params])
+                elif patience is not None and epoch - best[1] >= int(patience):
+                    break
+    if monitor is not None and best[2] is not None:
+        w1, b1, w2, b2 = best[2]
+        probe.best_epoch_ = best[1]
     coefs = [w1.detach().numpy().copy(), w2.detach().numpy().copy()]
     intercepts = [b1.detach().numpy().copy(), b2.detach().numpy().copy()]
     return coefs, intercepts, outputs

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mtbc.evaluation.data import Design, View
+from mtbc.evaluation.ranking import MeansView, ridge_paths
 from mtbc.evaluation.specs import Spec
 from mtbc.evaluation.tasks import Task
 
@@ -47,28 +48,58 @@ class Choice:
 @dataclass(frozen=True)
 class Search:
     """What :func:`choose` searches: the ``task``, the ``design`` (segments by track), the
-    ``view`` of candidates' features and the ``inner`` (train, valid) folds."""
+    ``view`` of candidates' features, the ``inner`` (train, valid) folds and, for the
+    closed-form ridge ranking, ``means``: the candidates' track-mean features by track row
+    (``None``: averaged from the segments when needed)."""
 
     task: Task
     design: Design
     view: View
     inner: Sequence
+    means: MeansView | None = None
+
+    def track_means(self) -> MeansView:
+        """``means``, or the mean of each track's segments in ``view``."""
+        if self.means is not None:
+            return self.means
+
+        def mean_of_segments(cand, rows):
+            segs, counts = self.design.segments(rows)
+            return Design.track_mean(self.view(cand, segs), counts)
+
+        return mean_of_segments
 
 
-def choose(search: Search, candidates: Sequence, spec: Spec) -> Choice:
-    """Best (candidate, grid value) of ``spec`` by the task's pooled validation score."""
-    task, design, view, inner = search.task, search.design, search.view, search.inner
-    val_rows = np.concatenate([va for _, va in inner])
-    best, by_candidate = None, {}
+def candidate_paths(search: Search, candidates: Sequence, spec: Spec) -> dict:
+    """``{candidate: [inner fold][grid value] -> validation track scores}``: the ridge
+    ranking for all candidates at once (:mod:`mtbc.evaluation.ranking`), else ``spec``'s
+    path on each candidate's segments."""
+    task, design, view = search.task, search.design, search.view
+    if spec.kind == "ridge":
+        return ridge_paths(search.track_means(), list(candidates), search.inner,
+                           task.ridge_targets, spec.grid,
+                           classes=task.name == "classification")
+    out = {}
     for cand in candidates:
         fold_scores = []
-        for tr, va in inner:
+        for tr, va in search.inner:
             s_tr, _ = design.segments(tr)
             s_va, c_va = design.segments(va)
             path = spec.path(view(cand, s_tr), task.targets(design.seg_track[s_tr]),
                              view(cand, s_va))
             fold_scores.append([design.track_mean(s, c_va) for s in path])
-        values, evidence = task.grid_scores(fold_scores, inner)
+        out[cand] = fold_scores
+    return out
+
+
+def choose(search: Search, candidates: Sequence, spec: Spec) -> Choice:
+    """Best (candidate, grid value) of ``spec`` by the task's pooled validation score."""
+    task, inner = search.task, search.inner
+    val_rows = np.concatenate([va for _, va in inner])
+    best, by_candidate = None, {}
+    paths = candidate_paths(search, candidates, spec)
+    for cand in candidates:
+        values, evidence = task.grid_scores(paths[cand], inner)
         g = int(np.argmax(values))  # first maximum: the simpler model on ties
         by_candidate[cand] = CandidateScore(float(values[g]), spec.grid[g], evidence[g])
         if best is None or values[g] > best.score:
@@ -80,10 +111,13 @@ def fit_fold(search: Search, candidates: Sequence, refit_rows: np.ndarray, spec:
              ranker: Spec) -> tuple[Any, Choice, Choice]:
     """Choose on validation, refit on ``refit_rows``: (fitted probe, layer choice, param
     choice). ``ranker`` ranks the candidates; ``spec``'s own grid is then searched on the
-    chosen candidate when the two differ."""
+    chosen candidate when the two differ -- except the MLP's epochs, which early stopping
+    chooses (:func:`fit_early_stopping`)."""
     layer_choice = choose(search, candidates, ranker)
     if ranker is spec or spec.kind == ranker.kind:
         param_choice = layer_choice
+    elif spec.kind == "mlp":
+        param_choice = fit_early_stopping(search, layer_choice.candidate, spec)
     else:
         param_choice = choose(search, [layer_choice.candidate], spec)
     design = search.design
@@ -92,6 +126,29 @@ def fit_fold(search: Search, candidates: Sequence, refit_rows: np.ndarray, spec:
                      search.view(layer_choice.candidate, segs),
                      search.task.targets(design.seg_track[segs]))
     return probe, layer_choice, param_choice
+
+
+def fit_early_stopping(search: Search, candidate, spec: Spec) -> Choice:
+    """The MLP's number of epochs by early stopping: trained on the first validation fold's
+    training tracks, it stops when the loss on that fold's validation tracks (track scores:
+    the mean of their segments') has not improved for ``patience`` epochs. Returns the
+    :class:`Choice` (``value``: the best epoch) that the refit then uses."""
+    task, design, view = search.task, search.design, search.view
+    tr, va = search.inner[0]
+    s_tr, _ = design.segments(tr)
+    s_va, c_va = design.segments(va)
+
+    def monitor(seg_scores):
+        return task.validation_loss(va, design.track_mean(seg_scores, c_va))
+
+    probe = spec.fit_monitored(spec.estimator(spec.grid[-1]), view(candidate, s_tr),
+                               task.targets(design.seg_track[s_tr]), view(candidate, s_va),
+                               monitor)
+    epoch = int(probe.best_epoch_ or len(spec.grid))
+    scores = design.track_mean(spec.epoch_scores(probe, epoch), c_va)
+    values, evidence = task.grid_scores([[scores]], [(tr, va)])
+    score = CandidateScore(float(values[0]), epoch, evidence[0])
+    return Choice(candidate, epoch, float(values[0]), va, {candidate: score})
 
 
 def predict_tracks(probe, spec: Spec, search: Search, candidate, rows: np.ndarray

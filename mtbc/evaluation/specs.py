@@ -21,11 +21,10 @@ from mtbc.evaluation.estimators import (
     LinearProbe,
     MLPProbe,
     make_scaler,
-    safe_std,
 )
+from mtbc.evaluation.ranking import RIDGE_ALPHAS
 from mtbc.evaluation.tag_estimators import MultiLabelLinearProbe, MultiLabelMLPProbe
 
-RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 SELECTIONS = ("auto", "probe", "linear", "ridge")
 #: Options of the linear probe that carry over when it ranks layers for the MLP.
 _LINEAR_KEEP = ("scaler", "max_iter", "tol")
@@ -38,12 +37,6 @@ def expand_classes(proba: np.ndarray, present: np.ndarray, n_classes: int) -> np
     out = np.zeros((len(proba), n_classes), dtype=proba.dtype)
     out[:, present] = proba
     return out
-
-
-def standardise(xtr: np.ndarray, xva: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = xtr.mean(axis=0, dtype=np.float64)
-    std = safe_std(mean, xtr.std(axis=0, dtype=np.float64))
-    return (((xtr - mean) / std).astype(np.float32), ((xva - mean) / std).astype(np.float32))
 
 
 @dataclass(frozen=True)
@@ -96,6 +89,15 @@ class ProbeSpec(Spec):
     def fit(self, probe, x: np.ndarray, y: np.ndarray):
         return probe.fit(x, y)
 
+    def fit_monitored(self, probe, x, y, x_eval, monitor):
+        """Fit the MLP with early stopping on ``monitor(scores of x_eval) -> loss``."""
+        return probe.fit(x, y, eval_X=x_eval, monitor=lambda p, classes: monitor(
+            expand_classes(p, classes, self.n_classes)))
+
+    def epoch_scores(self, probe, epoch: int) -> np.ndarray:
+        """The evaluation scores after ``epoch`` (1-based) of a monitored fit."""
+        return expand_classes(probe.eval_proba_[epoch - 1], probe.classes_, self.n_classes)
+
     def predict(self, probe, x: np.ndarray) -> np.ndarray:
         return expand_classes(probe.predict_proba(x), probe.classes_, self.n_classes)
 
@@ -104,7 +106,8 @@ class ProbeSpec(Spec):
         k = self.n_classes
         present = np.unique(ytr)
         if self.kind == "ridge":
-            return ridge_path(xtr, ytr, xva, k)
+            raise ValueError("the ridge ranking scores candidates in a batch "
+                             "(mtbc.evaluation.ranking.ridge_paths)")
         if len(present) < 2:  # a degenerate split: predict the only class
             one = np.zeros((len(xva), k))
             one[:, present] = 1.0
@@ -141,6 +144,14 @@ class TagSpec(Spec):
     def fit(self, probe, x: np.ndarray, targets: tuple[np.ndarray, np.ndarray]):
         return probe.fit(x, *targets)
 
+    def fit_monitored(self, probe, x, targets, x_eval, monitor):
+        """Fit the MLP with early stopping on ``monitor(scores of x_eval) -> loss``."""
+        return probe.fit(x, *targets, eval_X=x_eval, monitor=monitor)
+
+    def epoch_scores(self, probe, epoch: int) -> np.ndarray:
+        """The evaluation scores after ``epoch`` (1-based) of a monitored fit."""
+        return probe.eval_scores_[epoch - 1]
+
     def predict(self, probe, x: np.ndarray) -> np.ndarray:
         return probe.predict_proba(x)
 
@@ -153,33 +164,12 @@ class TagSpec(Spec):
 
 
 def resolve_selection(probe: str, selection: str, *, allowed=SELECTIONS) -> str:
-    """Validate the options; returns the resolved selection (``"auto"`` made concrete:
-    the linear probe ranks layers itself, the MLP's layers are ranked by the linear probe)."""
+    """Validate the options; returns the resolved selection (``"auto"`` made concrete: the
+    closed-form ridge ranking of :mod:`mtbc.evaluation.ranking`, for every probe)."""
     if probe not in PROBES:
         raise ValueError(f"probe must be one of {PROBES}, not {probe!r}")
     if selection not in allowed:
         raise ValueError(f"selection must be one of {tuple(allowed)}, not {selection!r}")
     if selection == "auto":
-        return "probe" if probe == "linear" else "linear"
+        return "ridge"
     return selection
-
-
-def ridge_path(xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, k: int) -> list[np.ndarray]:
-    """Closed-form ridge classifier (one-hot targets, intercept) for every strength at once."""
-    a, b = standardise(xtr, xva)
-    y = np.zeros((len(ytr), k))
-    y[np.arange(len(ytr)), ytr] = 1.0
-    ybar = y.mean(axis=0)
-    yc = y - ybar
-    n, d = a.shape
-    if n <= d:  # dual: (A A^T + alpha I)^-1
-        w, u = np.linalg.eigh((a @ a.T).astype(np.float64))
-        p = (b @ a.T).astype(np.float64) @ u
-        q = u.T @ yc
-    else:  # primal: (A^T A + alpha I)^-1
-        w, u = np.linalg.eigh((a.T @ a).astype(np.float64))
-        p = b.astype(np.float64) @ u
-        q = u.T @ (a.T.astype(np.float64) @ yc)
-    w = np.clip(w, 0.0, None)
-    scale = w.sum() / max(1, np.count_nonzero(w > w.max() * 1e-10))
-    return [p @ (q / (w + r * scale)[:, None]) + ybar for r in RIDGE_ALPHAS]

@@ -22,10 +22,17 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from mtbc.evaluation.data import Design, candidate_layers, check_features, layer_view
+from mtbc.evaluation.data import (
+    Design,
+    candidate_layers,
+    check_features,
+    layer_view,
+    track_means,
+)
 from mtbc.evaluation.engine import FoldData, FoldPrediction, System, evaluate
 from mtbc.evaluation.marble import evaluate_marble
 from mtbc.evaluation.options import EvalOptions, ProbeOptions, split_options
+from mtbc.evaluation.ranking import ridge_predict
 from mtbc.evaluation.results import MAJORITY, PROBE, ProbeResult, Provenance, TaggingResult
 from mtbc.evaluation.selection import Search, fit_fold, predict_tracks
 from mtbc.evaluation.specs import resolve_selection
@@ -55,6 +62,11 @@ class LayerProbe(System):
         self.view = layer_view(self.features)
         self.candidates = candidate_layers(o.layer, self.features.shape[1])
         self.params = dict(o.probe_params or {})
+        self.means = None
+        if self.selection == "ridge" and len(self.candidates) > 1:
+            # track means once, for the ranking of every fold (ranking module docstring)
+            self.means = layer_view(track_means(self.features, self.track_index,
+                                                len(task.tracks)))
 
     def specs(self, task: Task, seed: int):
         spec = task.spec(self.options.probe, seed=seed, params=self.params, Cs=self.options.Cs)
@@ -62,12 +74,19 @@ class LayerProbe(System):
 
     def fold(self, task: Task, data: FoldData) -> FoldPrediction:
         spec, ranker = self.specs(task, self.seed)
-        search = Search(task, self.design, self.view, data.inner)
+        search = Search(task, self.design, self.view, data.inner, self.means)
         probe, lc, pc = fit_fold(search, self.candidates, data.refit_rows, spec, ranker)
         test = data.fold.test
         scores = predict_tracks(probe, spec, search, lc.candidate, test)
         tests = {}
-        if self.options.per_layer_test:
+        if self.options.per_layer_test and ranker.kind == "ridge":
+            # the ranking's own ridge at each layer's validation-chosen strength
+            preds = ridge_predict(search.track_means(),
+                                  {c: e.value for c, e in lc.by_candidate.items()},
+                                  data.refit_rows, test, task.ridge_targets,
+                                  classes=task.name == "classification")
+            tests = {c: task.test_record(test, p) for c, p in preds.items()}
+        elif self.options.per_layer_test:
             segs, _ = self.design.segments(data.refit_rows)
             targets = task.targets(self.design.seg_track[segs])
             for cand, entry in lc.by_candidate.items():

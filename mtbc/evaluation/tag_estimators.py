@@ -67,44 +67,36 @@ class MultiLabelLinearProbe:
         return self
 
     def _fit_standardised(self, Z, Y, M, init=None):
-        """L-BFGS on the objective; with fewer samples than features in the dual form
-        ``W = Z^T A`` (the optimum lies in the span of the samples: ``n x T`` unknowns)."""
+        """L-BFGS on the objective in the primal (``d x T`` weights). The dual form
+        (``n x T`` unknowns when ``n < d``) is smaller but converged far more slowly: it
+        often ran into ``max_iter``, where the primal needs tens of iterations."""
         n, d = Z.shape
         T = Y.shape[1]
         usable = _usable(Y, M)
         Mw = (M & usable[None, :]).astype(np.float64)
         prior = _prior_logit(Y, M)
-        dual = n < d
-        K = Z @ Z.T if dual else None
-        rows = n if dual else d
-        if init is not None and init[2] is dual:
+        if init is not None:
             V0, b0 = init[0], init[1]
         else:
-            V0, b0 = np.zeros((rows, T)), prior.copy()
+            V0, b0 = np.zeros((d, T)), prior.copy()
         C = float(self.C)
         scale = 1.0 / (C * max(1, n))  # the objective per sample, as scikit-learn scales it
 
         def fun(theta):
-            V = theta[: rows * T].reshape(rows, T)
-            b = theta[rows * T:]
-            if dual:
-                KV = K @ V
-                z = KV + b
-                penalty = 0.5 * np.sum(V * KV)
-            else:
-                z = Z @ V + b
-                penalty = 0.5 * np.sum(V * V)
-            loss = C * np.sum(Mw * (np.logaddexp(0.0, z) - Y * z)) + penalty
+            V = theta[: d * T].reshape(d, T)
+            b = theta[d * T:]
+            z = Z @ V + b
+            loss = C * np.sum(Mw * (np.logaddexp(0.0, z) - Y * z)) + 0.5 * np.sum(V * V)
             g = C * Mw * (expit(z) - Y)
-            gv = K @ (g + V) if dual else Z.T @ g + V
+            gv = Z.T @ g + V
             return loss * scale, np.concatenate([gv.ravel(), g.sum(axis=0)]) * scale
 
         res = minimize(fun, np.concatenate([V0.ravel(), b0]), jac=True, method="L-BFGS-B",
                        options={"maxiter": int(self.max_iter), "gtol": float(self.tol)})
-        V = res.x[: rows * T].reshape(rows, T)
-        self._state = (V, res.x[rows * T:], dual)
-        self.coef_ = Z.T @ V if dual else V.copy()
-        self.intercept_ = np.where(usable, res.x[rows * T:], prior)
+        V = res.x[: d * T].reshape(d, T)
+        self._state = (V, res.x[d * T:])
+        self.coef_ = V.copy()
+        self.intercept_ = np.where(usable, res.x[d * T:], prior)
         self.coef_[:, ~usable] = 0.0
         self.n_iter_ = int(res.nit)
         self.usable_ = usable
@@ -144,8 +136,9 @@ class MultiLabelMLPProbe:
     ----------
     hidden, dropout : int, float
         Hidden units and dropout rate.
-    lr, weight_decay, batch_size, max_epochs : Adam settings and the number of epochs
-        (chosen on validation by the protocol).
+    lr, weight_decay, batch_size, max_epochs : Adam settings and the most epochs.
+    patience : early stopping, with a ``monitor`` given to ``fit`` (the validation loss):
+        epochs without improvement before training stops; the best epoch's weights are kept.
     scaler : transformer, optional
         As for :class:`MultiLabelLinearProbe`.
     random_state : int or None
@@ -154,19 +147,21 @@ class MultiLabelMLPProbe:
 
     def __init__(self, hidden: int = 512, dropout: float = 0.2, *, lr: float = 1e-3,
                  weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 100,
-                 scaler=None, random_state=None):
+                 patience: int | None = 10, scaler=None, random_state=None):
         self.hidden = hidden
         self.dropout = dropout
         self.lr = lr
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.max_epochs = max_epochs
+        self.patience = patience
         self.scaler = scaler
         self.random_state = random_state
 
-    def fit(self, X, Y, mask, *, eval_X=None):
+    def fit(self, X, Y, mask, *, eval_X=None, monitor=None):
         """Train for ``max_epochs``; with ``eval_X`` keep its scores after every epoch
-        (``eval_scores_``, a list of ``(n_eval, T)``)."""
+        (``eval_scores_``, a list of ``(n_eval, T)``); with ``monitor(scores) -> loss`` too,
+        stop early and keep the best epoch (``best_epoch_``)."""
         import torch  # optional heavy dependency: only MLP training needs torch
 
         X = np.asarray(X, dtype=np.float64)
@@ -187,8 +182,9 @@ class MultiLabelMLPProbe:
         def sigmoid(logits):
             return torch.sigmoid(logits).numpy().astype(np.float64)
 
+        self.best_epoch_ = None
         self.coefs_, self.intercepts_, self.eval_scores_ = train_mlp(
-            self, xt, yt.shape[1], loss, gen=gen, eval_x=xe, output=sigmoid)
+            self, xt, yt.shape[1], loss, gen=gen, eval_x=xe, output=sigmoid, monitor=monitor)
         return self
 
     def predict_proba(self, X):

@@ -55,7 +55,7 @@ class Task(ABC):
 
     name: ClassVar[str]
     metric: ClassVar[str]
-    selections: ClassVar[tuple] = ("auto", "probe", "linear")
+    selections: ClassVar[tuple] = SELECTIONS
 
     def __init__(self, tracks: pd.DataFrame):
         self.tracks = tracks
@@ -81,6 +81,14 @@ class Task(ABC):
     @abstractmethod
     def targets(self, seg_tracks: np.ndarray) -> Any:
         """Training targets of segments whose tracks are ``seg_tracks``."""
+
+    @abstractmethod
+    def validation_loss(self, rows: np.ndarray, scores: np.ndarray) -> float:
+        """The loss early stopping watches: track ``scores`` of ``rows`` against the truth."""
+
+    @abstractmethod
+    def ridge_targets(self, rows: np.ndarray) -> np.ndarray:
+        """``(len(rows), K)`` float targets of the closed-form ridge ranking."""
 
     @abstractmethod
     def spec(self, kind: str, *, seed: int, params: dict, Cs: Sequence[float]) -> Spec:
@@ -120,7 +128,6 @@ class Classification(Task):
 
     name = "classification"
     metric = "accuracy"
-    selections = SELECTIONS
 
     def __init__(self, tracks: pd.DataFrame):
         super().__init__(tracks)
@@ -155,6 +162,14 @@ class Classification(Task):
 
     def targets(self, seg_tracks):
         return self.y[seg_tracks]
+
+    def ridge_targets(self, rows):
+        return np.eye(len(self.names))[self.y[rows]]
+
+    def validation_loss(self, rows, scores):
+        """Mean cross-entropy of the true classes."""
+        p = scores[np.arange(len(rows)), self.y[rows]]
+        return float(-np.mean(np.log(np.clip(p, 1e-12, 1.0))))
 
     def spec(self, kind, *, seed, params, Cs):
         return ProbeSpec(kind, seed, dict(params), tuple(Cs), n_classes=len(self.names))
@@ -271,6 +286,21 @@ class Tagging(Task):
 
     def targets(self, seg_tracks):
         return self.Y[seg_tracks], self.mask[seg_tracks]
+
+    def validation_loss(self, rows, scores):
+        """Mean binary cross-entropy over the known track-tag entries."""
+        Y, mask = np.nan_to_num(self.Y[rows].astype(np.float64)), self.mask[rows]
+        p = np.clip(scores, 1e-12, 1 - 1e-12)
+        bce = -(Y * np.log(p) + (1 - Y) * np.log(1 - p))
+        return float((bce * mask).sum() / max(1, mask.sum()))
+
+    def ridge_targets(self, rows):
+        """0/1 tags; an unknown entry takes its tag's rate among the known ones in ``rows``
+        (so it pulls the fit nowhere)."""
+        Y, mask = np.nan_to_num(self.Y[rows].astype(np.float64)), self.mask[rows]
+        known = mask.sum(axis=0)
+        rate = np.where(known > 0, (Y * mask).sum(axis=0) / np.maximum(known, 1), 0.0)
+        return np.where(mask, Y, rate[None, :])
 
     def spec(self, kind, *, seed, params, Cs):
         return TagSpec(kind, seed, dict(params), tuple(Cs))
