@@ -187,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", default=None, help="clips per batch, e.g. 1,8,16")
     p.add_argument("--clip-seconds", type=float, default=30.0, help="clip length (default 30)")
     p.add_argument("--repeats", type=int, default=None, help="best of N (default 2; quick 1)")
+    a = p.add_argument_group("analysis", "--analysis times notebooks 03-06's functions on a "
+                                         "synthetic study instead of the extractors")
+    a.add_argument("--analysis", action="store_true",
+                   help="time the analysis (03 describe, 04 classify, 05 compare, 06 tagging)")
+    a.add_argument("--tracks", default="1000", help="tracks, or a comma list (e.g. 250,500,1000)")
+    a.add_argument("--layers", default="25", help="layers of the big model, or a comma list")
+    a.add_argument("--dim", type=positive_int, default=1024, help="dimensions (default 1024)")
+    a.add_argument("--segments", type=positive_int, default=6, help="segments per track")
+    a.add_argument("--steps", default="03,04,05,06", help="notebook steps to time")
     p.set_defaults(func=cmd_bench)
 
     from mtbc.similarity.commands import add_parsers as add_similarity_parsers

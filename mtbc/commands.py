@@ -239,7 +239,40 @@ def cmd_finetune(args) -> int:
     return finetune_command(args, parse_options(args.option))
 
 
+def cmd_bench_analysis(args) -> int:
+    from mtbc.benchmark.analysis import STEPS, AnalysisBenchOptions, bench_analysis
+    from mtbc.benchmark.analysis import write_analysis_rows
+
+    def counts(text, flag):
+        try:
+            values = [int(v) for v in str(text).split(",") if v.strip()]
+        except ValueError:
+            values = []
+        if not values or min(values) < 1:
+            raise UsageError(f"{flag} {text!r}: give whole numbers >= 1, e.g. {flag} 250,500")
+        return values
+
+    tracks, layers = counts(args.tracks, "--tracks"), counts(args.layers, "--layers")
+    steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
+    bad = [s for s in steps if s not in STEPS]
+    if bad or not steps:
+        raise UsageError(f"--steps {args.steps!r}: choose among {','.join(STEPS)}")
+    if min(tracks) < 50:
+        raise UsageError(f"--tracks {args.tracks!r}: at least 50 tracks (5 folds x 10 labels)")
+    rows = []
+    for n in tracks:
+        for n_layers in layers:
+            rows += bench_analysis(AnalysisBenchOptions(
+                n_tracks=n, n_layers=n_layers, dim=args.dim, n_segments=args.segments,
+                steps=steps))
+    if args.json:
+        print(f"rows: {write_analysis_rows(rows, args.json)}")
+    return 0
+
+
 def cmd_bench(args) -> int:
+    if getattr(args, "analysis", False):
+        return cmd_bench_analysis(args)
     from mtbc.benchmark import suite
     from mtbc.benchmark.models import model_keys
 

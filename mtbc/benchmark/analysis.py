@@ -142,8 +142,9 @@ def bench_analysis(options: AnalysisBenchOptions | None = None, *,
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="mtbc-bench-analysis-") as tmp:
         start = time.perf_counter()
         study = synthetic_study(tmp, o)
-        rows = [_row("setup", f"synthetic study {o.n_tracks} tracks x {o.n_layers} layers x "
-                     f"{o.dim} dims x ~{o.n_segments} segments", time.perf_counter() - start)]
+        setup = _row("setup", f"synthetic study {o.n_tracks} tracks x {o.n_layers} layers x "
+                     f"{o.dim} dims x ~{o.n_segments} segments", time.perf_counter() - start)
+        rows: list[dict] = []
 
         def done(row):
             rows.append(row)
@@ -155,7 +156,7 @@ def bench_analysis(options: AnalysisBenchOptions | None = None, *,
 
         if echo:
             print(f"{'step':>5} {'what':<28} {'wall':>10} {'peak RSS':>12}  figures")
-            done(rows[0])
+        done(setup)
         if "03" in o.steps:
             t = time.perf_counter()
             sep = {}

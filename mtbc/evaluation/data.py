@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse
 from threadpoolctl import threadpool_limits
 
 from mtbc.evaluation.estimators import check_layer, take_layer
@@ -110,9 +111,15 @@ def track_means(features: np.ndarray, track_index: np.ndarray, n_tracks: int) ->
     out = np.full((n_tracks,) + features.shape[1:], np.nan, dtype=np.float32)
     if len(track_index) == 0:
         return out
-    present, starts, counts = np.unique(track_index, return_index=True, return_counts=True)
-    sums = np.add.reduceat(features, starts, axis=0, dtype=np.float64)
-    out[present] = sums / counts[:, None, None]
+    present, counts = np.unique(track_index, return_counts=True)
+    # one sparse (tracks x segments) averaging matrix: a single pass over the features
+    # (np.add.reduceat along axis 0 of a 3-D array is ~100x slower)
+    weights = (1.0 / counts[np.searchsorted(present, track_index)]).astype(np.float32)
+    average = scipy.sparse.csr_matrix(
+        (weights, (np.searchsorted(present, track_index), np.arange(len(track_index)))),
+        shape=(len(present), len(track_index)))
+    flat = np.ascontiguousarray(features, dtype=np.float32).reshape(len(features), -1)
+    out[present] = (average @ flat).reshape((len(present),) + features.shape[1:])
     return out
 
 

@@ -187,10 +187,11 @@ def evaluate_tagging_early_fusion(blocks: Blocks, tracks: pd.DataFrame,
                                   eval_options: EvalOptions | None = None, *,
                                   layers="select", tags: Sequence[str] | None = None,
                                   **overrides) -> TaggingResult:
-    """Concatenation for tags: each model's layer is ranked by the linear tagging probe on
-    its track means, then one probe tags the block-standardised concatenation (options as
+    """Concatenation for tags: each model's layer is ranked on its track means as for that
+    model alone (``selection``, default the closed-form ridge ranking), then one probe tags
+    the block-standardised concatenation (options as
     :func:`~mtbc.evaluation.systems.evaluate_tagging`)."""
-    p, e = split_options(probe_options, eval_options, {"selection": "linear", **overrides})
+    p, e = split_options(probe_options, eval_options, overrides)
     full = Tagging(tracks, tags=tags)
     means, rows = block_means(blocks, full)
     task = Tagging(tracks, tags=full.names, rows=rows)

@@ -142,7 +142,8 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
 
     Trained with Adam on cross-entropy for ``max_epochs`` epochs of shuffled mini-batches, or
     fewer with early stopping (``patience`` and a ``monitor`` passed to ``fit``: the
-    protocol's validation loss on grouped validation tracks). Weights are kept as numpy arrays
+    protocol's validation loss on grouped validation tracks; an epoch counts as progress when
+    it lowers the loss by more than ``tol`` nats). Weights are kept as numpy arrays
     (``coefs_``, ``intercepts_``), so predicting needs no torch.
 
     ``fit(X, y, eval_X=...)`` also stores ``eval_proba_``: the probabilities of ``eval_X`` after
@@ -151,7 +152,8 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
 
     def __init__(self, hidden: int = 512, dropout: float = 0.2, *, lr: float = 1e-3,
                  weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 100,
-                 patience: int | None = 10, scaler=None, random_state=None):
+                 patience: int | None = 10, tol: float = 1e-3, scaler=None,
+                 random_state=None):
         self.hidden = hidden
         self.dropout = dropout
         self.lr = lr
@@ -159,6 +161,7 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
+        self.tol = tol
         self.scaler = scaler
         self.random_state = random_state
 
@@ -266,8 +269,9 @@ def train_mlp(probe, x, n_out: int, loss, *, gen, eval_x=None, output=None, moni
     dropout masks. With ``eval_x``, ``output(logits)`` of it is kept after every epoch.
 
     Early stopping: with ``monitor(output) -> validation loss`` (and ``eval_x``), training
-    stops once ``probe.patience`` epochs have not improved the lowest loss, and the weights
-    of that best epoch are returned (``probe.best_epoch_`` is set to it, 1-based).
+    stops once ``probe.patience`` epochs have not lowered the loss by more than ``probe.tol``
+    (scikit-learn's ``n_iter_no_change`` / ``tol`` rule), and the weights of the epoch with
+    the lowest loss are returned (``probe.best_epoch_`` is set to it, 1-based).
 
     Returns ``(coefs, intercepts, eval_outputs)``: the weights as numpy arrays
     ``[(dim, hidden), (hidden, n_out)]`` and ``[(hidden,), (n_out,)]``, and the list of
@@ -291,6 +295,8 @@ def train_mlp(probe, x, n_out: int, loss, *, gen, eval_x=None, output=None, moni
     params = [w1, b1, w2, b2]
     best = (np.inf, 0, None)  # (loss, epoch, weights)
     patience = getattr(probe, "patience", None)
+    last_gain = (np.inf, 0)  # (loss, epoch) of the last improvement by more than `tol`
+    tol = float(getattr(probe, "tol", 0.0) or 0.0)
     for epoch in range(1, int(probe.max_epochs) + 1):
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n, batch):
@@ -309,7 +315,9 @@ def train_mlp(probe, x, n_out: int, loss, *, gen, eval_x=None, output=None, moni
                 value = float(monitor(outputs[-1]))
                 if value < best[0]:
                     best = (value, epoch, [p.detach().clone() for p in params])
-                elif patience is not None and epoch - best[1] >= int(patience):
+                if value < last_gain[0] - tol:
+                    last_gain = (value, epoch)
+                elif patience is not None and epoch - last_gain[1] >= int(patience):
                     break
     if monitor is not None and best[2] is not None:
         w1, b1, w2, b2 = best[2]

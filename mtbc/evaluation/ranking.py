@@ -46,9 +46,14 @@ MeansView = Callable[[Any, np.ndarray], np.ndarray]
 def standardise_batch(xtr: np.ndarray, xev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(C, n, D)`` training and ``(C, m, D)`` evaluation features standardised with the
     training mean and standard deviation of each candidate (constant features become 0)."""
-    mean = xtr.mean(axis=1, keepdims=True, dtype=np.float64)
-    std = safe_std(mean, xtr.std(axis=1, keepdims=True, dtype=np.float64))
-    return (((xtr - mean) / std).astype(np.float32), ((xev - mean) / std).astype(np.float32))
+    xtr = np.asarray(xtr, dtype=np.float32)
+    mean = xtr.mean(axis=1, keepdims=True)
+    scale = (1.0 / safe_std(mean, xtr.std(axis=1, keepdims=True))).astype(np.float32)
+    ztr = xtr - mean
+    ztr *= scale
+    zev = np.asarray(xev, dtype=np.float32) - mean
+    zev *= scale
+    return ztr, zev
 
 
 def kernel_ridge_path(xtr: np.ndarray, ytr: np.ndarray, xev: np.ndarray,

@@ -138,7 +138,8 @@ class MultiLabelMLPProbe:
         Hidden units and dropout rate.
     lr, weight_decay, batch_size, max_epochs : Adam settings and the most epochs.
     patience : early stopping, with a ``monitor`` given to ``fit`` (the validation loss):
-        epochs without improvement before training stops; the best epoch's weights are kept.
+        epochs without lowering the loss by more than ``tol`` before training stops; the
+        best epoch's weights are kept.
     scaler : transformer, optional
         As for :class:`MultiLabelLinearProbe`.
     random_state : int or None
@@ -147,7 +148,8 @@ class MultiLabelMLPProbe:
 
     def __init__(self, hidden: int = 512, dropout: float = 0.2, *, lr: float = 1e-3,
                  weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 100,
-                 patience: int | None = 10, scaler=None, random_state=None):
+                 patience: int | None = 10, tol: float = 1e-3, scaler=None,
+                 random_state=None):
         self.hidden = hidden
         self.dropout = dropout
         self.lr = lr
@@ -155,6 +157,7 @@ class MultiLabelMLPProbe:
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
+        self.tol = tol
         self.scaler = scaler
         self.random_state = random_state
 
