@@ -300,7 +300,7 @@ class CollectionIndex:
         table = self.tracks.iloc[rows][["track_id", "label", "path"]].reset_index(drop=True)
         table.insert(0, "rank", hits["rank"].to_numpy())
         table.insert(3, "similarity", np.round(hits["cosine"].to_numpy(), 4))
-        return Query(repr(text), np.zeros(width, np.float32)), table
+        return Query(f"text {text!r}", np.zeros(width, np.float32)), table
 
     def describe(self) -> str:
         what = "reused" if self.reused else "built"

@@ -13,7 +13,8 @@ Zero-shot (no training): musicnn's own MTT tag probabilities score the collectio
 whose names match an MTT tag (:func:`zero_shot_map`: the explicit :data:`ZERO_SHOT_TAGS`
 table first, then equal names, case-insensitive); a tag mapped to several MTT tags takes
 their maximum. It is evaluated on the same test tracks, on the matched tags only, and is not
-part of the paired tests (a different tag set) nor of the validation choice.
+part of the paired tests (a different tag set) nor of the validation choice. A CLAP model's
+zero-shot row (:mod:`mtbc.study.zeroshot`, every tag as a text prompt) is shown the same way.
 """
 
 from __future__ import annotations

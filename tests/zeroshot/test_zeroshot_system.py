@@ -3,10 +3,13 @@ same folds as the probes and paired tests against them."""
 
 from __future__ import annotations
 
+import doctest
+
 import numpy as np
 import pandas as pd
 import pytest
 
+import mtbc.zeroshot
 from mtbc.evaluation import (
     Classification,
     EvalOptions,
@@ -140,3 +143,8 @@ def test_track_embeddings_feed_the_system_from_segments(rng):
     joint = track_embeddings(segments, index, len(tracks))
     r = evaluate(Classification(tracks), ZeroShot(joint, _prompts(text)), OPTIONS)
     assert r.metric("accuracy") == 1.0
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(mtbc.zeroshot, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0, result
