@@ -39,6 +39,7 @@ from mtbc.similarity.search import (
     playlist_path,
     playlist_walk,
 )
+from mtbc.zeroshot import has_text, search_by_text
 
 
 @dataclass(frozen=True)
@@ -286,8 +287,6 @@ class CollectionIndex:
     def by_text(self, text: str, *, k: int = 10) -> tuple[Query, pd.DataFrame]:
         """The ``k`` tracks whose joint-space embedding is closest to ``text``'s (cosine):
         ``rank, track_id, label, similarity, path``. Needs ``SearchOptions.text``."""
-        from mtbc.zeroshot import search_by_text
-
         if not self.opts.text:
             raise SimilarityInputError("a text search needs SearchOptions(text=True)")
         text = str(text).strip()
@@ -313,8 +312,6 @@ class CollectionIndex:
 
 def check_text_search(opts: SearchOptions, extractor: Extractor) -> None:
     """``SimilarityInputError`` when a text search cannot run: no text tower, or whitening."""
-    from mtbc.zeroshot import has_text
-
     if not has_text(extractor):
         raise SimilarityInputError(
             f"--text: extractor {opts.extractor} has no text tower; text search needs a CLAP "
