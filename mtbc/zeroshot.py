@@ -296,6 +296,7 @@ class ZeroShot(System):
     """
 
     label = "zero-shot"
+    uses_validation = False  # nothing is chosen
 
     def __init__(self, audio: np.ndarray, prompts: Prompts, *, name: str = "zero-shot",
                  scale: float = DEFAULT_SCALE, fingerprint: str | None = None):
