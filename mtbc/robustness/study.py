@@ -48,8 +48,8 @@ def resolve_deformations(spec: Any) -> list[tuple[str, float]]:
 class RobustnessOptions:
     """Options of :func:`run_robustness`: the deformations (see :func:`resolve_deformations`),
     seed, outer folds and bootstrap resamples as notebooks 04-06, whether to run the probes
-    (accuracy on labelled tracks, macro ROC-AUC on tagged ones; each model and their
-    concatenation), the layer whose track mean the stability measures use (an int or
+    (``probe``: accuracy on labelled tracks and, with ``tagging``, macro ROC-AUC on tagged
+    ones; each model and their concatenation), the layer whose track mean the stability measures use (an int or
     ``"mean"`` of layers), and the labels of the study's models to measure (``None``: all;
     every deformation costs one extraction pass of every model measured)."""
 
@@ -58,6 +58,7 @@ class RobustnessOptions:
     n_splits: int = 5
     n_boot: int = 1000
     probe: bool = True
+    tagging: bool = True
     layer: int | str = "mean"
     models: Sequence[str] | None = None
 
@@ -239,11 +240,14 @@ def run_robustness(study, options: RobustnessOptions = RobustnessOptions(), *,
     if options.probe:
         found = measure_drops(tracks, study.store, fingerprints,
                               DropOptions(seed=options.seed, n_splits=options.n_splits,
-                                          n_boot=options.n_boot))
+                                          n_boot=options.n_boot, tagging=options.tagging))
         out.drops, out.tag_drops = found.accuracy, found.auc
         out.why_no_probe, out.why_no_tagging = found.why_no_accuracy, found.why_no_auc
-        if len(found.detail):
-            out.drop_tests = compare_models(found.detail, "drop", n_boot=options.n_boot,
+        # model against model: the models alone (the concatenation's drop has its own CI)
+        alone = found.detail[found.detail["model"].isin(list(models))] \
+            if len(found.detail) else found.detail
+        if len(alone):
+            out.drop_tests = compare_models(alone, "drop", n_boot=options.n_boot,
                                             seed=options.seed)
     else:
         out.why_no_probe = out.why_no_tagging = "the probe was switched off (probe: false)"
@@ -297,7 +301,9 @@ def plot_heatmap(frame: pd.DataFrame, *, title: str, colorbar: str):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * frame.shape[1], 1.2 + 0.6 * frame.shape[0]))
+    names = max((len(str(i)) for i in frame.index), default=0)  # the concat row's long name
+    fig, ax = plt.subplots(figsize=(1.6 + 0.07 * names + 1.4 * frame.shape[1],
+                                    1.2 + 0.6 * frame.shape[0]))
     sns.heatmap(frame.astype(float), ax=ax, annot=True, fmt=".1f", cmap="Reds",
                 cbar_kws={"label": colorbar}, annot_kws={"fontsize": 9})
     ax.set_xlabel("deformation")

@@ -160,3 +160,6 @@ def test_measure_drops_gives_both_measures_for_each_model_and_the_concatenation(
                           DropOptions(n_splits=3, n_boot=0))
     assert not len(small.auc) and "cannot be cross-validated" in small.why_no_auc
     assert len(small.accuracy) == 1  # the accuracy drop goes on without the tagging one
+    off = measure_drops(few, _Store(entries), {"m": ("m", {"gain 0": "m~0"})},
+                        DropOptions(n_splits=3, n_boot=0, tagging=False))
+    assert not len(off.auc) and "switched off" in off.why_no_auc and len(off.accuracy) == 1
