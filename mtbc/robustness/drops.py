@@ -138,7 +138,7 @@ def measure_drops(tracks: pd.DataFrame, store, fingerprints: Mapping[str, tuple[
         have[model] = np.flatnonzero(ok)
         hashes = list(pool["content_hash"].to_numpy()[ok])
         segments[model] = ({lab: store.load_many(hashes, fp, reduce=None)
-                            for lab, fp in fps.items()},
+                            for lab, fp in fps.items()} if hashes else {},
                            store.load_many(hashes, clean_fp, reduce=None) if hashes else None)
     systems = {m: [m] for m in fingerprints}
     if len(fingerprints) > 1:

@@ -278,6 +278,16 @@ def test_run_robustness_end_to_end_on_a_tiny_collection(tmp_path, tone):
     assert still.why_no_probe and not len(still.drops)
     assert still.answer.startswith("At **gain 0 dB**, m keeps a cosine of 1.000")
     assert list(still.heatmap()[0].index) == ["m"]
+    assert still.why_no_tagging and not len(still.tag_drops)
+    tags_only = SimpleNamespace(tracks=tracks.drop(columns=["label"]), store=store,
+                                models={"m": ext})
+    only = run_robustness(tags_only, RobustnessOptions(deformations=[["gain", 0]], n_splits=2,
+                                                       n_boot=50))
+    assert not len(only.drops) and "no labelled" in only.why_no_probe
+    assert only.answer.startswith("At **gain 0 dB**, m loses 0.000 [0.000, 0.000] (p = 1) of "
+                                  "the tagging probe's macro ROC-AUC")
+    frame, colorbar = only.heatmap()
+    assert "ROC-AUC" in colorbar and frame.loc["m", "gain 0 dB"] == 0.0
     with pytest.raises(ValueError, match="not among this run's models"):
         run_robustness(study, RobustnessOptions(models=["zzz"]))
     clips = example_clips(study, result.deformations, seconds=0.5)
