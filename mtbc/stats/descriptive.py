@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 TRACK_STATS_COLUMNS = ["track_id", "label", "model", "layer", "n_segments", "dim",
                        "mean", "std", "min", "max", "range"]
@@ -245,7 +246,10 @@ def project_2d(
             raise ValueError(f"perplexity must be in (0, n_tracks={n}), not {perplexity}")
         tsne = TSNE(n_components=2, perplexity=perplexity, metric=metric, init="pca",
                     random_state=seed, method="exact" if n < 200 else "barnes_hut")
-        xy = tsne.fit_transform(Z)
+        # one OpenMP thread: with two on a busy machine t-SNE of 250 points took 38 s
+        # instead of 0.9 s (threads spin waiting for each other)
+        with threadpool_limits(limits=1):
+            xy = tsne.fit_transform(Z)
         notes.append(f"t-SNE, perplexity {perplexity:.3g}, {metric} distance, seed {seed}")
     else:
         centred = Z - Z.mean(axis=0)
