@@ -225,3 +225,15 @@ def test_stability_claims_need_mert_and_vggish_with_real_weights(tmp_path):
 def test_every_claim_still_gets_a_verdict():
     assert [v.id for v in claims.audit(claims.Evidence())] == [c.id for c in claims.CLAIMS]
     assert {c.check for c in claims.CLAIMS} <= set(claims.CHECKS)
+
+
+def test_claims_audit_runs_after_the_notebooks_it_reads(tmp_path):
+    from mtbc.reports.params import find_notebooks
+
+    for name in ("01_load_data", "08_claims", "09_fine_tuning", "11_robustness"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    assert [p.stem for p in find_notebooks(tmp_path)] == [
+        "01_load_data", "09_fine_tuning", "11_robustness", "08_claims"]
+    # an explicit list keeps its order
+    assert [p.stem for p in find_notebooks(tmp_path, ["08_claims", "01_load_data"])] == [
+        "08_claims", "01_load_data"]
