@@ -79,7 +79,8 @@ def _ci(value: float, low: float, high: float, *, sign: bool = False) -> str:
 
 def gain_table(reports: Mapping[str, FinetuneReport]) -> pd.DataFrame:
     """One row per model: trained part, frozen and fine-tuned accuracy (%, 95% CI), gain in
-    points with its CI, p, n tracks / groups, chosen lr and epochs per fold, seconds."""
+    points with its CI, p, n tracks / groups, chosen lr and epochs per fold, seconds, and
+    where and how it trained (device, precision, batch size)."""
     rows = []
     for label, r in reports.items():
         s, c = r.summary(), r.comparison
@@ -92,7 +93,9 @@ def gain_table(reports: Mapping[str, FinetuneReport]) -> pd.DataFrame:
             "p": round(c["p_value"], 4), "n tracks": c["n_tracks"], "n groups": c["n_groups"],
             "lr, epochs per fold": ", ".join(f"{f['lr']:g}/{f['epochs']}"
                                               for f in s["folds"]),
-            "training s": round(s["seconds"]["finetune"], 1)})
+            "training s": round(s["seconds"]["finetune"], 1),
+            "device, precision, batch": f"{s['device']}, {s['precision']}, "
+                                        f"{'/'.join(map(str, s['batch_size']))}"})
     return pd.DataFrame(rows)
 
 
