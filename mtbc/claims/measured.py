@@ -139,7 +139,7 @@ def _check_time(claim: Claim, rec: dict, src: str) -> Verdict:
     if not str(rec.get("device", "")).startswith("cuda"):
         return Verdict(claim.id, NOT_TESTABLE, measured, src,
                        f"the claim is for a GPU; this run trained on {rec.get('device')}")
-    lo, hi = claim.expected
+    lo, hi = (3600 * h for h in claim.expected)  # claimed in hours
     ok = lo <= s <= hi
     return Verdict(claim.id, CONFIRMED if ok else CONTRADICTED, measured, src,
                    ("within" if ok else "outside") + f" {_hours(lo)}-{_hours(hi)}: mtbc runs "
