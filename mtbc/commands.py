@@ -240,8 +240,12 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_bench_analysis(args) -> int:
-    from mtbc.benchmark.analysis import STEPS, AnalysisBenchOptions, bench_analysis
-    from mtbc.benchmark.analysis import write_analysis_rows
+    from mtbc.benchmark.analysis import (
+        STEPS,
+        AnalysisBenchOptions,
+        bench_analysis,
+        write_analysis_rows,
+    )
 
     def counts(text, flag):
         try:

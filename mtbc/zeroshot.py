@@ -2,10 +2,18 @@
 
 Nothing is fitted: each class label becomes a prompt (``"This is a {label} song."`` by
 default), the prompts' text embeddings are compared with each track's audio embedding by
-cosine, and the closest prompt's class wins. :class:`ZeroShotClassifier` has the shape of a
-system of the evaluation engine (``fit`` does nothing, ``predict_proba`` gives per-class
-scores for track embeddings), so it runs on the same test tracks as the probes and is compared
-with them by the same group-aware paired test (:meth:`ZeroShotResult.paired_test`).
+cosine, and the closest prompt's class wins. :class:`ZeroShotClassifier` scores track
+embeddings (``fit`` does nothing, ``predict_proba`` gives per-class scores);
+:class:`ZeroShot` is the system of the evaluation engine built on it: run by
+:func:`mtbc.evaluation.evaluate` on a :class:`~mtbc.evaluation.Classification` or
+:class:`~mtbc.evaluation.Tagging` task, it predicts each fold's test tracks (nothing is fitted
+on the training part) and gives a normal ``ProbeResult`` / ``TaggingResult`` on the same folds
+and test tracks as the probes, with group-bootstrap CIs, that :func:`mtbc.evaluation.compare`
+(paired tests) takes beside them. :func:`evaluate_zero_shot` is the same accuracy on a given
+set of tracks, without folds.
+
+An extractor with a text tower (CLAP: ``has_text`` true) gives the prompts' embeddings
+(:meth:`Prompts.from_extractor`, its ``embed_text``) in the joint space of its last output row.
 
 Track embeddings come from cached CLAP segments: :func:`track_embeddings` takes the joint row
 (the last layer of the ``clap`` extractor's output), averages a track's segments and
@@ -29,6 +37,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtbc.evaluation.data import track_ids
+from mtbc.evaluation.engine import FoldData, FoldPrediction, System
+from mtbc.evaluation.options import EvalOptions
+from mtbc.evaluation.results import ZERO_SHOT, Provenance
+from mtbc.evaluation.tasks import Task
 from mtbc.stats import bootstrap_mean_ci, paired_test
 
 #: The default prompt template (a params option: ``zero_shot_template``).
@@ -42,12 +55,16 @@ DEFAULT_SCALE = 100.0
 def prompts_for(labels: Sequence[str], template: str = DEFAULT_TEMPLATE) -> list[str]:
     """One prompt per label: ``template.format(label=label)``.
 
-    Raises ``ValueError`` when the template has no ``{label}`` field.
+    Raises ``ValueError`` when the template has no ``{label}`` field, or another field.
     """
     if "{label}" not in template:
         raise ValueError(f"zero-shot template {template!r} has no {{label}} field; write e.g. "
                          f"{DEFAULT_TEMPLATE!r}")
-    return [template.format(label=str(label)) for label in labels]
+    try:
+        return [template.format(label=str(label)) for label in labels]
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"zero-shot template {template!r}: {{label}} must be its only field "
+                         f"({type(exc).__name__}: {exc}); write e.g. {DEFAULT_TEMPLATE!r}") from None
 
 
 def _unit(x: np.ndarray, what: str) -> np.ndarray:
@@ -190,3 +207,135 @@ def search_by_text(extractor, text: str, embeddings: np.ndarray, track_ids: Sequ
                    k: int = 10) -> pd.DataFrame:
     """:func:`text_search` for a query string embedded by a CLAP extractor (``embed_text``)."""
     return text_search(extractor.embed_text([text])[0], embeddings, track_ids, k=k)
+
+
+# ------------------------------------------------------------------ the engine's system
+
+def has_text(extractor) -> bool:
+    """Whether ``extractor`` embeds text in the joint space of its last output row (CLAP's
+    text tower: ``has_text`` true, ``embed_text``, ``projection_dim``)."""
+    return bool(getattr(extractor, "has_text", False)) and callable(
+        getattr(extractor, "embed_text", None))
+
+
+def joint_rows(features: np.ndarray, extractor) -> np.ndarray:
+    """The joint-space rows of an extractor's cached segments: ``(N_seg, n_layers, width)``
+    -> ``(N_seg, projection_dim)`` (the last row, its zero padding cut)."""
+    features = np.asarray(features)
+    rows = features[:, -1] if features.ndim == 3 else features
+    return rows[:, : int(extractor.projection_dim)]
+
+
+@dataclass(frozen=True, eq=False)
+class Prompts:
+    """One prompt per class or tag name and its text embedding.
+
+    ``names`` (classes or tags), ``prompts`` (the same order), ``embeddings``
+    ``(len(names), dim)`` and the ``template`` they came from.
+    """
+
+    names: tuple
+    prompts: tuple
+    embeddings: np.ndarray = field(repr=False)
+    template: str = DEFAULT_TEMPLATE
+
+    def __post_init__(self):
+        if not (len(self.names) == len(self.prompts) == len(self.embeddings)):
+            raise ValueError(f"{len(self.names)} names, {len(self.prompts)} prompts and "
+                             f"{len(self.embeddings)} text embeddings: give one of each per name")
+
+    @classmethod
+    def from_extractor(cls, extractor, names: Sequence[str], *,
+                       template: str = DEFAULT_TEMPLATE) -> Prompts:
+        """Prompts of ``names`` from ``template`` embedded by ``extractor.embed_text``."""
+        prompts = prompts_for(names, template)
+        return cls(tuple(str(n) for n in names), tuple(prompts),
+                   np.asarray(extractor.embed_text(prompts)), template)
+
+    def rows(self, names: Sequence[str]) -> np.ndarray:
+        """The text embeddings of ``names``, in that order (``ValueError`` naming a missing
+        one)."""
+        where = {str(n): i for i, n in enumerate(self.names)}
+        missing = [str(n) for n in names if str(n) not in where]
+        if missing:
+            raise ValueError(f"no prompt for {', '.join(map(repr, missing[:3]))}: the prompts "
+                             f"cover {', '.join(map(repr, self.names[:5]))}")
+        return np.asarray(self.embeddings)[[where[str(n)] for n in names]]
+
+
+class ZeroShot(System):
+    """Zero-shot classification or tagging from text prompts: a system of the evaluation
+    engine that fits nothing.
+
+    Each test track's score for a class or tag is the cosine between its joint-space
+    embedding and the name's prompt embedding; for classification the softmax of ``scale``
+    x cosine over the classes (the argmax, and so the accuracy, does not depend on
+    ``scale``), for tagging the cosine itself (ROC-AUC and PR-AUC only rank the scores).
+
+    Parameters
+    ----------
+    audio : ``(n_tracks, dim)`` per-track joint embeddings in the task's tracks order
+        (:func:`track_embeddings`); rows of tracks that take no part may be NaN.
+    prompts : :class:`Prompts` covering every class (or tag) of the task.
+    name : the result's name; ``scale``: softmax temperature; ``fingerprint``: the
+        extractor's, recorded in the provenance.
+
+    Example
+    -------
+    >>> import numpy as np, pandas as pd
+    >>> from mtbc.evaluation import Classification, EvalOptions, evaluate
+    >>> tracks = pd.DataFrame({"track_id": [f"t{i}" for i in range(30)],
+    ...                        "label": ["a", "b", "c"] * 10})
+    >>> text = np.eye(3, 4)                                  # planted prompt embeddings
+    >>> audio = text[np.tile([0, 1, 2], 10)]                 # each track at its class's prompt
+    >>> prompts = Prompts(("a", "b", "c"), tuple(prompts_for("abc")), text)
+    >>> r = evaluate(Classification(tracks), ZeroShot(audio, prompts),
+    ...              EvalOptions(n_splits=3, n_boot=0))
+    >>> r.metric("accuracy"), r.system
+    (1.0, 'zero-shot')
+    """
+
+    label = "zero-shot"
+    uses_validation = False  # nothing is chosen
+
+    def __init__(self, audio: np.ndarray, prompts: Prompts, *, name: str = "zero-shot",
+                 scale: float = DEFAULT_SCALE, fingerprint: str | None = None):
+        self.audio = np.asarray(audio, dtype=np.float64)
+        self.prompts, self.name, self.scale = prompts, name, float(scale)
+        self.fingerprint = fingerprint
+
+    def prepare(self, task: Task, options: EvalOptions) -> None:
+        if task.name not in ("classification", "tagging"):
+            raise ValueError(f"zero-shot scores classification or tagging, not {task.name}")
+        if self.audio.ndim != 2 or len(self.audio) != len(task.tracks):
+            raise ValueError(f"audio embeddings must be (n_tracks={len(task.tracks)}, dim), "
+                             f"got shape {self.audio.shape}")
+        used = task.used()
+        norm = np.linalg.norm(np.nan_to_num(self.audio, nan=0.0), axis=1)
+        bad = np.flatnonzero(used & (~np.isfinite(self.audio).all(axis=1) | (norm == 0)))
+        if len(bad):
+            ids = track_ids(task.tracks)[bad[:3]]
+            raise ValueError(f"{len(bad)} {task.what} track(s) have no joint embedding "
+                             f"(e.g. {', '.join(map(str, ids))})")
+        self.names = [str(n) for n in task.names]
+        self.classifier = ZeroShotClassifier(self.prompts.rows(self.names), self.names,
+                                             scale=self.scale)
+        if self.audio.shape[1] != self.classifier.text.shape[1]:
+            raise ValueError(f"audio embeddings have {self.audio.shape[1]} dims, text "
+                             f"embeddings {self.classifier.text.shape[1]}: use the joint row")
+
+    def fold(self, task: Task, data: FoldData) -> FoldPrediction:
+        X = self.audio[data.fold.test]
+        scores = (self.classifier.predict_proba(X) if task.name == "classification"
+                  else self.classifier.decision_function(X))
+        return FoldPrediction(scores=scores, layer="joint", n_train=0)
+
+    def provenance(self, task: Task, split: str, options: EvalOptions) -> Provenance:
+        prompts = dict(zip(self.prompts.names, self.prompts.prompts, strict=True))
+        return Provenance(
+            name=self.name, task=task.name, system=ZERO_SHOT, probe="zero-shot", layer="joint",
+            selection="none", scorer="none", split=split, seed=options.seed,
+            n_boot=options.n_boot, fingerprint=self.fingerprint,
+            params={"template": self.prompts.template, "scale": self.scale,
+                    "prompts": {n: prompts[n] for n in self.names},
+                    "dim": int(self.audio.shape[1])})

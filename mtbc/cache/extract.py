@@ -246,6 +246,9 @@ def extract_collection(
     fp = extractor.fingerprint
     report = ExtractionReport(fingerprint=fp)
     store.write_info(fp, extractor.metadata())
+    companions = extractor.companions()
+    for cfp, companion in companions.items():
+        store.write_info(cfp, companion.metadata())
     # temp files of killed writers; an hour's margin keeps those of concurrent writers in
     # flight (other shards, devices or Slurm tasks started earlier share this cache)
     store.remove_stale_temp(fp)
@@ -282,23 +285,39 @@ def extract_collection(
             report.extracted.append(row["track_id"])
             report.audio_seconds += n_samples / extractor.sample_rate
 
+    def keep_companions(row, arrays):
+        """Cache what the same pass computed for other fingerprints (best effort: a bad or
+        unwritable companion is computed again by its own extraction when needed)."""
+        for cfp, arr in arrays.items():
+            if store.problem(row["content_hash"], cfp) is None:
+                continue
+            try:
+                store.put(row["content_hash"], cfp, _checked(companions[cfp], arr, row["path"]))
+            except Exception:  # noqa: BLE001, S112 - optional: its own extraction redoes it
+                continue
+
     def flush(batch):
         if not batch:
             return
+        if hasattr(extractor, "last_companions"):
+            extractor.last_companions = {}
         try:
             outs = extractor.embed_many([w for _, w in batch])
+            extra = getattr(extractor, "last_companions", None) or {}
         except Exception:  # noqa: BLE001 - isolate the failing track: embed one by one
+            extra = {}  # the one-by-one outputs have no batch-aligned companions
             outs = []
             for _, wave in batch:
                 try:
                     outs.append(extractor.embed(wave))
                 except Exception as exc:  # noqa: BLE001 - any model error is one track's
                     outs.append(exc)
-        for (row, wave), out in zip(batch, outs, strict=True):
+        for i, ((row, wave), out) in enumerate(zip(batch, outs, strict=True)):
             if isinstance(out, Exception):
                 fail(row, f"{extractor.name} failed: {_reason(out)}")
             else:
                 done(row, out, len(wave))
+                keep_companions(row, {cfp: arrays[i] for cfp, arrays in extra.items()})
             bar.update(round(row.get("duration") or 0.0, 1))
         batch.clear()
 

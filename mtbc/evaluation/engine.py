@@ -89,6 +89,8 @@ class System(ABC):
     uses_torch: bool = False
     #: Progress-bar label.
     label: str = "system"
+    #: Whether :meth:`fold` reads validation folds (systems that choose nothing skip them).
+    uses_validation: bool = True
 
     def prepare(self, task: Task, options: EvalOptions) -> None:  # noqa: B027 -- optional hook
         """Check the system's inputs against ``task`` (raise ``ValueError``) and precompute."""
@@ -123,6 +125,8 @@ def run_folds(task: Task, system: System, folds: list, options: EvalOptions) -> 
     for k, fold in enumerate(bar):
         if fold.valid is not None:
             inner = [(fold.train, fold.valid)]
+        elif not system.uses_validation:
+            inner = []
         else:
             inner = task.inner(fold.train, n_splits=options.n_inner,
                                seed=options.seed + 1000 + k)

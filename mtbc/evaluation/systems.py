@@ -128,6 +128,7 @@ class MajorityClass(System):
     the first in sorted order), with the training label frequencies as its probabilities."""
 
     label = "majority"
+    uses_validation = False
 
     def __init__(self, name: str = "majority class (baseline)"):
         self.name = name

@@ -176,8 +176,16 @@ class Extractor(abc.ABC):
         return [self.embed(w) for w in waves]
 
     def load(self) -> Extractor:
-        """Load the model now rather than on first use (no-op without weights); returns self."""
+        """Load the model now rather than on first use (no-op without weights); returns self.
+        """
         return self
+
+    def companions(self) -> dict[str, Extractor]:
+        """Other extractors (by fingerprint) whose outputs the same forward pass computes, so
+        extraction caches them too (musicnn's tags beside its embedding); none by default.
+        After :meth:`embed_many`, ``last_companions`` maps each fingerprint to one array per
+        wave."""
+        return {}
 
     def check_wave(self, wave: np.ndarray, *, index: int | None = None) -> np.ndarray:
         """``wave`` as float32 if it is mono 1-D, floating, finite and at least ``min_samples``

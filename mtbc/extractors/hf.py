@@ -391,6 +391,20 @@ class HfExtractor(Extractor):
 
     # --------------------------------------------------------------------------- CLAP text
 
+    @property
+    def has_text(self) -> bool:
+        """Whether :meth:`embed_text` works: a CLAP checkpoint (text tower, joint space in the
+        last output row), by the ``clap`` or the ``hf`` name."""
+        return self.frontend == "clap"
+
+    @property
+    def projection_dim(self) -> int:
+        """CLAP only: width of the joint space (the last row's true width)."""
+        if not self.has_text:
+            raise ValueError(f"{self.snapshot.model_id} is {self.family.name}: only CLAP has "
+                             f"a joint audio-text space")
+        return self.layer_widths[-1]
+
     def embed_text(self, prompts: Sequence[str]) -> np.ndarray:
         """CLAP only: ``(len(prompts), projection_dim)`` float32 L2-normalised text embeddings
         in the joint space (the same space as the last row of ``embed``)."""
@@ -437,11 +451,6 @@ class ClapExtractor(HfExtractor):
                  device: str = "auto", dtype: str = "auto", batch_size: int | None = None):
         super().__init__(model=model, revision=revision, device=device, dtype=dtype,
                          batch_size=batch_size)
-
-    @property
-    def projection_dim(self) -> int:
-        """Width of the joint space (the last row's true width)."""
-        return self.layer_widths[-1]
 
     def joint(self, embeddings: np.ndarray) -> np.ndarray:
         """The joint-space rows of cached ``embed`` output: ``(..., n_layers, width)`` ->

@@ -243,8 +243,28 @@ class MusicnnExtractor(Extractor):
 
     def embed_many(self, waves: Sequence[np.ndarray], *, progress: bool = False
                    ) -> list[np.ndarray]:
-        """Embed several waves, batching their patches together; one array per wave."""
-        return [out[self.layer][:, None, :] for out in self._outputs_many(waves)]
+        """Embed several waves, batching their patches together; one array per wave. The same
+        pass gives the tag probabilities, kept in ``last_companions`` (:meth:`companions`)."""
+        outs = self._outputs_many(waves)
+        self.last_companions = {fp: [out["tags"][:, None, :] for out in outs]
+                                for fp in self.companions()}
+        return [out[self.layer][:, None, :] for out in outs]
+
+    def tagger(self) -> MusicnnExtractor:
+        """This model's tag probabilities as an extractor (``layer="tags"``, same weights,
+        device and precision): what notebooks 03 and 06 read."""
+        return MusicnnExtractor(model=self.model_name, layer="tags", device=self.device,
+                                batch_size=self.batch_size,
+                                weights=None if self._verify else self.weights_path,
+                                dtype=self.dtype)
+
+    def companions(self) -> dict[str, MusicnnExtractor]:
+        """The tags, computed by every forward pass anyway (none when ``layer="tags"``)."""
+        if self.layer == "tags":
+            return {}
+        if not hasattr(self, "_tagger"):
+            self._tagger = self.tagger()
+        return {self._tagger.fingerprint: self._tagger}
 
     def tags(self, wave: np.ndarray) -> np.ndarray:
         """Tag probabilities (sigmoid) per patch: ``(n_patches, 50)`` float32."""

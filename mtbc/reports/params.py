@@ -177,6 +177,17 @@ def _names_in(*allowed: str):
             f"a list among {', '.join(map(repr, allowed))}")
 
 
+def _is_template(v: Any) -> bool:
+    """A prompt template: a short string with a ``{label}`` field and no other."""
+    if not isinstance(v, str) or len(v) > 500 or "{label}" not in v:
+        return False
+    try:
+        v.format(label="x")
+    except (KeyError, IndexError, ValueError):
+        return False
+    return True
+
+
 #: What each notebook value must be (checked before any work): key -> (test, description).
 VALUE_RULES: dict[str, tuple[Any, str]] = {
     "n_splits": _int_in(2, 100),
@@ -200,6 +211,8 @@ VALUE_RULES: dict[str, tuple[Any, str]] = {
     "protocol": ((lambda v: v in ("default", "marble")), "'default' or 'marble'"),
     "isolate": ((lambda v: isinstance(v, bool)), "true or false"),
     "remeasure": ((lambda v: isinstance(v, bool)), "true or false"),
+    "zero_shot_template": (_is_template, "a prompt of at most 500 characters with a "
+                                         "{label} field and no other, e.g. 'This is a {label} song.'"),
 }
 
 

@@ -18,9 +18,9 @@ import soundfile as sf
 from mtbc.data.audio import load_audio
 from mtbc.data.splits import track_groups
 from mtbc.robustness.deform import DEFAULT_SET, check, deform, full_set, label
+from mtbc.robustness.drops import DropOptions, concat_name, measure_drops
 from mtbc.robustness.embed import DeformedExtractor, embed_deformed, load_pair, track_seed
 from mtbc.robustness.measures import compare_models, summarise_stability, track_stability
-from mtbc.robustness.probe import clean_probe_predictions, probe_drop
 
 
 def resolve_deformations(spec: Any) -> list[tuple[str, float]]:
@@ -47,23 +47,27 @@ def resolve_deformations(spec: Any) -> list[tuple[str, float]]:
 @dataclass(frozen=True)
 class RobustnessOptions:
     """Options of :func:`run_robustness`: the deformations (see :func:`resolve_deformations`),
-    seed, outer folds and bootstrap resamples as notebook 04, whether to run the probe, the
-    layer whose track mean the stability measures use (an int or ``"mean"`` of layers), and
-    the labels of the study's models to measure (``None``: all; every deformation costs one
-    extraction pass of every model measured)."""
+    seed, outer folds and bootstrap resamples as notebooks 04-06, whether to run the probes
+    (``probe``: accuracy on labelled tracks and, with ``tagging``, macro ROC-AUC on tagged
+    ones; each model and their concatenation), the layer whose track mean the stability measures use (an int or
+    ``"mean"`` of layers), and the labels of the study's models to measure (``None``: all;
+    every deformation costs one extraction pass of every model measured)."""
 
     deformations: Any = "default"
     seed: int = 0
     n_splits: int = 5
     n_boot: int = 1000
     probe: bool = True
+    tagging: bool = True
     layer: int | str = "mean"
     models: Sequence[str] | None = None
 
 
 @dataclass
 class Robustness:
-    """Notebook 11's results (every table keeps its CI and n)."""
+    """Notebook 11's results (every table keeps its CI and n): ``drops`` (probe accuracy,
+    with ``drop_tests`` between models) and ``tag_drops`` (macro ROC-AUC of the tagging
+    probe), each model and the concatenation of the models, and why either is missing."""
 
     deformations: list[tuple[str, float]]
     extraction: pd.DataFrame
@@ -74,6 +78,8 @@ class Robustness:
     drops: pd.DataFrame = field(default_factory=pd.DataFrame)
     drop_tests: pd.DataFrame = field(default_factory=pd.DataFrame)
     why_no_probe: str | None = None
+    tag_drops: pd.DataFrame = field(default_factory=pd.DataFrame)
+    why_no_tagging: str | None = None
     answer: str = ""
 
     @property
@@ -81,11 +87,16 @@ class Robustness:
         return [label(n, s) for n, s in self.deformations]
 
     def heatmap(self) -> tuple[pd.DataFrame, str]:
-        """Model x deformation: the probe drop in accuracy points when there is one, else
-        100 x (1 - mean cosine); with the colour-bar text."""
-        if len(self.drops):
-            frame = self.drops.pivot(index="model", columns="deformation", values="drop") * 100
-            return frame[self.labels], "accuracy drop, clean minus deformed (points)"
+        """Model x deformation (the concatenation a row): the probe drop in accuracy points
+        when there is one, else in macro ROC-AUC points (x 100), else 100 x (1 - mean
+        cosine); with the colour-bar text."""
+        for table, text in ((self.drops, "accuracy drop, clean minus deformed (points)"),
+                            (self.tag_drops, "macro ROC-AUC drop, clean minus deformed "
+                                             "(x 100)")):
+            if len(table):
+                frame = table.pivot(index="model", columns="deformation", values="drop") * 100
+                order = list(dict.fromkeys(table["model"]))
+                return frame.loc[order, self.labels], text
         frame = (1 - self.stability["cosine"].unstack("deformation")) * 100
         return frame[self.labels], "100 x (1 - cosine clean vs deformed)"
 
@@ -120,8 +131,30 @@ def drops_display(result: Robustness) -> pd.DataFrame:
     }).set_index(["model", "deformation"])
 
 
+def tag_drops_display(result: Robustness) -> pd.DataFrame:
+    """The tagging probe's drops as shown: macro ROC-AUC clean and deformed, the drop with its
+    paired 95% CI, p, n tracks, groups and tags."""
+    d = result.tag_drops
+    if not len(d):
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "model": d["model"], "deformation": d["deformation"],
+        "clean macro ROC-AUC": d["roc_auc_clean"].astype(float).round(3),
+        "deformed macro ROC-AUC": d["roc_auc_deformed"].astype(float).round(3),
+        "drop [95% CI]": [_fmt(r.drop, r.ci_low, r.ci_high, 1.0, 3) for r in d.itertuples()],
+        "p": d["p_value"].astype(float).round(4), "n tracks": d["n_tracks"],
+        "n groups": d["n_groups"], "n tags": d["n_tags"],
+    }).set_index(["model", "deformation"])
+
+
 def _answer(result: Robustness) -> str:
     first = result.labels[0]
+    if not len(result.drops) and len(result.tag_drops):
+        d = result.tag_drops[result.tag_drops["deformation"] == first]
+        parts = [f"{r.model} loses {r.drop:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] "
+                 f"(p = {r.p_value:.3g})" for r in d.itertuples()]
+        return (f"At **{first}**, " + ", ".join(parts) + " of the tagging probe's macro "
+                f"ROC-AUC (n = {int(d['n_tracks'].max())} tracks).")
     if len(result.drops):
         d = result.drops[result.drops["deformation"] == first]
         parts = [f"{r.model} loses {100 * r.drop:.1f} points "
@@ -176,14 +209,13 @@ def run_robustness(study, options: RobustnessOptions = RobustnessOptions(), *,
     extraction = embed_deformed(tracks, models, study.store, deformations,
                                 seed=options.seed, progress=progress)
     groups_all = pd.Series(track_groups(tracks), index=tracks["track_id"].astype(str))
-    per_track, drops, drop_detail = [], [], []
+    per_track = []
     means: dict[str, dict[str, pd.DataFrame]] = {}  # deformation -> model -> (clean, deformed)
-    why_no_probe = None
-    labelled = tracks.loc[tracks["label"].notna()].reset_index(drop=True) \
-        if "label" in tracks else tracks.iloc[:0]
+    fingerprints = {}
     for model, ext in models.items():
         fps = {label(n, s): DeformedExtractor(ext, n, s, options.seed).fingerprint
                for n, s in deformations}
+        fingerprints[model] = (ext.fingerprint, fps)
         for lab, fp in fps.items():
             sub, c, d = load_pair(tracks, study.store, ext.fingerprint, fp, layer=options.layer)
             frame = track_stability(c, d)
@@ -193,16 +225,6 @@ def run_robustness(study, options: RobustnessOptions = RobustnessOptions(), *,
             frame["group"] = groups_all.loc[frame["track_id"]].to_numpy()
             per_track.append(frame)
             means.setdefault(lab, {})[model] = (frame["track_id"].to_numpy(), c, d)
-        if not options.probe:
-            why_no_probe = "the probe was switched off (probe: false)"
-            continue
-        result = _probe_model(labelled, study.store, ext.fingerprint, fps, options)
-        if isinstance(result, str):
-            why_no_probe = result
-            continue
-        summary, detail = result
-        drops.append(summary.assign(model=model))
-        drop_detail.append(detail.assign(model=model))
     if len(models) > 1:
         per_track += [_concat_stability(lab, by_model, groups_all)
                       for lab, by_model in means.items()]
@@ -214,12 +236,21 @@ def run_robustness(study, options: RobustnessOptions = RobustnessOptions(), *,
         stability_tests=compare_models(per_track_frame, "cosine", n_boot=options.n_boot,
                                        seed=options.seed),
         retrieval_tests=compare_models(per_track_frame, "hit", n_boot=options.n_boot,
-                                       seed=options.seed),
-        why_no_probe=why_no_probe)
-    if drops and why_no_probe is None:
-        out.drops = pd.concat(drops, ignore_index=True)
-        out.drop_tests = compare_models(pd.concat(drop_detail, ignore_index=True), "drop",
-                                        n_boot=options.n_boot, seed=options.seed)
+                                       seed=options.seed))
+    if options.probe:
+        found = measure_drops(tracks, study.store, fingerprints,
+                              DropOptions(seed=options.seed, n_splits=options.n_splits,
+                                          n_boot=options.n_boot, tagging=options.tagging))
+        out.drops, out.tag_drops = found.accuracy, found.auc
+        out.why_no_probe, out.why_no_tagging = found.why_no_accuracy, found.why_no_auc
+        # model against model: the models alone (the concatenation's drop has its own CI)
+        alone = found.detail[found.detail["model"].isin(list(models))] \
+            if len(found.detail) else found.detail
+        if len(alone):
+            out.drop_tests = compare_models(alone, "drop", n_boot=options.n_boot,
+                                            seed=options.seed)
+    else:
+        out.why_no_probe = out.why_no_tagging = "the probe was switched off (probe: false)"
     out.answer = _answer(out)
     return out
 
@@ -240,30 +271,9 @@ def _concat_stability(deformation: str, by_model: dict, groups: pd.Series) -> pd
     frame = track_stability(np.hstack(clean), np.hstack(deformed), blocks=blocks)
     frame.insert(0, "track_id", order)
     frame.insert(0, "deformation", deformation)
-    frame.insert(0, "model", f"concat({' + '.join(by_model)})")
+    frame.insert(0, "model", concat_name(by_model))
     frame["group"] = groups.loc[order].to_numpy()
     return frame
-
-
-def _probe_model(labelled: pd.DataFrame, store, clean_fp: str, fps: dict[str, str],
-                 options: RobustnessOptions):
-    """One model's probe drop, or the reason there is none (a sentence)."""
-    if not len(labelled) or labelled["label"].nunique() < 2:
-        return "the collection has fewer than 2 labels"
-    have = np.ones(len(labelled), dtype=bool)
-    for fp in [clean_fp, *fps.values()]:
-        have &= np.array([store.has(h, fp) for h in labelled["content_hash"]], dtype=bool)
-    sub = labelled.loc[have].reset_index(drop=True)
-    counts = sub["label"].value_counts()
-    n_folds = min(int(options.n_splits), int(counts.min())) if len(counts) > 1 else 0
-    if n_folds < 2:
-        return "too few labelled tracks per label for cross-validation"
-    hashes = list(sub["content_hash"])
-    clean = store.load_many(hashes, clean_fp, reduce=None)
-    deformed = {lab: store.load_many(hashes, fp, reduce=None) for lab, fp in fps.items()}
-    preds = clean_probe_predictions(clean, sub, deformed, seed=options.seed, n_splits=n_folds)
-    groups = pd.Series(track_groups(sub), index=sub["track_id"].astype(str))
-    return probe_drop(preds, groups, n_boot=options.n_boot, seed=options.seed)
 
 
 def example_clips(study, deformations: Sequence[tuple[str, float]], *, seed: int = 0,
@@ -291,7 +301,9 @@ def plot_heatmap(frame: pd.DataFrame, *, title: str, colorbar: str):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * frame.shape[1], 1.2 + 0.6 * frame.shape[0]))
+    names = max((len(str(i)) for i in frame.index), default=0)  # the concat row's long name
+    fig, ax = plt.subplots(figsize=(1.6 + 0.07 * names + 1.4 * frame.shape[1],
+                                    1.2 + 0.6 * frame.shape[0]))
     sns.heatmap(frame.astype(float), ax=ax, annot=True, fmt=".1f", cmap="Reds",
                 cbar_kws={"label": colorbar}, annot_kws={"fontsize": 9})
     ax.set_xlabel("deformation")

@@ -10,6 +10,10 @@ content hash) is that track; another file is embedded through the cache (compute
 when missing, exactly as ``mtbc extract`` does) and its near duplicates among the nearest
 tracks are found with the audio fingerprint of :mod:`mtbc.data.duplicates`. The query's own
 track, its near duplicates and its group (artist) are left out of the results unless asked.
+
+A query may also be text (:meth:`CollectionIndex.by_text`, ``mtbc similar --text``) when the
+extractor has a text tower (CLAP): the tracks are ranked by the cosine of their joint-space
+embedding (the last layer) with the text's (:func:`mtbc.zeroshot.search_by_text`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from mtbc.similarity.search import (
     playlist_path,
     playlist_walk,
 )
+from mtbc.zeroshot import has_text, search_by_text
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,9 @@ class SearchOptions:
         Where index files go (``None``: ``data/models/similarity``, beside trained models).
     index : IndexOptions
         Exact up to 100,000 tracks, HNSW above (default).
+    text : bool
+        Queries are text: the extractor must have a text tower (CLAP), the joint space (the
+        last layer) is searched, unwhitened.
     """
 
     collection: str
@@ -69,6 +77,7 @@ class SearchOptions:
     whiten: bool = False
     index_dir: str | None = None
     index: IndexOptions = field(default_factory=IndexOptions)
+    text: bool = False
 
 
 @dataclass
@@ -124,6 +133,8 @@ class CollectionIndex:
     def open(cls, opts: SearchOptions) -> CollectionIndex:
         """Scan, load the cached track means and load or build the index."""
         extractor = get_extractor(opts.extractor, **opts.extractor_options)
+        if opts.text:
+            check_text_search(opts, extractor)
         store = EmbeddingStore(config.cache_dir(opts.cache))
         coll = open_collection(opts.collection, cache_dir=opts.cache, progress=False)
         fp = extractor.fingerprint
@@ -139,6 +150,9 @@ class CollectionIndex:
         if not 0 <= layer < X.shape[1]:
             raise SimilarityInputError(f"--layer {opts.layer}: {opts.extractor} has "
                                        f"{X.shape[1]} layer(s), 0 to {X.shape[1] - 1}")
+        if opts.text and layer != X.shape[1] - 1:
+            raise SimilarityInputError(f"--layer {opts.layer}: --text searches the joint space, "
+                                       f"the last layer ({X.shape[1] - 1}); leave --layer out")
         vectors = X[:, layer]
         key = IndexKey(fp, layer, opts.whiten, tuple(tracks["content_hash"]), opts.index.kind)
         root = Path(opts.index_dir) if opts.index_dir else config.data_dir() / "models" / \
@@ -270,6 +284,23 @@ class CollectionIndex:
         table.insert(3, "similarity_to_previous", np.round(sims, 4))
         return q, table
 
+    def by_text(self, text: str, *, k: int = 10) -> tuple[Query, pd.DataFrame]:
+        """The ``k`` tracks whose joint-space embedding is closest to ``text``'s (cosine):
+        ``rank, track_id, label, similarity, path``. Needs ``SearchOptions.text``."""
+        if not self.opts.text:
+            raise SimilarityInputError("a text search needs SearchOptions(text=True)")
+        text = str(text).strip()
+        if not text:
+            raise SimilarityInputError("--text: empty; give words such as 'calm piano'")
+        width = int(self.extractor.projection_dim)
+        hits = search_by_text(self.extractor, text, self.vectors[:, :width],
+                              np.arange(len(self.tracks)), k=k)  # rows, named below
+        rows = hits["track_id"].to_numpy()
+        table = self.tracks.iloc[rows][["track_id", "label", "path"]].reset_index(drop=True)
+        table.insert(0, "rank", hits["rank"].to_numpy())
+        table.insert(3, "similarity", np.round(hits["cosine"].to_numpy(), 4))
+        return Query(f"text {text!r}", np.zeros(width, np.float32)), table
+
     def describe(self) -> str:
         what = "reused" if self.reused else "built"
         return (f"{self.opts.extractor} ({self.extractor.fingerprint}), layer {self.layer}"
@@ -277,6 +308,17 @@ class CollectionIndex:
                 f"over {self.index.n} tracks ({what})"
                 + (f"; {self.n_missing} tracks without cached embeddings left out"
                    if self.n_missing else ""))
+
+
+def check_text_search(opts: SearchOptions, extractor: Extractor) -> None:
+    """``SimilarityInputError`` when a text search cannot run: no text tower, or whitening."""
+    if not has_text(extractor):
+        raise SimilarityInputError(
+            f"--text: extractor {opts.extractor} has no text tower; text search needs a CLAP "
+            f"model (-e clap, or -e hf -o model=<a CLAP checkpoint>)")
+    if opts.whiten:
+        raise SimilarityInputError("--text searches CLAP's joint space as it is; leave "
+                                   "--whiten out")
 
 
 def write_json(path: str | Path, payload: dict) -> Path:

@@ -25,17 +25,19 @@ def open_index(args):
                          cache=str(args.cache) if args.cache else None, layer=args.layer,
                          whiten=args.whiten,
                          index_dir=str(args.index_dir) if args.index_dir else None,
-                         index=IndexOptions(kind=args.index))
+                         index=IndexOptions(kind=args.index),
+                         text=getattr(args, "text", None) is not None)
     try:
         return CollectionIndex.open(opts)
     except (ExtractorConfigError, KeyError) as exc:  # unknown extractor, bad cache entry
         raise SimilarityInputError(str(exc).strip("'\"")) from None
 
 
-def _show(args, title: str, index, query, table, extra: dict) -> int:
+def _show(args, title: str, index, query, table, extra: dict, *, header: str | None = None
+          ) -> int:
     from mtbc.similarity.collection import table_records, write_json
 
-    print(index.describe())
+    print(header or index.describe())
     print(f"\n{title} for {query.name}:")
     shown = table if args.paths else table.drop(columns=["path"])
     print(shown.to_string(index=False) if len(shown) else "(none)")
@@ -51,10 +53,27 @@ def _show(args, title: str, index, query, table, extra: dict) -> int:
 
 
 def cmd_similar(args) -> int:
+    if args.text is not None:
+        return cmd_text(args)
     index = open_index(args)
     query, table = index.similar(args.query, k=args.k, include_duplicates=args.include_duplicates)
     return _show(args, "most similar tracks", index, query, table,
                  {"k": args.k, "include_duplicates": args.include_duplicates})
+
+
+def cmd_text(args) -> int:
+    """``mtbc similar --text``: the tracks closest to a text in CLAP's joint space."""
+    if args.include_duplicates:
+        raise SimilarityInputError("--include-duplicates: a text query has no track or group "
+                                   "of its own; leave it out")
+    index = open_index(args)
+    query, table = index.by_text(args.text, k=args.k)
+    header = (f"{args.extractor} ({index.extractor.fingerprint}), joint space (layer "
+              f"{index.layer}): exact cosine search by text over {len(index.tracks)} tracks"
+              + (f"; {index.n_missing} tracks without cached embeddings left out"
+                 if index.n_missing else ""))
+    return _show(args, "closest tracks", index, query, table, {"k": args.k, "text": args.text},
+                 header=header)
 
 
 def cmd_playlist(args) -> int:
@@ -93,9 +112,15 @@ def add_parsers(sub, coll_help: str) -> None:
                                    "100,000 tracks). The query's own track, its near "
                                    "duplicates and its group (artist) are left out unless "
                                    "--include-duplicates.",
-                       epilog="example: mtbc similar bach_01 --collection demo -e mfcc")
-    p.add_argument("query", help="an audio file (embedded through the cache when needed) or a "
-                                 "track id of the collection")
+                       epilog="examples: mtbc similar bach_01 --collection demo -e mfcc; "
+                              "mtbc similar --text 'calm piano' --collection C -e clap")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("query", nargs="?", default=None,
+                      help="an audio file (embedded through the cache when needed) or a track "
+                           "id of the collection")
+    what.add_argument("--text", default=None, metavar="WORDS",
+                      help="search by text instead (an extractor with a text tower: CLAP): "
+                           "the tracks whose joint-space embedding is closest to the text's")
     _common(p, coll_help)
     p.add_argument("--k", type=int_at_least(1, "at least 1"), default=10, help="results (default 10)")
     p.add_argument("--include-duplicates", action="store_true",

@@ -20,6 +20,7 @@ from mtbc.study.common import (
     plan_classification,
     system_name,
 )
+from mtbc.study.zeroshot import DEFAULT_TEMPLATE, zero_shot_results
 
 
 @dataclass
@@ -44,11 +45,13 @@ class Classification:
 
 
 def classify_models(study: Study, *, probes: list[str], seed: int = 0, n_splits: int = 5,
-                    n_boot: int = 1000, protocol: str = "default") -> Classification:
+                    n_boot: int = 1000, protocol: str = "default",
+                    zero_shot_template: str = DEFAULT_TEMPLATE) -> Classification:
     """Evaluate every probe on every model (same folds for all); pick each model's
     representative probe by validation accuracy. Multi-layer models also get each layer's
     held-out test accuracy, for display only. ``protocol="marble"`` runs MARBLE's MLP probe
-    (predefined split only) in place of ``probes``."""
+    (predefined split only) in place of ``probes``. A CLAP model also gets its zero-shot
+    result (``(label, "zero-shot")``, prompts from ``zero_shot_template``; never chosen)."""
     plan = plan_classification(study.tracks, n_splits=n_splits)
     out = Classification(plan)
     if plan.why_not:
@@ -71,6 +74,9 @@ def classify_models(study: Study, *, probes: list[str], seed: int = 0, n_splits:
         chosen = choose_by_validation([out.results[label, p] for p in names])
         if chosen is not None:
             out.representative[label] = chosen
+        for z in zero_shot_results(study, sub, {label: (feats, index)}, seed=seed, n_boot=n_boot,
+                                   n_splits=plan.n_folds, template=zero_shot_template):
+            out.results[label, "zero-shot"] = z
     out.baseline = evaluate_majority(plan.tracks, seed=seed, n_splits=plan.n_folds,
                                      n_boot=n_boot)
     return out

@@ -158,10 +158,9 @@ def musicnn_labels(study: Study) -> list[str]:
 def auto_tags(study: Study, label: str, *, top_k: int = 5) -> AutoTags:
     """The tags musicnn model ``label`` predicts for each track (cached like embeddings)."""
     from mtbc.cache.extract import extract_collection
-    from mtbc.extractors.musicnn import MusicnnExtractor
 
     ext = study.models[label]
-    tagger = MusicnnExtractor(model=ext.model_name, layer="tags", device=ext.device)
+    tagger = ext.tagger()  # extraction cached its tags already (Extractor.companions)
     extract_collection(study.tracks, tagger, study.store, progress=False)
     tracks, X = load_embeddings(study.tracks, study.store, tagger.fingerprint)
     scores = pd.DataFrame(X[:, 0, :], index=pd.Index(tracks["track_id"], name="track_id"),

@@ -25,6 +25,7 @@ from mtbc.study.common import (
     plan_classification,
     system_name,
 )
+from mtbc.study.zeroshot import DEFAULT_TEMPLATE, zero_shot_results
 
 
 @dataclass
@@ -55,10 +56,12 @@ class Comparison:
 
 def compare_systems(study: Study, *, ensembles: list[list[str]] | None = None, seed: int = 0,
                     n_splits: int = 5, n_boot: int = 1000,
-                    protocol: str = "default") -> Comparison:
+                    protocol: str = "default",
+                    zero_shot_template: str = DEFAULT_TEMPLATE) -> Comparison:
     """Every model alone (linear probe; MARBLE's MLP with ``protocol="marble"``),
     concatenation (linear probe) and late fusion of each ensemble, on the same tracks and
-    folds; paired tests; the validation-chosen system; the answer."""
+    folds, and each CLAP model's zero-shot result (prompts from ``zero_shot_template``;
+    never chosen); paired tests; the validation-chosen system; the answer."""
     plan = plan_classification(study.tracks, n_splits=n_splits)
     out = Comparison(plan, ensembles=ensembles if ensembles is not None
                      else default_ensembles(study.models))
@@ -84,6 +87,8 @@ def compare_systems(study: Study, *, ensembles: list[list[str]] | None = None, s
             n_boot=n_boot, name=system_name(f"concat({name})", "linear")))
         out.systems.append(late_fusion([singles[m] for m in combo],
                                        name=system_name(f"late({name})", probe)))
+    out.systems += zero_shot_results(study, common, blocks, seed=seed, n_splits=plan.n_folds,
+                                     n_boot=n_boot, template=zero_shot_template, suffix=suffix)
     if len(out.systems) > 1:
         out.tests = compare(out.systems)
     out.chosen = choose_by_validation(out.systems)

@@ -13,7 +13,8 @@ Zero-shot (no training): musicnn's own MTT tag probabilities score the collectio
 whose names match an MTT tag (:func:`zero_shot_map`: the explicit :data:`ZERO_SHOT_TAGS`
 table first, then equal names, case-insensitive); a tag mapped to several MTT tags takes
 their maximum. It is evaluated on the same test tracks, on the matched tags only, and is not
-part of the paired tests (a different tag set) nor of the validation choice.
+part of the paired tests (a different tag set) nor of the validation choice. A CLAP model's
+zero-shot row (:mod:`mtbc.study.zeroshot`, every tag as a text prompt) is shown the same way.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from mtbc.study.common import (
     musicnn_labels,
     system_name,
 )
+from mtbc.study.zeroshot import DEFAULT_TEMPLATE, zero_shot_results
 
 ZERO_SHOT = "zero-shot (no training)"
 #: Collection tag -> MTT tags that score it zero-shot. Demo GM instruments (mtbc.data.demo.
@@ -184,9 +186,11 @@ def tagging_answer(systems, tests, chosen) -> str:
 
 
 def tag_systems(study: Study, *, probes=("linear",), ensembles=None, seed: int = 0,
-                n_splits: int = 5, n_boot: int = 1000, n_perm: int = 1000) -> Tagging:
-    """Every model, each ensemble (concatenation and late fusion), musicnn zero-shot; paired
-    tests; the validation-chosen system; the answer."""
+                n_splits: int = 5, n_boot: int = 1000, n_perm: int = 1000,
+                zero_shot_template: str = DEFAULT_TEMPLATE) -> Tagging:
+    """Every model, each ensemble (concatenation and late fusion), musicnn zero-shot and
+    CLAP zero-shot (tag prompts from ``zero_shot_template``); paired tests; the
+    validation-chosen system; the answer."""
     plan = plan_tagging(study.tracks)
     out = Tagging(plan)
     if plan.why_not:
@@ -218,6 +222,9 @@ def tag_systems(study: Study, *, probes=("linear",), ensembles=None, seed: int =
         z = zero_shot_musicnn(study, label, singles[label])
         if z is not None:
             out.zero_shot.append(z)
+    out.zero_shot += zero_shot_results(study, common, blocks, tags=plan.tags, seed=seed,
+                                       n_splits=n_splits, n_boot=n_boot,
+                                       template=zero_shot_template)
     if len(out.systems) > 1:
         out.tests = paired_tagging_tests(out.systems, n_perm=n_perm, n_boot=n_boot)
     out.chosen = choose_tagging_system(out.systems)

@@ -10,6 +10,7 @@ from scipy.signal import welch
 from mtbc.cache.extract import extract_collection
 from mtbc.cache.store import EmbeddingStore
 from mtbc.data.collection import from_folder, scan
+from mtbc.data.tags import complete_negatives
 from mtbc.evaluation import evaluate_probe
 from mtbc.robustness import DEFORMATIONS, deform, embed_deformed, track_stability
 from mtbc.robustness.deform import full_set, label
@@ -233,13 +234,16 @@ def test_run_robustness_end_to_end_on_a_tiny_collection(tmp_path, tone):
         example_clips,
         run_robustness,
         stability_display,
+        tag_drops_display,
     )
 
     root = tmp_path / "music"
-    for i in range(8):
+    for i in range(12):  # 6 training tracks per tagging fold: 3 inner folds
         tone(root / ("a" if i % 2 else "b") / f"t{i}.wav", seconds=0.6, sr=16000,
              freq=(300 if i % 2 else 900) + 20 * i, amplitude=0.2 + 0.05 * i)
     tracks = scan(from_folder(root), progress=False).tracks
+    tags = [("loud",) if i % 4 < 2 else ("soft",) for i in range(len(tracks))]
+    tracks = tracks.assign(tags=tags, tags_negative=complete_negatives(tags))
     store = EmbeddingStore(tmp_path / "cache")
     ext, other = CountingExtractor(), CountingExtractor(scale=3.0)
     for e in (ext, other):
@@ -250,22 +254,40 @@ def test_run_robustness_end_to_end_on_a_tiny_collection(tmp_path, tone):
     assert result.labels == ["gain 0 dB", "noise 0 dB SNR"]
     gain0 = result.stability.loc[("m", "gain 0 dB")]
     assert gain0["cosine"] == pytest.approx(1.0) and gain0["recall1"] == 1.0
-    assert gain0["n_tracks"] == 8
+    assert gain0["n_tracks"] == 12
     concat = result.stability.loc[("concat(m + k)", "gain 0 dB")]
-    assert concat["cosine"] == pytest.approx(1.0) and concat["n_tracks"] == 8
+    assert concat["cosine"] == pytest.approx(1.0) and concat["n_tracks"] == 12
     assert len(result.stability_tests) == 6  # 3 pairs x 2 deformations
     drops = result.drops[result.drops["model"] == "m"].set_index("deformation")
-    assert drops.loc["gain 0 dB", "drop"] == 0.0 and drops.loc["gain 0 dB", "n_tracks"] == 8
+    assert drops.loc["gain 0 dB", "drop"] == 0.0 and drops.loc["gain 0 dB", "n_tracks"] == 12
     assert result.answer.startswith("At **gain 0 dB**, m loses 0.0 points")
     assert list(stability_display(result).columns)[-2:] == ["n tracks", "n groups"]
-    assert len(drops_display(result)) == 4
+    assert len(drops_display(result)) == 6  # m, k and concat(m + k) x 2 deformations
+    tagged = result.tag_drops.set_index(["model", "deformation"])
+    assert list(dict.fromkeys(result.tag_drops["model"])) == ["m", "k", "concat(m + k)"]
+    assert (tagged.xs("gain 0 dB", level="deformation")["drop"] == 0).all()
+    assert (tagged["n_tracks"] == 12).all() and result.why_no_tagging is None
+    shown = tag_drops_display(result)
+    assert len(shown) == 6 and list(shown.columns)[-3:] == ["n tracks", "n groups", "n tags"]
     frame, _ = result.heatmap()
-    assert list(frame.columns) == result.labels and sorted(frame.index) == ["k", "m"]
+    assert list(frame.columns) == result.labels
+    assert list(frame.index) == ["m", "k", "concat(m + k)"]
+    assert frame.loc["concat(m + k)", "gain 0 dB"] == 0.0
     still = run_robustness(study, RobustnessOptions(deformations=[["gain", 0]], probe=False,
                                                     models=["m"], n_boot=50))
     assert still.why_no_probe and not len(still.drops)
     assert still.answer.startswith("At **gain 0 dB**, m keeps a cosine of 1.000")
     assert list(still.heatmap()[0].index) == ["m"]
+    assert still.why_no_tagging and not len(still.tag_drops)
+    tags_only = SimpleNamespace(tracks=tracks.drop(columns=["label"]), store=store,
+                                models={"m": ext})
+    only = run_robustness(tags_only, RobustnessOptions(deformations=[["gain", 0]], n_splits=2,
+                                                       n_boot=50))
+    assert not len(only.drops) and "no labelled" in only.why_no_probe
+    assert only.answer.startswith("At **gain 0 dB**, m loses 0.000 [0.000, 0.000] (p = 1) of "
+                                  "the tagging probe's macro ROC-AUC")
+    frame, colorbar = only.heatmap()
+    assert "ROC-AUC" in colorbar and frame.loc["m", "gain 0 dB"] == 0.0
     with pytest.raises(ValueError, match="not among this run's models"):
         run_robustness(study, RobustnessOptions(models=["zzz"]))
     clips = example_clips(study, result.deformations, seconds=0.5)
