@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="MERT: LoRA of rank R on the attention of its last 4 layers instead")
     p.add_argument("--epochs", type=positive_int, default=20, help="most epochs (default 20)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="folds, init, order")
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="auto (default): bf16 autocast on GPUs with bf16 and CPUs with native "
+                        "bf16, else float32; float32 turns it off")
     p.add_argument("--out", type=Path, required=True, metavar="MODEL",
                    help="writes MODEL.safetensors and MODEL.json")
     p.add_argument("--json", type=Path, default=None, metavar="SUMMARY",

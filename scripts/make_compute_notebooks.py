@@ -151,6 +151,7 @@ fixture_banner(study.metadata())'''),
     ("code", '''display(Markdown("Compute figures come from notebook 07 of this run." if rows else
                  "Notebook 07 left no figures for this run: the compute claims are not "
                  "testable here."))
+display(Markdown(claims.run_files_note(evidence)))
 claims.verdict_counts(table).to_frame("claims")'''),
     ("md", """## Every claim
 

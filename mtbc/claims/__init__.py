@@ -4,7 +4,9 @@
 :data:`CLAIMS` holds one :class:`Claim` each (:mod:`mtbc.claims.data`); :func:`audit` gives
 every claim a :class:`Verdict` from an :class:`Evidence` (:mod:`mtbc.claims.audit`), which
 :func:`evidence_from_study` gathers for a run (:mod:`mtbc.claims.evidence`) with the
-architecture facts of :func:`architecture_facts` (:mod:`mtbc.claims.facts`).
+architecture facts of :func:`architecture_facts` (:mod:`mtbc.claims.facts`) and the records
+notebooks 09 and 11 left in the run folder (:func:`run_files`; their claims are decided in
+:mod:`mtbc.claims.measured`).
 
 Examples
 --------
@@ -33,10 +35,10 @@ from mtbc.claims.data import (
     VERDICTS,
     Claim,
 )
-from mtbc.claims.evidence import evidence_from_study
+from mtbc.claims.evidence import evidence_from_study, run_files, run_files_note
 from mtbc.claims.facts import architecture_facts
 
 __all__ = ["CHECKS", "CLAIMS", "CONFIRMED", "CONTRADICTED", "DATASET_PARAMS", "NOT_TESTABLE",
            "VERDICTS", "Claim", "Evidence", "Verdict", "architecture_facts", "audit",
            "audit_table", "claims_frame", "claims_summary", "evidence_from_study",
-           "verdict_counts"]
+           "run_files", "run_files_note", "verdict_counts"]

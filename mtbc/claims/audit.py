@@ -2,7 +2,7 @@
 
 Each :class:`Claim` says what was claimed (in mtbc's words), where (the comparison's section),
 how mtbc checks it (``check``: ``config``, ``architecture``, ``compute``, ``accuracy``,
-``statistics``, ``training``) and the expected value or range. :func:`audit` gives every
+``statistics``, ``training``, ``finetune``, ``robustness``) and the expected value or range. :func:`audit` gives every
 claim a :class:`Verdict`: ``confirmed``, ``contradicted`` or ``not testable here``, with
 what mtbc measured or read, where from, and why (``docs/claims.md``). It never confirms a
 claim from random or fixture weights: figures from them are labelled, and only claims
@@ -12,9 +12,8 @@ that do not depend on weight values (architecture, sizes, memory) are decided wi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -26,44 +25,11 @@ from mtbc.claims.data import (
     NOT_TESTABLE,
     VERDICTS,
     Claim,
+    Evidence,
+    Verdict,
+    dataset_of,
 )
-
-
-@dataclass
-class Verdict:
-    """A claim's outcome: ``verdict`` (one of :data:`VERDICTS`), what mtbc found
-    (``measured``), where it comes from (``source``) and ``why``."""
-
-    id: str
-    verdict: str
-    measured: str
-    source: str
-    why: str
-
-
-@dataclass
-class Evidence:
-    """What the audit reads. Everything is optional: a missing piece makes the claims that
-    need it *not testable here*, saying what is missing.
-
-    - ``facts``: ``key -> value`` from configs and architectures (:func:`architecture_facts`).
-    - ``compute``: rows of :func:`mtbc.benchmark.bench_rows` (notebook 07).
-    - ``accuracy``: ``{"mert": (value, low, high, n), "vggish": ..., "ensemble": ...,
-      "margin": (value, low, high, n)}`` on the run's collection.
-    - ``stats``: ``{"mert": per-track stats frame, "vggish": ...}`` (last layer).
-    - ``weights``: ``{"mert": kind, "vggish": kind}`` of the models behind accuracy and
-      statistics (``pretrained`` is needed to decide those claims).
-    - ``collection``: the run's collection (``gtzan:...``, ``demo``, a folder, ...).
-    """
-
-    facts: dict[str, Any] = field(default_factory=dict)
-    compute: list[dict] = field(default_factory=list)
-    accuracy: dict[str, tuple] = field(default_factory=dict)
-    stats: dict[str, pd.DataFrame] = field(default_factory=dict)
-    weights: dict[str, str] = field(default_factory=dict)
-    collection: str = ""
-    repo_root: Path | None = None
-
+from mtbc.claims.measured import check_finetune, check_robustness
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -77,11 +43,6 @@ def _near(value: float, expected: float, rel: float) -> bool:
 
 def _pct(v: float) -> str:
     return f"{100 * v:.1f}%"
-
-
-def _dataset_of(collection: str) -> str:
-    head = collection.partition(":")[0].lower()
-    return head if head in ("gtzan", "openmic", "mtat", "demo") else "your collection"
 
 
 def _params_hint(dataset: str, root: Path | None) -> str:
@@ -253,7 +214,7 @@ def _check_compute(claim: Claim, ev: Evidence) -> Verdict:
 
 def _check_accuracy(claim: Claim, ev: Evidence) -> Verdict:
     which = claim.key.split(".", 1)[1]
-    dataset = _dataset_of(ev.collection)
+    dataset = dataset_of(ev.collection)
     needed = {"mert": ["mert"], "vggish": ["vggish"], "ensemble": ["mert", "vggish"],
               "margin": ["mert", "vggish"], "summary": ["mert", "vggish"]}.get(which, [])
     figure = ev.accuracy.get(which)
@@ -351,6 +312,10 @@ def audit(evidence: Evidence, claims: Sequence[Claim] = CLAIMS) -> list[Verdict]
         try:
             if claim.check == "training":
                 v = _check_training(claim, evidence)
+            elif claim.check == "finetune":
+                v = check_finetune(claim, evidence)
+            elif claim.check == "robustness":
+                v = check_robustness(claim, evidence)
             elif claim.topic == "statistics":
                 v = _check_stats(claim, evidence)
             elif claim.topic == "accuracy" or (claim.topic == "ensemble"

@@ -1,17 +1,23 @@
 """The claims of the MERT-vs-VGGish comparison that started mtbc, kept as mtbc's own data.
 
 Each :class:`Claim` says what was claimed (in mtbc's words), where (the comparison's section),
-how mtbc checks it and the expected value or range; :mod:`mtbc.claims.audit` audits them.
+how mtbc checks it and the expected value or range; :mod:`mtbc.claims.audit` audits them,
+giving each a :class:`Verdict` from an :class:`Evidence` (both kept here, with the claims, so
+that every module of the audit reads them without importing another).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 CONFIRMED, CONTRADICTED, NOT_TESTABLE = "confirmed", "contradicted", "not testable here"
 VERDICTS = (CONFIRMED, CONTRADICTED, NOT_TESTABLE)
-CHECKS = ("config", "architecture", "compute", "accuracy", "statistics", "training")
+CHECKS = ("config", "architecture", "compute", "accuracy", "statistics", "training",
+          "finetune", "robustness")
 #: Which params file would test a claim about a named benchmark.
 DATASET_PARAMS = {"gtzan": "params/gtzan.yaml", "openmic": "params/openmic.yaml",
                   "mtat": "params/mtat.yaml"}
@@ -33,6 +39,53 @@ class Claim:
     expected: Any = None
     unit: str = ""
     dataset: str | None = None
+
+
+@dataclass
+class Verdict:
+    """A claim's outcome: ``verdict`` (one of :data:`VERDICTS`), what mtbc found
+    (``measured``), where it comes from (``source``) and ``why``."""
+
+    id: str
+    verdict: str
+    measured: str
+    source: str
+    why: str
+
+
+@dataclass
+class Evidence:
+    """What the audit reads. Everything is optional: a missing piece makes the claims that
+    need it *not testable here*, saying what is missing.
+
+    - ``facts``: ``key -> value`` from configs and architectures (:func:`architecture_facts`).
+    - ``compute``: rows of :func:`mtbc.benchmark.bench_rows` (notebook 07).
+    - ``accuracy``: ``{"mert": (value, low, high, n), "vggish": ..., "ensemble": ...,
+      "margin": (value, low, high, n)}`` on the run's collection.
+    - ``stats``: ``{"mert": per-track stats frame, "vggish": ...}`` (last layer).
+    - ``weights``: ``{"mert": kind, "vggish": kind}`` of the models behind accuracy and
+      statistics (``pretrained`` is needed to decide those claims).
+    - ``collection``: the run's collection (``gtzan:...``, ``demo``, a folder, ...).
+    - ``finetune`` / ``robustness``: what notebooks 09 and 11 left in the run folder
+      (``finetune.json``, ``robustness.json``); ``None``: no such file in this run.
+    """
+
+    facts: dict[str, Any] = field(default_factory=dict)
+    compute: list[dict] = field(default_factory=list)
+    accuracy: dict[str, tuple] = field(default_factory=dict)
+    stats: dict[str, pd.DataFrame] = field(default_factory=dict)
+    weights: dict[str, str] = field(default_factory=dict)
+    collection: str = ""
+    repo_root: Path | None = None
+    finetune: dict | None = None
+    robustness: dict | None = None
+
+
+def dataset_of(collection: str) -> str:
+    """The benchmark a collection is (``gtzan``, ``openmic``, ``mtat``, ``demo``), else
+    ``"your collection"``."""
+    head = collection.partition(":")[0].lower()
+    return head if head in ("gtzan", "openmic", "mtat", "demo") else "your collection"
 
 
 def _c(*args, **kwargs) -> Claim:
@@ -166,6 +219,39 @@ CLAIMS: tuple[Claim, ...] = (
     _c("batch-vggish", "compute", "vggish", "VGGish batch 8 in 30 s, batch 16 in 50 s",
        "5. Batch processing", "compute", "seconds per batch of 30 s clips",
        "speed.vggish.batch", ((8, 30), (16, 50)), "s"),
+    # -- fine-tuning (notebook 09) and robustness (notebook 11)
+    _c("finetune-mert", "fine-tuning", "mert", "fine-tuning MERT with its first 8 layers "
+       "frozen and the last 4 trained, plus a classification head, gains 5-10% accuracy",
+       "9. Transfer learning", "finetune",
+       "notebook 09: fine-tuned (last 4 transformer layers + head) minus frozen linear-probe "
+       "accuracy on the same test tracks, paired 95% CI (read as percentage points)",
+       "finetune.mert.gain", (0.05, 0.10), "points"),
+    _c("finetune-vggish", "fine-tuning", "vggish", "fine-tuning VGGish with its conv layers "
+       "frozen and the fully connected layers trained, plus a head, gains 3-5% accuracy",
+       "9. Transfer learning", "finetune",
+       "notebook 09: fine-tuned (3 fully connected layers + head) minus frozen linear-probe "
+       "accuracy on the same test tracks, paired 95% CI (read as percentage points)",
+       "finetune.vggish.gain", (0.03, 0.05), "points"),
+    _c("finetune-mert-time", "fine-tuning", "mert", "fine-tuning MERT takes 2-4 hours on a GPU",
+       "9. Transfer learning", "finetune",
+       "notebook 09's training throughput on a GPU, extrapolated to 1,000 x 30 s clips and "
+       "the epochs chosen on validation (the claim names neither data set nor GPU)",
+       "finetune.mert.time", (2, 4), "h"),
+    _c("finetune-vggish-time", "fine-tuning", "vggish", "fine-tuning VGGish takes 30-60 "
+       "minutes on a GPU", "9. Transfer learning", "finetune",
+       "notebook 09's training throughput on a GPU, extrapolated to 1,000 x 30 s clips and "
+       "the epochs chosen on validation (the claim names neither data set nor GPU)",
+       "finetune.vggish.time", (0.5, 1), "h"),
+    _c("stable-mert", "robustness", "mert", "MERT produces more stable embeddings than VGGish",
+       "8. Feature quality", "robustness",
+       "notebook 11: cosine between each track's clean and deformed embedding, MERT minus "
+       "VGGish on the same tracks, paired 95% CI under every deformation",
+       "robustness.cosine", "MERT > VGGish", ""),
+    _c("subtle-mert", "robustness", "mert", "MERT captures subtle differences between songs",
+       "8. Feature quality", "robustness",
+       "notebook 11: self-retrieval recall@1 (is a deformed track's nearest clean track its "
+       "own version, among all songs), MERT minus VGGish, paired 95% CI under every "
+       "deformation", "robustness.hit", "MERT > VGGish", ""),
     _c("speed-ratio", "compute", "vggish", "VGGish is 5-6x faster than MERT",
        "5 / 10 / 11", "compute", "MERT-v1-330M seconds per clip over VGGish's, same machine, "
        "same run, each in the precision mtbc uses", "speed.ratio", (5, 6), "x"),

@@ -1,8 +1,10 @@
 """The audit's evidence for a run: architecture facts, notebook 07's compute rows, per-track
-statistics and the accuracy of MERT, VGGish, their concatenation and their paired margin."""
+statistics, the accuracy of MERT, VGGish, their concatenation and their paired margin, and
+the records notebooks 09 (fine-tuning) and 11 (robustness) left in the run folder."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,42 @@ def _results_csv(path: Path, labels: Mapping[str, str]) -> dict[str, tuple]:
     return out
 
 
+#: What notebooks 09 and 11 leave beside the run record (their own writers:
+#: ``mtbc.finetune.report.write_record``, ``mtbc.robustness.record.write_record``).
+RUN_FILES = {"finetune": "finetune.json", "robustness": "robustness.json"}
+
+
+def run_files(run_record: str | None) -> dict[str, dict | None]:
+    """``{"finetune": ..., "robustness": ...}``: the records notebooks 09 and 11 left beside
+    ``run_record`` (``None`` for a file that is absent or not one of theirs)."""
+    out: dict[str, dict | None] = {k: None for k in RUN_FILES}
+    if run_record is None:
+        return out
+    for key, name in RUN_FILES.items():
+        try:
+            data = json.loads((Path(run_record).parent / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("models"), dict):
+            out[key] = data
+    return out
+
+
+def run_files_note(evidence: Evidence) -> str:
+    """One sentence: which of notebooks 09 and 11 left results the fine-tuning and stability
+    claims are decided from."""
+    found = {"09 (fine-tuning)": evidence.finetune, "11 (robustness)": evidence.robustness}
+    have = [k for k, v in found.items() if v is not None]
+    lacking = [k for k, v in found.items() if v is None]
+    text = (f"Notebook{'s' if len(have) > 1 else ''} {' and '.join(have)} of this run left "
+            f"results: their claims are decided from them." if have else "")
+    if lacking:
+        text += (f" Notebook{'s' if len(lacking) > 1 else ''} {' and '.join(lacking)} left no "
+                 f"results for this notebook (not run, or run after it: notebooks run in "
+                 f"number order); their claims are not testable here.")
+    return text.strip()
+
+
 def evidence_from_study(study, *, compute: Mapping[str, Any] | None = None,
                         run_record: str | None = None, seed: int = 0, n_splits: int = 5,
                         n_boot: int = 1000) -> Evidence:
@@ -62,7 +100,8 @@ def evidence_from_study(study, *, compute: Mapping[str, Any] | None = None,
     its snapshot is on this machine), 07's compute rows, per-track statistics (last layer)
     and the accuracy of MERT, VGGish, their concatenation and their paired difference on the
     run's tracks (from ``results.csv`` beside the run record when present, else computed
-    here with :func:`mtbc.study.compare.compare_systems`)."""
+    here with :func:`mtbc.study.compare.compare_systems`), and what notebooks 09 and 11 of
+    the run measured (:func:`run_files`)."""
     meta = study.metadata()
     mert, vgg = _mert_label(meta), _vggish_label(meta)
     config, source = None, None
@@ -73,7 +112,7 @@ def evidence_from_study(study, *, compute: Mapping[str, Any] | None = None,
         source = f"config.json of {ext.snapshot.model_id} @ {ext.snapshot.commit[:12]}"
     ev = Evidence(facts=architecture_facts(config, source), collection=study.collection.source,
                   compute=list((compute or {}).get("rows", [])),
-                  repo_root=Path(__file__).resolve().parents[2])
+                  repo_root=Path(__file__).resolve().parents[2], **run_files(run_record))
     labels = {k: v for k, v in (("mert", mert), ("vggish", vgg)) if v is not None}
     for key, label in labels.items():
         ev.weights[key] = meta[label].get("weights_kind", "unknown")

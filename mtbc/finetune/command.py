@@ -26,7 +26,8 @@ def _pct(d: dict[str, float]) -> str:
 def finetune_command(args: Any, options: dict[str, Any]) -> int:
     """Fine-tune ``args.extractor`` on ``args.collection``; print and save the results.
 
-    ``args``: ``collection, extractor, train_layers, epochs, seed, out, json, cache``.
+    ``args``: ``collection, extractor, train_layers, lora, epochs, seed, precision, out,
+    json, cache``.
     Checkpoints go to ``<out>.checkpoints/``: a rerun after a kill resumes there.
     """
     coll = load_collection(args.collection, progress=False)
@@ -35,7 +36,8 @@ def finetune_command(args: Any, options: dict[str, Any]) -> int:
         raise CollectionError(f"{args.collection}: fine-tuning needs at least 2 labels, found "
                               f"{tracks['label'].nunique()}; give a folder of label folders")
     spec = FinetuneSpec(args.extractor, options, args.train_layers,
-                        TrainOptions(max_epochs=args.epochs, seed=args.seed),
+                        TrainOptions(max_epochs=args.epochs, seed=args.seed,
+                                     precision=getattr(args, "precision", "auto")),
                         lora=getattr(args, "lora", None))
     weights, info = model_paths(args.out)
     work = weights.with_name(weights.stem + ".checkpoints")
@@ -45,7 +47,8 @@ def finetune_command(args: Any, options: dict[str, Any]) -> int:
     summary = {**report.summary(), "model": str(info), "n_tracks": len(tracks)}
     c = summary["comparison"]
     print(f"{report.extractor.name}, {report.split.details.get('trainable')} trained, "
-          f"{len(tracks)} tracks ({report.tuned.split})")
+          f"{len(tracks)} tracks ({report.tuned.split}); {report.precision} on "
+          f"{summary['device']}, batch {', '.join(map(str, summary['batch_size']))}")
     print(f"frozen linear probe: {_pct(summary['frozen_accuracy'])}")
     print(f"fine-tuned:          {_pct(summary['finetuned_accuracy'])}")
     print(f"gain: {100 * c['gain']:+.1f} points [{100 * c['ci_low']:+.1f}, "

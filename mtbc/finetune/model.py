@@ -22,6 +22,7 @@ from safetensors.torch import save as st_save
 from mtbc.extractors import Extractor, get_extractor
 from mtbc.extractors.partial import Split
 from mtbc.files import atomic_write
+from mtbc.finetune.device import autocast
 from mtbc.finetune.train import FineTuned
 
 FORMAT = "mtbc-finetuned/1"
@@ -64,13 +65,17 @@ class LoadedModel:
     meta: dict[str, Any]
 
     def predict_proba(self, waves: Sequence[np.ndarray]) -> np.ndarray:
-        """Class probabilities per wave (mean over its segments): ``(n_waves, n_classes)``."""
+        """Class probabilities per wave (mean over its segments): ``(n_waves, n_classes)``;
+        the trunk and the network run under the precision the model was trained in."""
         out = []
         self.network.eval()
-        with torch.no_grad():
+        device = self.network.device
+        precision = self.meta.get("precision", "float32")
+        with torch.no_grad(), autocast(precision, device):
             for wave in waves:
                 x = torch.from_numpy(np.ascontiguousarray(self.split.trunk(wave), np.float32))
-                out.append(torch.softmax(self.network(x), dim=1).mean(dim=0).double().numpy())
+                p = torch.softmax(self.network(x.to(device)).float(), dim=1).mean(dim=0)
+                out.append(p.double().cpu().numpy())
         return np.stack(out) if out else np.zeros((0, len(self.classes)))
 
 

@@ -25,11 +25,13 @@ import pandas as pd
 from mtbc.data import splits
 from mtbc.evaluation import bootstrap_ci, classification_metrics, evaluate_probe, paired_test
 from mtbc.extractors.partial import Split
+from mtbc.finetune.device import training_precision
 from mtbc.finetune.train import (
     Checkpoint,
     FineTuned,
     RunData,
     TrainOptions,
+    Watch,
     best_epoch,
     track_probabilities,
     train_run,
@@ -88,7 +90,8 @@ def _key(**fields: Any) -> str:
 @dataclass(frozen=True)
 class Job:
     """What every run of one evaluation shares: trunk outputs (one array per track row),
-    class codes per row, the split, options and where checkpoints go (``None``: none)."""
+    class codes per row, the split, options and where checkpoints go (``None``: none);
+    ``progress`` and ``on_epoch`` as :class:`mtbc.finetune.train.Watch` has them."""
 
     trunks: Sequence[np.ndarray]
     y: np.ndarray
@@ -98,6 +101,7 @@ class Job:
     workdir: Path | None = None
     tag: str = ""
     on_epoch: Callable | None = None
+    progress: bool = False
 
     def run(self, train_rows, valid_rows, *, lr: float, epochs: int, what: str
             ) -> tuple[FineTuned, list[dict]]:
@@ -116,7 +120,7 @@ class Job:
         hist = train_run(model, data, lr=lr, epochs=epochs, options=self.options,
                          patience=self.options.patience if valid_rows is not None else None,
                          checkpoint=None if folder is None else Checkpoint(folder, key),
-                         on_epoch=self.on_epoch)
+                         watch=Watch(self.progress, self.on_epoch))
         return model, hist
 
 
@@ -155,7 +159,9 @@ def evaluate_finetune(job: Job, tracks: pd.DataFrame, *, n_splits: int = 5,
         model, refit = job.run(fold.train, None, lr=choice.lr, epochs=choice.epochs,
                                what=f"{fold.name} refit")
         X, owner = stack_segments(job.trunks, fold.test)
-        probas.append(track_probabilities(model, X, owner, len(fold.test)))
+        probas.append(track_probabilities(
+            model, X, owner, len(fold.test),
+            precision=training_precision(job.options.precision, model.device)))
         pred_rows.append(fold.test)
         fold_names += [fold.name] * len(fold.test)
         fold_recs.append({"fold": fold.name, "lr": choice.lr, "epochs": choice.epochs,

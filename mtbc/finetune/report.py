@@ -1,9 +1,12 @@
-"""Notebook 09's building blocks: which models to fine-tune, the runs, tables and plots."""
+"""Notebook 09's building blocks: which models to fine-tune, the runs, tables and plots, and
+the record it leaves in the run folder (``finetune.json``, :func:`write_record`)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -11,6 +14,7 @@ import pandas as pd
 from mtbc.cache.store import EmbeddingStore
 from mtbc.extractors import ExtractorConfigError, ModelLoadError, WeightsUnavailableError
 from mtbc.extractors.base import resolve_device
+from mtbc.files import atomic_write
 from mtbc.finetune.run import FinetuneReport, FinetuneSpec, finetune_collection
 from mtbc.finetune.train import TrainOptions
 
@@ -75,7 +79,8 @@ def _ci(value: float, low: float, high: float, *, sign: bool = False) -> str:
 
 def gain_table(reports: Mapping[str, FinetuneReport]) -> pd.DataFrame:
     """One row per model: trained part, frozen and fine-tuned accuracy (%, 95% CI), gain in
-    points with its CI, p, n tracks / groups, chosen lr and epochs per fold, seconds."""
+    points with its CI, p, n tracks / groups, chosen lr and epochs per fold, seconds, and
+    where and how it trained (device, precision, batch size)."""
     rows = []
     for label, r in reports.items():
         s, c = r.summary(), r.comparison
@@ -88,7 +93,9 @@ def gain_table(reports: Mapping[str, FinetuneReport]) -> pd.DataFrame:
             "p": round(c["p_value"], 4), "n tracks": c["n_tracks"], "n groups": c["n_groups"],
             "lr, epochs per fold": ", ".join(f"{f['lr']:g}/{f['epochs']}"
                                               for f in s["folds"]),
-            "training s": round(s["seconds"]["finetune"], 1)})
+            "training s": round(s["seconds"]["finetune"], 1),
+            "device, precision, batch": f"{s['device']}, {s['precision']}, "
+                                        f"{'/'.join(map(str, s['batch_size']))}"})
     return pd.DataFrame(rows)
 
 
@@ -164,3 +171,40 @@ def plot_gains(reports: Mapping[str, FinetuneReport]):
     ax.set_ylim(-0.6, len(labels) - 0.4)
     fig.tight_layout()
     return fig
+
+
+#: The file notebook 09 leaves beside the run record (read by notebook 08's claims audit).
+RECORD = "finetune.json"
+_META = ("model", "weights_kind", "hidden_size", "n_layers", "device", "dtype")
+
+
+def finetune_record(reports: Mapping[str, FinetuneReport], tracks: pd.DataFrame,
+                    skipped: pd.DataFrame | None = None) -> dict[str, Any]:
+    """What notebook 09 measured, JSON-ready: per model its summary (gain, CI, p, n, the
+    part trained, device, precision, seconds, segment passes) with the extractor's facts
+    (``meta``: model, weights kind, width), the audio it trained on (``audio_seconds``,
+    ``n_segments``: trunk segments of every labelled track), and the models skipped."""
+    lab = tracks[tracks["label"].notna()] if "label" in tracks else tracks
+    seconds = float(pd.to_numeric(lab["duration"], errors="coerce").fillna(0).sum()) \
+        if "duration" in lab else None
+    models = {}
+    for label, r in reports.items():
+        meta = r.extractor.metadata()
+        models[label] = {**r.summary(), "meta": {k: meta.get(k) for k in _META if k in meta},
+                         "n_segments": int(sum(len(t) for t in r.job.trunks)),
+                         "audio_seconds": seconds,
+                         "epochs": [int(f["epochs"]) for f in r.summary()["folds"]]}
+    rows = [] if skipped is None else skipped.to_dict(orient="records")
+    return {"format": "mtbc-finetune-record/1", "models": models, "skipped": rows}
+
+
+def write_record(run_record: str | None, reports: Mapping[str, FinetuneReport],
+                 tracks: pd.DataFrame, skipped: pd.DataFrame | None = None) -> Path | None:
+    """Write :func:`finetune_record` as ``finetune.json`` beside the run record (atomically);
+    ``None`` without a run (a notebook opened by hand)."""
+    if run_record is None:
+        return None
+    path = Path(run_record).parent / RECORD
+    text = json.dumps(finetune_record(reports, tracks, skipped), indent=1, default=str).encode()
+    atomic_write(path, lambda f: f.write(text))
+    return path

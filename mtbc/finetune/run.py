@@ -21,6 +21,7 @@ from mtbc.cache.extract import extract_collection
 from mtbc.cache.store import EmbeddingStore, load_embeddings
 from mtbc.extractors import Extractor, ExtractorConfigError, get_extractor
 from mtbc.extractors.partial import Split
+from mtbc.finetune.device import training_precision
 from mtbc.finetune.model import save_model
 from mtbc.finetune.protocol import (
     FinetuneResult,
@@ -70,9 +71,17 @@ class FinetuneReport:
     trunk_fingerprint: str
     seconds: dict[str, float]
     job: Job
+    precision: str = "float32"
+
+    def batch_sizes(self) -> list[int]:
+        """The batch sizes the training runs used (one unless a GPU's free memory changed)."""
+        h = self.tuned.history
+        return sorted({int(b) for b in h["batch_size"].dropna()}) if "batch_size" in h else []
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready summary: accuracies with CIs, gain, CI, p, n, choices per fold."""
+        """JSON-ready summary: accuracies with CIs, gain, CI, p, n, choices per fold, the
+        device, the precision the trunk and the training ran in, the batch size and the
+        number of segment passes the cross-validation made (``segments_trained``)."""
         def acc(metrics: pd.DataFrame) -> dict[str, float]:
             row = metrics.set_index("metric").loc["accuracy"]
             return {"value": float(row["value"]), "ci_low": float(row["ci_low"]),
@@ -83,7 +92,17 @@ class FinetuneReport:
                 **self.split.details, "finetuned_accuracy": acc(self.tuned.metrics),
                 "frozen_accuracy": acc(self.frozen.metrics), "comparison": self.comparison,
                 "folds": self.tuned.folds.to_dict(orient="records"),
-                "split": self.tuned.split, "seed": self.tuned.seed, "seconds": self.seconds}
+                "split": self.tuned.split, "seed": self.tuned.seed, "seconds": self.seconds,
+                "device": str(getattr(self.extractor, "device", "cpu")),
+                "precision": self.precision, "batch_size": self.batch_sizes(),
+                "segments_trained": self.segments_trained(),
+                "weights_kind": self.extractor.metadata().get("weights_kind", "unknown")}
+
+    def segments_trained(self) -> int:
+        """Segment passes (forward + backward) of every epoch of every run of the
+        cross-validation: what ``seconds["finetune"]`` paid for."""
+        h = self.tuned.history
+        return int(h["segments"].fillna(0).sum()) if "segments" in h else 0
 
 
 def build_split(spec: FinetuneSpec) -> tuple[Extractor, Split]:
@@ -134,12 +153,14 @@ def finetune_collection(tracks: pd.DataFrame, spec: FinetuneSpec, *, store: Embe
     t0 = time.perf_counter()
     tracks = labelled(tracks)
     ext, split = build_split(spec)
-    trunks = trunk_outputs(tracks, ext, split, store, progress=progress)
+    precision = training_precision(spec.train.precision, getattr(ext, "device", "cpu"))
+    trunks = trunk_outputs(tracks, ext, split, store, progress=progress, precision=precision)
     t1 = time.perf_counter()
     y, classes = _codes(tracks)
-    fp = trunk_fingerprint(ext, split)
+    fp = trunk_fingerprint(ext, split, precision)
     job = Job(trunks, y, len(classes), split, spec.train,
-              None if workdir is None else Path(workdir) / fp, tag=fp, on_epoch=on_epoch)
+              None if workdir is None else Path(workdir) / fp, tag=fp, on_epoch=on_epoch,
+              progress=progress)
     tuned = evaluate_finetune(job, tracks, n_splits=spec.n_splits, n_boot=spec.n_boot,
                               name=f"{ext.name} fine-tuned ({split.details.get('trainable')})")
     t2 = time.perf_counter()
@@ -151,7 +172,7 @@ def finetune_collection(tracks: pd.DataFrame, spec: FinetuneSpec, *, store: Embe
     t3 = time.perf_counter()
     return FinetuneReport(tuned, frozen, comparison, ext, split, fp,
                           {"trunk": t1 - t0, "finetune": t2 - t1, "frozen_probe": t3 - t2},
-                          job)
+                          job, precision)
 
 
 def train_final(report: FinetuneReport, tracks: pd.DataFrame, spec: FinetuneSpec,
@@ -171,4 +192,5 @@ def train_final(report: FinetuneReport, tracks: pd.DataFrame, spec: FinetuneSpec
         "fingerprint": report.extractor.fingerprint, "train_layers": k, "lora": spec.lora,
         "split_point": report.split.point, "classes": list(report.tuned.classes),
         "lr": choice.lr, "epochs": choice.epochs, "n_tracks": len(tracks),
+        "precision": report.precision,
         "summary": report.summary()})

@@ -412,13 +412,19 @@ def validate_params(raw: Any, *, source: str = "<params>") -> dict[str, Any]:
     return out
 
 
+#: Notebooks that read what the others of the run leave in the run folder, so run after them
+#: by default (08's claims audit reads 09's and 11's records).
+RUN_LAST = ("08_claims",)
+
+
 def find_notebooks(notebooks_dir: str | os.PathLike, names: Sequence[str] | None = None
                    ) -> list[Path]:
     """The notebooks of a run: ``names`` (without ``.ipynb``) in that order, else every
-    ``[0-9]*.ipynb`` in ``notebooks_dir``, sorted."""
+    ``[0-9]*.ipynb`` in ``notebooks_dir``, sorted, those of :data:`RUN_LAST` at the end."""
     notebooks_dir = Path(notebooks_dir)
     if names is None:
-        found = sorted(notebooks_dir.glob("[0-9]*.ipynb"))
+        found = sorted(notebooks_dir.glob("[0-9]*.ipynb"),
+                       key=lambda p: (p.stem in RUN_LAST, p.name))
         if not found:
             raise FileNotFoundError(f"no numbered notebooks ([0-9]*.ipynb) in {notebooks_dir}")
         return found

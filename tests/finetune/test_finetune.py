@@ -14,7 +14,14 @@ from mtbc.extractors.mert import MertExtractor
 from mtbc.extractors.musicnn import MusicnnExtractor
 from mtbc.extractors.partial import Split, _EvalModule
 from mtbc.finetune.protocol import Job, compare_with_frozen, evaluate_finetune, frozen_probe
-from mtbc.finetune.train import Checkpoint, FineTuned, RunData, TrainOptions, train_run
+from mtbc.finetune.train import (
+    Checkpoint,
+    FineTuned,
+    RunData,
+    TrainOptions,
+    Watch,
+    train_run,
+)
 from mtbc.finetune.trunk import trunk_fingerprint, trunk_outputs
 
 SR = 16000
@@ -137,18 +144,18 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, musicnn, wave):
     ck = Checkpoint(tmp_path / "ck", key={"run": "a"})
     with pytest.raises(_Kill):
         train_run(fresh(), data, lr=1e-3, epochs=5, options=opts, checkpoint=ck,
-                  on_epoch=kill_after_3)
+                  watch=Watch(on_epoch=kill_after_3))
     seen = []
     resumed = fresh()
     hist = train_run(resumed, data, lr=1e-3, epochs=5, options=opts, checkpoint=ck,
-                     on_epoch=seen.append)
+                     watch=Watch(on_epoch=seen.append))
     assert [r["epoch"] for r in seen] == [4, 5]  # epochs 1-3 were not run again
     assert hist == hist_whole
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
     other = []  # another key (another run) never resumes this run's checkpoint
     train_run(fresh(), data, lr=1e-3, epochs=5, options=opts,
-              checkpoint=Checkpoint(ck.folder, key={"run": "b"}), on_epoch=other.append)
+              checkpoint=Checkpoint(ck.folder, key={"run": "b"}), watch=Watch(on_epoch=other.append))
     assert [r["epoch"] for r in other] == [1, 2, 3, 4, 5]
 
 
