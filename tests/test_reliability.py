@@ -303,6 +303,7 @@ def xss_run(tmp_path_factory):
     return root, status, good, cases
 
 
+@pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` not
 def test_full_run_with_hostile_files_and_markup_exits_0(xss_run):
     root, status, good, cases = xss_run
     assert status == 0

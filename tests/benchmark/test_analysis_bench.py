@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from mtbc.benchmark.analysis import AnalysisBenchOptions, bench_analysis, synthetic_study
 from mtbc.cache.store import load_embeddings
 from mtbc.cli import main
@@ -30,6 +32,7 @@ def test_rows_time_every_step_and_carry_accuracies(tmp_path):
     assert list(tmp_path.iterdir()) == []  # the study is removed
 
 
+@pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` not
 def test_cli_writes_rows_and_refuses_bad_sizes(tmp_path, capsys):
     out = tmp_path / "rows.json"
     assert main(["bench", "--analysis", "--tracks", "60", "--layers", "2", "--dim", "8",

@@ -215,6 +215,7 @@ def test_decode_workers_follow_the_device(monkeypatch):
 
 # ----------------------------------------------------------------------------- rows
 
+@pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` not
 def test_bench_json_rows_have_the_schema(tmp_path, capsys):
     out = tmp_path / "rows.json"
     assert suite.main(models="mfcc", json_path=out, batch_sizes="1,2", clip_seconds=3.0,
@@ -363,6 +364,7 @@ def test_accuracy_claims_need_the_data_set_and_real_weights(facts):
     assert "random weights" in fixtures.loc["gtzan-mert", "mtbc found"]
 
 
+@pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` not
 def test_peak_rss_of_a_subprocess_is_its_own_not_its_parents():
     # ru_maxrss survives fork + exec: a worker started from a big parent would report the
     # parent's memory. The benchmark's figure must be the worker's own.

@@ -41,6 +41,7 @@ def small(tmp_path_factory):
     return _build(out, n_per_class=2)
 
 
+@pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` not
 def test_same_seed_gives_identical_bytes(tmp_path):
     a = _build(tmp_path / "a", seed=3)
     b = _build(tmp_path / "b", seed=3)
@@ -51,6 +52,7 @@ def test_same_seed_gives_identical_bytes(tmp_path):
     assert a.read_bytes() == b.read_bytes()
 
 
+@pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` not
 def test_different_seed_gives_different_corpus(tmp_path):
     a = _rows(_build(tmp_path / "a", seed=0))
     b = _rows(_build(tmp_path / "b", seed=1))
@@ -72,6 +74,7 @@ def test_second_call_skips_rendering(tmp_path, monkeypatch):
         _build(tmp_path, seed=0, force=True)  # proves the patch would have caught a render
 
 
+@pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` not
 def test_changed_parameters_or_missing_clip_rebuild(tmp_path, monkeypatch):
     manifest = _build(tmp_path, seed=0)
     calls = []
@@ -83,6 +86,7 @@ def test_changed_parameters_or_missing_clip_rebuild(tmp_path, monkeypatch):
     assert all((tmp_path / r["path"]).is_file() for r in _rows(manifest))
 
 
+@pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` not
 def test_killed_build_leaves_no_manifest_and_is_redone(tmp_path, monkeypatch):
     first = _hashes(_build(tmp_path, seed=0).parent)
     real, n = demo_render.render_midi, []
@@ -223,6 +227,7 @@ def test_demo_refuses_a_folder_with_foreign_files_and_leaves_them_intact(tmp_pat
             for p in out.rglob("*") if p.is_file()} == mine
 
 
+@pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` not
 def test_rebuild_keeps_files_added_to_a_built_folder(tmp_path):
     manifest = _build(tmp_path, seed=0)
     (tmp_path / "bach" / "bach_99.wav").write_bytes(b"a clip I recorded myself")

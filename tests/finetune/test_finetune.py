@@ -216,6 +216,7 @@ def test_noise_gives_no_significant_gain_beyond_nominal_rate():
 
 # ----------------------------------------------------------------------------- command line
 
+@pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` not
 def test_cli_finetune_then_predict(tmp_path, capsys):
     import json
 

@@ -84,6 +84,7 @@ def demo_run(tmp_path_factory):
     return index, index.parent, [str(w.message) for w in caught]
 
 
+@pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` not
 def test_run_writes_reports_and_index(demo_run):
     index, out, _ = demo_run
     assert index == out / "index.html" and out.name == "tiny"
@@ -160,6 +161,7 @@ def test_report_options_reach_the_pages(tmp_path):
     assert CODE_CELL.search((index.parent / "01_ok.html").read_text())  # code kept
 
 
+@pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` not
 def test_failing_notebook_names_cell_and_keeps_partial(tmp_path):
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
@@ -299,6 +301,7 @@ def test_declared_parameters_reads_union_annotations_and_help():
     assert params["probes"].default == '["linear", "mlp"]'
 
 
+@pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` not
 def test_a_failed_rerun_leaves_no_mix_of_old_and_new_pages(tmp_path):
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
@@ -319,6 +322,7 @@ def test_a_failed_rerun_leaves_no_mix_of_old_and_new_pages(tmp_path):
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["mix"]  # no temp left
 
 
+@pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` not
 def test_an_error_before_the_swap_keeps_the_previous_reports(tmp_path, monkeypatch):
     import mtbc.reports.execute as ex
 
