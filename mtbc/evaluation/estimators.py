@@ -137,18 +137,13 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(proba, axis=1)]
 
 
-class MLPProbe(ClassifierMixin, BaseEstimator):
-    """Standardisation + ``Linear(dim, hidden) -> ReLU -> Dropout -> Linear(hidden, classes)``.
-
-    Trained with Adam on cross-entropy for ``max_epochs`` epochs of shuffled mini-batches, or
-    fewer with early stopping (``patience`` and a ``monitor`` passed to ``fit``: the
-    protocol's validation loss on grouped validation tracks; an epoch counts as progress when
-    it lowers the loss by more than ``tol`` nats). Weights are kept as numpy arrays
-    (``coefs_``, ``intercepts_``), so predicting needs no torch.
-
-    ``fit(X, y, eval_X=...)`` also stores ``eval_proba_``: the probabilities of ``eval_X`` after
-    every epoch (list of ``(n_eval, n_classes)``).
-    """
+class MLPSettings:
+    """The settings of mtbc's MLP probes, stored by ``__init__`` in scikit-learn's convention
+    and read by :func:`train_mlp`: ``hidden`` units, ``dropout``, Adam's ``lr`` and
+    ``weight_decay``, ``batch_size``, at most ``max_epochs``, early stopping's ``patience``
+    and ``tol`` (nats), the ``scaler`` (``None``: ``StandardScaler()``) and ``random_state``.
+    :class:`MLPProbe` and :class:`~mtbc.evaluation.tag_estimators.MultiLabelMLPProbe` share
+    them."""
 
     def __init__(self, hidden: int = 512, dropout: float = 0.2, *, lr: float = 1e-3,
                  weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 100,
@@ -164,6 +159,20 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.scaler = scaler
         self.random_state = random_state
+
+
+class MLPProbe(ClassifierMixin, MLPSettings, BaseEstimator):
+    """Standardisation + ``Linear(dim, hidden) -> ReLU -> Dropout -> Linear(hidden, classes)``.
+
+    Trained with Adam on cross-entropy for ``max_epochs`` epochs of shuffled mini-batches, or
+    fewer with early stopping (``patience`` and a ``monitor`` passed to ``fit``: the
+    protocol's validation loss on grouped validation tracks; an epoch counts as progress when
+    it lowers the loss by more than ``tol`` nats). Weights are kept as numpy arrays
+    (``coefs_``, ``intercepts_``), so predicting needs no torch.
+
+    ``fit(X, y, eval_X=...)`` also stores ``eval_proba_``: the probabilities of ``eval_X`` after
+    every epoch (list of ``(n_eval, n_classes)``).
+    """
 
     def fit(self, X, y, *, eval_X=None, monitor=None):
         """Train on ``X (n, dim)``, labels ``y (n,)``; with ``eval_X`` keep its probabilities

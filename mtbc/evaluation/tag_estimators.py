@@ -18,7 +18,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from mtbc.evaluation.estimators import make_scaler, train_mlp
+from mtbc.evaluation.estimators import MLPSettings, make_scaler, train_mlp
 
 TAGGING_PROBES = ("linear", "mlp")
 
@@ -129,7 +129,7 @@ class MultiLabelLinearProbe:
         return out
 
 
-class MultiLabelMLPProbe:
+class MultiLabelMLPProbe(MLPSettings):
     """Standardisation + one hidden layer (ReLU, dropout) + sigmoid outputs; masked BCE.
 
     Parameters
@@ -145,21 +145,6 @@ class MultiLabelMLPProbe:
     random_state : int or None
         Seeds one ``torch.Generator`` for initialisation, shuffling and dropout.
     """
-
-    def __init__(self, hidden: int = 512, dropout: float = 0.2, *, lr: float = 1e-3,
-                 weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 100,
-                 patience: int | None = 10, tol: float = 1e-3, scaler=None,
-                 random_state=None):
-        self.hidden = hidden
-        self.dropout = dropout
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.tol = tol
-        self.scaler = scaler
-        self.random_state = random_state
 
     def fit(self, X, Y, mask, *, eval_X=None, monitor=None):
         """Train for ``max_epochs``; with ``eval_X`` keep its scores after every epoch
