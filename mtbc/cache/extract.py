@@ -299,8 +299,6 @@ def extract_collection(
     def flush(batch):
         if not batch:
             return
-        if hasattr(extractor, "last_companions"):
-            extractor.last_companions = {}
         try:
             outs = extractor.embed_many([w for _, w in batch])
             extra = getattr(extractor, "last_companions", None) or {}

@@ -133,6 +133,21 @@ def optimal_scoring(fitted: np.ndarray, onehot: np.ndarray, scores: np.ndarray) 
     return out
 
 
+def _batched_path(means: MeansView, candidates: Sequence, train_rows: np.ndarray,
+                  eval_rows: np.ndarray, y: np.ndarray, alphas: Sequence[float],
+                  classes: bool) -> dict[Any, np.ndarray]:
+    """:func:`kernel_ridge_path` of ``candidates`` in batches of :data:`BATCH`:
+    candidate -> ``(len(alphas), len(eval_rows), K)``."""
+    candidates, out = list(candidates), {}
+    for start in range(0, len(candidates), BATCH):
+        chunk = candidates[start:start + BATCH]
+        xtr = np.stack([means(c, train_rows) for c in chunk])
+        xev = np.stack([means(c, eval_rows) for c in chunk])
+        path = kernel_ridge_path(xtr, y, xev, alphas, classes=classes)
+        out.update(zip(chunk, path, strict=True))
+    return out
+
+
 def ridge_paths(means: MeansView, candidates: Sequence, inner: Sequence,
                 targets: Callable[[np.ndarray], np.ndarray],
                 alphas: Sequence[float] = RIDGE_ALPHAS, *, classes: bool = False
@@ -145,14 +160,9 @@ def ridge_paths(means: MeansView, candidates: Sequence, inner: Sequence,
     """
     out: dict[Any, list[list[np.ndarray]]] = {c: [] for c in candidates}
     for tr, va in inner:
-        y = targets(tr)
-        for start in range(0, len(candidates), BATCH):
-            chunk = list(candidates)[start:start + BATCH]
-            xtr = np.stack([means(c, tr) for c in chunk])
-            xva = np.stack([means(c, va) for c in chunk])
-            path = kernel_ridge_path(xtr, y, xva, alphas, classes=classes)
-            for i, cand in enumerate(chunk):
-                out[cand].append(list(path[i]))
+        for cand, path in _batched_path(means, candidates, tr, va, targets(tr), alphas,
+                                        classes).items():
+            out[cand].append(list(path))
     return out
 
 
@@ -162,16 +172,11 @@ def ridge_predict(means: MeansView, chosen: dict, train_rows: np.ndarray,
     """Test-track predictions of each candidate's ridge at its own strength:
     ``chosen`` maps candidate -> alpha; returns candidate -> ``(n_test, K)``."""
     y = targets(train_rows)
-    out = {}
     by_alpha: dict[float, list] = {}
     for cand, alpha in chosen.items():
         by_alpha.setdefault(float(alpha), []).append(cand)
+    out = {}
     for alpha, cands in by_alpha.items():
-        for start in range(0, len(cands), BATCH):
-            chunk = cands[start:start + BATCH]
-            xtr = np.stack([means(c, train_rows) for c in chunk])
-            xte = np.stack([means(c, test_rows) for c in chunk])
-            pred = kernel_ridge_path(xtr, y, xte, (alpha,), classes=classes)
-            for i, cand in enumerate(chunk):
-                out[cand] = pred[i, 0]
+        path = _batched_path(means, cands, train_rows, test_rows, y, (alpha,), classes)
+        out.update({cand: p[0] for cand, p in path.items()})
     return out
