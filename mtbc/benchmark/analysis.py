@@ -122,8 +122,9 @@ def synthetic_study(root: str | Path, options: AnalysisBenchOptions | None = Non
             for i, c in zip(block, counts, strict=True):
                 store.put(tracks["content_hash"][i], model.fingerprint, X[pos:pos + c])
                 pos += c
+    # evaluations kept as a run keeps them, so 05 and 06 reuse 04's work (mtbc.evaluation.memo)
     return Study(Collection(tracks, name="synthetic", source=f"synthetic:{root}"), store,
-                 models)
+                 models, reuse_dir=str(Path(root) / "cache" / "evaluations"))
 
 
 def _row(step: str, what: str, seconds: float, **figures) -> dict:

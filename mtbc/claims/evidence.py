@@ -136,7 +136,8 @@ def evidence_from_study(study, *, compute: Mapping[str, Any] | None = None,
         except (KeyError, ValueError):
             pass
     if not all(k in ev.accuracy for k in names):
-        sub = Study(study.collection, study.store, {v: study.models[v] for v in labels.values()})
+        sub = Study(study.collection, study.store, {v: study.models[v] for v in labels.values()},
+                    study.reuse_dir)
         comp = compare_systems(sub, ensembles=[list(labels.values())] if len(labels) == 2
                                else [], seed=seed, n_splits=n_splits, n_boot=n_boot)
         by_name = {r.name: r for r in comp.systems}

@@ -12,10 +12,17 @@ choices; the task then scores the pooled test predictions with group-bootstrap i
 The refit uses the training part only for a predefined split (as MARBLE does;
 ``refit="train+valid"`` adds the valid split) and the whole outer training part for k-fold.
 Small solves are many and fast single-threaded: the engine limits BLAS/OpenMP (and torch)
-threads to ``n_threads`` (default 1) while it runs.
+threads to ``n_threads`` (default 1) while it runs, and uses the cores by running the outer
+folds side by side on ``n_jobs`` threads (default: every available core;
+:mod:`mtbc.evaluation.parallel`).
 
 A new system is one subclass of :class:`System` (see :mod:`mtbc.evaluation.systems` and
 :mod:`mtbc.evaluation.ensembles` for the probe, concatenation and majority baseline).
+
+With ``EvalOptions(reuse_dir=...)`` the fold outcome of a system that says what it is
+(:meth:`System.identity`) is kept there and reused by any later evaluation of the same task,
+inputs and options (:mod:`mtbc.evaluation.memo`): notebook 05 reuses 04's probes, and a run
+made again reuses all of them.
 
 Example
 -------
@@ -33,18 +40,18 @@ True
 
 from __future__ import annotations
 
-import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from tqdm import tqdm
 
 from mtbc.data import splits
 from mtbc.evaluation.data import limit_threads
+from mtbc.evaluation.memo import Memo, memo_at
 from mtbc.evaluation.options import EvalOptions
+from mtbc.evaluation.parallel import convergence_counter, parallel_map
 from mtbc.evaluation.results import FoldOutcome, FoldRecord, Provenance, Result
 from mtbc.evaluation.tasks import Task
 
@@ -103,6 +110,15 @@ class System(ABC):
     def provenance(self, task: Task, split: str, options: EvalOptions) -> Provenance:
         """How the result was made (``split``: the folds in words)."""
 
+    def identity(self) -> dict | None:
+        """What determines the system's fold outcome besides the task and the fold options:
+        its inputs (by content, :func:`mtbc.evaluation.memo.digest`) and options. ``None``
+        (the default): the outcome is never kept, always computed."""
+        return None
+
+    def keep_in(self, memo: Memo | None) -> None:  # noqa: B027 -- optional hook
+        """Where the system may keep and reuse its own intermediate work (``None``: off)."""
+
 
 def refit_rows(fold: splits.Fold, refit: str) -> np.ndarray:
     """The tracks a fold's final probe is fitted on (module docstring)."""
@@ -117,24 +133,30 @@ def refit_rows(fold: splits.Fold, refit: str) -> np.ndarray:
 
 def run_folds(task: Task, system: System, folds: list, options: EvalOptions) -> FoldOutcome:
     """Every outer fold: the system chooses on validation, refits and predicts the test
-    tracks; convergence warnings are counted per fold."""
+    tracks; convergence warnings are counted per fold. Folds run side by side on
+    ``options.n_jobs`` threads (:mod:`mtbc.evaluation.parallel`); the outcome is the same
+    whatever their number."""
+    inners = []
+    for k, fold in enumerate(folds):
+        if fold.valid is not None:
+            inners.append([(fold.train, fold.valid)])
+        elif not system.uses_validation:
+            inners.append([])
+        else:
+            inners.append(task.inner(fold.train, n_splits=options.n_inner,
+                                     seed=options.seed + 1000 + k))
+    refits = [refit_rows(fold, options.refit) for fold in folds]
+
+    def one(k, fold):
+        return system.fold(task, FoldData(fold, inners[k], refits[k]))
+
+    bar = tqdm(total=len(folds), desc=system.label, unit="fold", disable=not options.progress)
+    with bar, convergence_counter() as warned:
+        outs = parallel_map(one, folds, n_jobs=options.n_jobs, done=lambda: bar.update())
     rows, scores, names, records = [], [], [], []
     layer_rec: dict = {}
     test_rec: dict = {}
-    bar = tqdm(folds, desc=system.label, unit="fold", disable=not options.progress)
-    for k, fold in enumerate(bar):
-        if fold.valid is not None:
-            inner = [(fold.train, fold.valid)]
-        elif not system.uses_validation:
-            inner = []
-        else:
-            inner = task.inner(fold.train, n_splits=options.n_inner,
-                               seed=options.seed + 1000 + k)
-        refit = refit_rows(fold, options.refit)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            out = system.fold(task, FoldData(fold, inner, refit))
-        n_warn = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+    for k, (fold, out) in enumerate(zip(folds, outs, strict=True)):
         for key, rec in out.layer_records.items():
             layer_rec.setdefault(key, []).append(rec)
         for key, rec in out.test_records.items():
@@ -144,21 +166,54 @@ def run_folds(task: Task, system: System, folds: list, options: EvalOptions) -> 
         names += [fold.name] * len(fold.test)
         records.append(FoldRecord(
             fold=fold.name, layer=out.layer, param=out.param, value=out.value,
-            n_train=len(refit) if out.n_train is None else out.n_train,
+            n_train=len(refits[k]) if out.n_train is None else out.n_train,
             n_test=len(fold.test), val_score=out.val_score,
             layer_val_score=out.layer_val_score, n_valid=out.n_valid,
-            convergence_warnings=n_warn))
+            convergence_warnings=warned[k]))
     return FoldOutcome(np.concatenate(rows), np.concatenate(scores), names, records,
                        layer_rec, test_rec)
+
+
+def outcome_problem(outcome: Any, folds: list) -> str | None:
+    """Why a kept ``outcome`` cannot be the outcome of ``folds``, or ``None``."""
+    if not isinstance(outcome, FoldOutcome):
+        return "not a fold outcome"
+    rows = np.concatenate([f.test for f in folds]) if folds else np.zeros(0, int)
+    names = [f.name for f in folds for _ in f.test]
+    if not isinstance(outcome.rows, np.ndarray) or not np.array_equal(outcome.rows, rows):
+        return "its test tracks are not the folds' test tracks"
+    if list(outcome.fold_names) != names:
+        return "its fold names are not the folds'"
+    scores = outcome.scores
+    if not isinstance(scores, np.ndarray) or scores.ndim != 2 or len(scores) != len(rows):
+        return "its scores do not match its test tracks"
+    records = outcome.records
+    if len(records) != len(folds) or any(not isinstance(r, FoldRecord) or r.fold != f.name
+                                         for r, f in zip(records, folds, strict=False)):
+        return "its fold records are not the folds'"
+    return None
 
 
 def evaluate(task: Task, system: System, options: EvalOptions | None = None) -> Result:
     """Evaluate ``system`` on ``task`` over the task's folds; returns the task's result
     (:class:`~mtbc.evaluation.results.ProbeResult` for classification,
-    :class:`~mtbc.evaluation.results.TaggingResult` for tagging)."""
+    :class:`~mtbc.evaluation.results.TaggingResult` for tagging). With
+    ``options.reuse_dir`` a kept outcome of the same evaluation is reused (module
+    docstring)."""
     options = options or EvalOptions()
+    memo = memo_at(options.reuse_dir)
+    system.keep_in(memo)
     system.prepare(task, options)
     folds, split = task.folds(n_splits=options.n_splits, seed=options.seed)
-    with limit_threads(options.n_threads, torch_too=system.uses_torch):
-        outcome = run_folds(task, system, folds, options)
+    identity = system.identity() if memo is not None else None
+    outcome = material = None
+    if identity is not None:
+        material = {"task": task.identity(), "system": identity,
+                    "options": options.fold_key()}
+        outcome = memo.load("outcome", material, lambda o: outcome_problem(o, folds))
+    if outcome is None:
+        with limit_threads(options.n_threads, torch_too=system.uses_torch):
+            outcome = run_folds(task, system, folds, options)
+        if material is not None:
+            memo.save("outcome", material, outcome)
     return task.result(outcome, system.provenance(task, split, options))

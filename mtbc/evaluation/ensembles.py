@@ -38,6 +38,7 @@ from mtbc.evaluation.data import (
 )
 from mtbc.evaluation.engine import FoldData, FoldPrediction, System, evaluate
 from mtbc.evaluation.estimators import BlockStandardizer
+from mtbc.evaluation.memo import digest
 from mtbc.evaluation.options import EvalOptions, ProbeOptions, split_options
 from mtbc.evaluation.results import (
     CONCATENATION,
@@ -50,7 +51,7 @@ from mtbc.evaluation.results import (
 )
 from mtbc.evaluation.selection import Search, choose, fit_fold, predict_tracks
 from mtbc.evaluation.specs import resolve_selection
-from mtbc.evaluation.systems import evaluate_probe
+from mtbc.evaluation.systems import evaluate_probe, keepable_value
 from mtbc.evaluation.tasks import Classification, Tagging, Task
 from mtbc.stats import confusion_frame, metrics_table
 
@@ -88,6 +89,19 @@ class Concatenation(System):
                           for m in self.models}
         self.uses_torch = self.options.probe == "mlp"
         self.label = f"early fusion {self.options.probe}"
+        self.memo = None
+
+    def keep_in(self, memo) -> None:
+        self.memo = memo
+
+    def identity(self) -> dict | None:
+        o = self.options
+        options = {"probe": o.probe, "layers": self.per_model, "selection": self.selection,
+                   "Cs": list(o.Cs), "probe_params": self.params}
+        if not keepable_value(options):
+            return None
+        return {"system": "concatenation", "options": options, "rows": digest(self.rows),
+                "means": {m: self.keys[m] for m in self.models}}
 
     def prepare(self, task: Task, options: EvalOptions) -> None:
         o = self.options
@@ -100,6 +114,10 @@ class Concatenation(System):
                       for m in self.models}
         self.dims = [self.means[m].shape[2] for m in self.models]
         self.params = dict(o.probe_params or {})
+        # by content: the same key as the model's own probe (LayerProbe) when every track
+        # is covered, so the ranking that probe kept is reused
+        self.keys = ({m: digest(self.means[m]) for m in self.models}
+                     if self.memo is not None else {})
 
     def specs(self, task: Task, seed: int):
         o = self.options
@@ -125,8 +143,9 @@ class Concatenation(System):
         spec, ranker = self.specs(task, self.seed)
         chosen, records = [], {}
         for m in self.models:  # each model's layer, chosen as for that model alone
+            keep = (self.memo, self.keys[m]) if self.memo is not None else None
             choice = choose(Search(task, self.design, self.views[m], data.inner,
-                                   self.means_view(m)), self.cands[m], ranker)
+                                   self.means_view(m), keep), self.cands[m], ranker)
             chosen.append(choice.candidate)
             for c, e in choice.by_candidate.items():
                 records[(m, c)] = task.record(choice.val_rows, e.score, e.evidence)

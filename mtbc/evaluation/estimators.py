@@ -297,10 +297,11 @@ def train_mlp(probe, x, n_out: int, loss, *, gen, eval_x=None, output=None, moni
 
     w1, b1 = uniform((d, h), d), uniform((h,), d)
     w2, b2 = uniform((h, n_out), h), uniform((n_out,), h)
-    # foreach: one fused update for the four tensors (same values as the per-tensor loop,
-    # which torch picks on CPU by default and which cost a quarter of the MLP's time)
+    # fused: one kernel updates the four tensors (torch's default on CPU is a loop over
+    # them, about 3.5x slower per step and half the MLP's time); the values agree with the
+    # loop's to float32 rounding (3e-8 on the probabilities in our check)
     opt = torch.optim.Adam([w1, b1, w2, b2], lr=probe.lr, weight_decay=probe.weight_decay,
-                           foreach=True)
+                           fused=True)
     batch = max(1, min(int(probe.batch_size), n))
     keep = 1.0 - probe.dropout
     outputs = [] if eval_x is not None else None

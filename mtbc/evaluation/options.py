@@ -20,7 +20,11 @@ class EvalOptions:
     ``n_splits`` / ``n_inner``: outer and inner fold counts when there is no predefined
     split; ``refit``: predefined split only, refit on ``"train"`` (MARBLE) or
     ``"train+valid"``; ``seed``: folds, probes and bootstrap; ``n_boot``: bootstrap resamples
-    of the CIs (0: none); ``n_threads``: BLAS/torch threads while it runs (None: as is).
+    of the CIs (0: none); ``n_threads``: BLAS/torch threads of each solve (None: as is);
+    ``n_jobs``: folds run side by side (None: one per available core; the numbers do not
+    depend on it, :mod:`mtbc.evaluation.parallel`);
+    ``reuse_dir``: a folder where evaluations are kept and reused
+    (:mod:`mtbc.evaluation.memo`; None: nothing kept).
     """
 
     n_splits: int = 5
@@ -29,7 +33,15 @@ class EvalOptions:
     seed: int = 0
     n_boot: int = 1000
     n_threads: int | None = 1
+    n_jobs: int | None = None
     progress: bool = False
+    reuse_dir: str | None = None
+
+    def fold_key(self) -> dict:
+        """The options that shape an evaluation's folds and fits (not its bootstrap, its
+        progress bar or where it is kept)."""
+        return {"n_splits": self.n_splits, "n_inner": self.n_inner, "refit": self.refit,
+                "seed": self.seed, "n_threads": self.n_threads}
 
 
 @dataclass(frozen=True)

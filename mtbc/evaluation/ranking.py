@@ -33,6 +33,7 @@ import numpy as np
 import scipy.linalg
 
 from mtbc.evaluation.estimators import safe_std
+from mtbc.evaluation.parallel import parallel_map
 
 #: Ridge strengths of the ranking (relative to the mean eigenvalue, module docstring).
 RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
@@ -158,10 +159,13 @@ def ridge_paths(means: MeansView, candidates: Sequence, inner: Sequence,
     valid_rows), ...]``; ``targets(rows)``: ``(n, K)`` ridge targets of those tracks;
     ``classes``: they are one-hot (:func:`kernel_ridge_path`).
     """
+    def one(_, fold):
+        tr, va = fold
+        return _batched_path(means, candidates, tr, va, targets(tr), alphas, classes)
+
     out: dict[Any, list[list[np.ndarray]]] = {c: [] for c in candidates}
-    for tr, va in inner:
-        for cand, path in _batched_path(means, candidates, tr, va, targets(tr), alphas,
-                                        classes).items():
+    for paths in parallel_map(one, list(inner)):  # folds side by side, mtbc.evaluation.parallel
+        for cand, path in paths.items():
             out[cand].append(list(path))
     return out
 

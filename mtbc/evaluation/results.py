@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from mtbc.evaluation.memo import keepable
 from mtbc.stats import (
     bootstrap_mean_ci,
     confusion_frame,
@@ -67,6 +68,7 @@ class Provenance:
     params: dict = field(default_factory=dict)
 
 
+@keepable
 @dataclass
 class FoldRecord:
     """One outer fold: the chosen ``layer`` and hyperparameter (``param`` = ``value``), the
@@ -101,6 +103,7 @@ class FoldRecord:
         return row
 
 
+@keepable
 @dataclass
 class FoldOutcome:
     """What the fold loop returns: the test ``rows`` (track positions) with their ``scores``

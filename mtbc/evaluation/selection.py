@@ -18,11 +18,14 @@ from typing import Any
 import numpy as np
 
 from mtbc.evaluation.data import Design, View
+from mtbc.evaluation.memo import Memo, digest, keepable
+from mtbc.evaluation.parallel import parallel_map
 from mtbc.evaluation.ranking import MeansView, ridge_paths
 from mtbc.evaluation.specs import Spec
 from mtbc.evaluation.tasks import Task
 
 
+@keepable
 @dataclass(frozen=True)
 class CandidateScore:
     """One candidate's best grid ``value``, its validation ``score`` and the task's
@@ -33,6 +36,7 @@ class CandidateScore:
     evidence: Any = None
 
 
+@keepable
 @dataclass
 class Choice:
     """The chosen ``candidate`` and grid ``value`` with their validation ``score``, the
@@ -50,13 +54,16 @@ class Search:
     """What :func:`choose` searches: the ``task``, the ``design`` (segments by track), the
     ``view`` of candidates' features, the ``inner`` (train, valid) folds and, for the
     closed-form ridge ranking, ``means``: the candidates' track-mean features by track row
-    (``None``: averaged from the segments when needed)."""
+    (``None``: averaged from the segments when needed), and ``keep``: ``(memo, digest of
+    the track means)`` to keep and reuse the ridge ranking (:mod:`mtbc.evaluation.memo`;
+    ``None``: always computed)."""
 
     task: Task
     design: Design
     view: View
     inner: Sequence
     means: MeansView | None = None
+    keep: tuple[Memo, str] | None = None
 
     def track_means(self) -> MeansView:
         """``means``, or the mean of each track's segments in ``view``."""
@@ -79,21 +86,41 @@ def candidate_paths(search: Search, candidates: Sequence, spec: Spec) -> dict:
         return ridge_paths(search.track_means(), list(candidates), search.inner,
                            task.ridge_targets, spec.grid,
                            classes=task.name == "classification")
-    out = {}
-    for cand in candidates:
-        fold_scores = []
-        for tr, va in search.inner:
-            s_tr, _ = design.segments(tr)
-            s_va, c_va = design.segments(va)
-            path = spec.path(view(cand, s_tr), task.targets(design.seg_track[s_tr]),
-                             view(cand, s_va))
-            fold_scores.append([design.track_mean(s, c_va) for s in path])
-        out[cand] = fold_scores
-    return out
+    def one(_, job):
+        cand, (tr, va) = job
+        s_tr, _ = design.segments(tr)
+        s_va, c_va = design.segments(va)
+        path = spec.path(view(cand, s_tr), task.targets(design.seg_track[s_tr]),
+                         view(cand, s_va))
+        return [design.track_mean(s, c_va) for s in path]
+
+    jobs = [(cand, fold) for cand in candidates for fold in search.inner]
+    paths = iter(parallel_map(one, jobs))  # inner folds side by side (mtbc.evaluation.parallel)
+    return {cand: [next(paths) for _ in search.inner] for cand in candidates}
 
 
 def choose(search: Search, candidates: Sequence, spec: Spec) -> Choice:
-    """Best (candidate, grid value) of ``spec`` by the task's pooled validation score."""
+    """Best (candidate, grid value) of ``spec`` by the task's pooled validation score; the
+    ridge ranking is kept and reused when ``search.keep`` says where."""
+    if spec.kind != "ridge" or search.keep is None:
+        return _choose(search, candidates, spec)
+    memo, means_key = search.keep
+    val_rows = np.concatenate([va for _, va in search.inner])
+    material = {"means": means_key, "task": search.task.identity(),
+                "inner": digest(*[a for fold in search.inner for a in fold]),
+                "candidates": list(candidates), "grid": list(spec.grid)}
+
+    def check(choice):
+        if not isinstance(choice, Choice) or list(choice.by_candidate) != list(candidates):
+            return "not a ranking of these candidates"
+        if not np.array_equal(choice.val_rows, val_rows):
+            return "its validation tracks are not these"
+        return None
+
+    return memo.kept("ranking", material, lambda: _choose(search, candidates, spec), check)
+
+
+def _choose(search: Search, candidates: Sequence, spec: Spec) -> Choice:
     task, inner = search.task, search.inner
     val_rows = np.concatenate([va for _, va in inner])
     best, by_candidate = None, {}
@@ -111,13 +138,15 @@ def fit_fold(search: Search, candidates: Sequence, refit_rows: np.ndarray, spec:
              ranker: Spec) -> tuple[Any, Choice, Choice]:
     """Choose on validation, refit on ``refit_rows``: (fitted probe, layer choice, param
     choice). ``ranker`` ranks the candidates; ``spec``'s own grid is then searched on the
-    chosen candidate when the two differ -- except the MLP's epochs, which early stopping
-    chooses (:func:`fit_early_stopping`)."""
+    chosen candidate when the two differ. The MLP (when another spec ranks) is trained once,
+    with early stopping, on the first validation fold's training tracks: that probe is the
+    fold's probe, nothing is refitted (:func:`fit_early_stopping`)."""
     layer_choice = choose(search, candidates, ranker)
+    if spec.kind == "mlp" and ranker.kind != "mlp":
+        probe, param_choice = fit_early_stopping(search, layer_choice.candidate, spec)
+        return probe, layer_choice, param_choice
     if ranker is spec or spec.kind == ranker.kind:
         param_choice = layer_choice
-    elif spec.kind == "mlp":
-        param_choice = fit_early_stopping(search, layer_choice.candidate, spec)
     else:
         param_choice = choose(search, [layer_choice.candidate], spec)
     design = search.design
@@ -128,11 +157,13 @@ def fit_fold(search: Search, candidates: Sequence, refit_rows: np.ndarray, spec:
     return probe, layer_choice, param_choice
 
 
-def fit_early_stopping(search: Search, candidate, spec: Spec) -> Choice:
-    """The MLP's number of epochs by early stopping: trained on the first validation fold's
-    training tracks, it stops when the loss on that fold's validation tracks (track scores:
-    the mean of their segments') has not improved for ``patience`` epochs. Returns the
-    :class:`Choice` (``value``: the best epoch) that the refit then uses."""
+def fit_early_stopping(search: Search, candidate, spec: Spec) -> tuple[Any, Choice]:
+    """The MLP trained once with early stopping: on the first validation fold's training
+    tracks, until the loss on that fold's validation tracks (track scores: the mean of their
+    segments') has not improved for ``patience`` epochs, keeping the best epoch's weights
+    (scikit-learn's ``early_stopping``, with grouped validation tracks in place of a random
+    10% of samples). Returns the probe and the :class:`Choice` (``value``: the best
+    epoch)."""
     task, design, view = search.task, search.design, search.view
     tr, va = search.inner[0]
     s_tr, _ = design.segments(tr)
@@ -148,7 +179,7 @@ def fit_early_stopping(search: Search, candidate, spec: Spec) -> Choice:
     scores = design.track_mean(spec.epoch_scores(probe, epoch), c_va)
     values, evidence = task.grid_scores([[scores]], [(tr, va)])
     score = CandidateScore(float(values[0]), epoch, evidence[0])
-    return Choice(candidate, epoch, float(values[0]), va, {candidate: score})
+    return probe, Choice(candidate, epoch, float(values[0]), va, {candidate: score})
 
 
 def predict_tracks(probe, spec: Spec, search: Search, candidate, rows: np.ndarray

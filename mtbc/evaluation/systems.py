@@ -31,6 +31,7 @@ from mtbc.evaluation.data import (
 )
 from mtbc.evaluation.engine import FoldData, FoldPrediction, System, evaluate
 from mtbc.evaluation.marble import evaluate_marble
+from mtbc.evaluation.memo import digest, encode
 from mtbc.evaluation.options import EvalOptions, ProbeOptions, split_options
 from mtbc.evaluation.ranking import ridge_predict
 from mtbc.evaluation.results import MAJORITY, PROBE, ProbeResult, Provenance, TaggingResult
@@ -48,6 +49,20 @@ class LayerProbe(System):
         self.options = options or ProbeOptions()
         self.uses_torch = self.options.probe == "mlp"
         self.label = f"probe {self.options.probe}"
+        self.memo = None
+
+    def keep_in(self, memo) -> None:
+        self.memo = memo
+
+    def identity(self) -> dict | None:
+        o = self.options
+        options = {"probe": o.probe, "layer": o.layer, "selection": self.selection,
+                   "Cs": list(o.Cs), "probe_params": self.params,
+                   "per_layer_test": bool(o.per_layer_test)}
+        if not keepable_value(options):
+            return None
+        return {"system": "layer probe", "options": options,
+                "features": digest(self.features, self.track_index)}
 
     def prepare(self, task: Task, options: EvalOptions) -> None:
         o = self.options
@@ -62,11 +77,13 @@ class LayerProbe(System):
         self.view = layer_view(self.features)
         self.candidates = candidate_layers(o.layer, self.features.shape[1])
         self.params = dict(o.probe_params or {})
-        self.means = None
+        self.means = self.keep = None
         if self.selection == "ridge" and len(self.candidates) > 1:
             # track means once, for the ranking of every fold (ranking module docstring)
-            self.means = layer_view(track_means(self.features, self.track_index,
-                                                len(task.tracks)))
+            means = track_means(self.features, self.track_index, len(task.tracks))
+            self.means = layer_view(means)
+            if self.memo is not None:
+                self.keep = (self.memo, digest(means))
 
     def specs(self, task: Task, seed: int):
         spec = task.spec(self.options.probe, seed=seed, params=self.params, Cs=self.options.Cs)
@@ -74,7 +91,7 @@ class LayerProbe(System):
 
     def fold(self, task: Task, data: FoldData) -> FoldPrediction:
         spec, ranker = self.specs(task, self.seed)
-        search = Search(task, self.design, self.view, data.inner, self.means)
+        search = Search(task, self.design, self.view, data.inner, self.means, self.keep)
         probe, lc, pc = fit_fold(search, self.candidates, data.refit_rows, spec, ranker)
         test = data.fold.test
         scores = predict_tracks(probe, spec, search, lc.candidate, test)
@@ -103,7 +120,7 @@ class LayerProbe(System):
             val_score=pc.score, layer_val_score=lc.score, n_valid=len(lc.val_rows),
             layer_records={c: task.record(lc.val_rows, e.score, e.evidence)
                            for c, e in lc.by_candidate.items()},
-            test_records=tests)
+            test_records=tests, n_train=trained_on(spec, ranker, data))
 
     def provenance(self, task: Task, split: str, options: EvalOptions) -> Provenance:
         o = self.options
@@ -121,6 +138,23 @@ class LayerProbe(System):
                           selection=self.selection, scorer=ranker.kind, split=split,
                           seed=options.seed, n_boot=options.n_boot, fingerprint=o.fingerprint,
                           params=params)
+
+
+def trained_on(spec, ranker, data: FoldData) -> int | None:
+    """Tracks the fold's probe saw when not its refit tracks: the early-stopped MLP's
+    (:func:`~mtbc.evaluation.selection.fit_fold`); ``None`` otherwise."""
+    if spec.kind == "mlp" and ranker.kind != "mlp" and data.inner:
+        return len(data.inner[0][0])
+    return None
+
+
+def keepable_value(value) -> bool:
+    """Whether ``value`` can be part of a kept evaluation's key (plain data)."""
+    try:
+        encode(value)
+    except TypeError:
+        return False
+    return True
 
 
 class MajorityClass(System):

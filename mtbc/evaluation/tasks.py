@@ -28,6 +28,7 @@ from scipy.stats import rankdata
 from mtbc.data import splits
 from mtbc.data.tags import tag_matrix, tag_vocabulary
 from mtbc.evaluation.data import check_covered, track_ids
+from mtbc.evaluation.memo import table_digest
 from mtbc.evaluation.results import (
     FoldOutcome,
     Provenance,
@@ -121,6 +122,16 @@ class Task(ABC):
 
     def groups(self) -> np.ndarray:
         return splits.track_groups(self.tracks)
+
+    def identity(self) -> dict:
+        """What the task is, by content (the key of kept evaluations,
+        :mod:`mtbc.evaluation.memo`): its name, classes or tags and its whole tracks table."""
+        cached = getattr(self, "_identity", None)
+        if cached is None:
+            cached = {"task": self.name, "names": [str(n) for n in self.names],
+                      "tracks": table_digest(self.tracks)}
+            self._identity = cached
+        return cached
 
 
 class Classification(Task):

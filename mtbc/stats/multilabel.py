@@ -115,8 +115,10 @@ class _Prepared:
         self.pool_rows, self.pool_cols = np.nonzero(mask)
         self.pool_y = Y[self.pool_rows, self.pool_cols]
 
-    def values(self, scores, weights=None, swap=None, other=None) -> dict[str, np.ndarray]:
-        """Summary metrics per row of ``weights`` / ``swap`` (``(r, n)``; swap takes ``other``)."""
+    def values(self, scores, weights=None, swap=None, other=None, metrics=SUMMARY
+               ) -> dict[str, np.ndarray]:
+        """Summary ``metrics`` (of :data:`SUMMARY`) per row of ``weights`` / ``swap``
+        (``(r, n)``; swap takes ``other``); the pooled ROC-AUC is computed only when asked."""
 
         def pick(rows, cols):
             if swap is None:
@@ -126,14 +128,17 @@ class _Prepared:
         def w(rows):
             return None if weights is None else weights[:, rows]
 
-        per_tag = [_rank_metrics(pick(r, j), y, w(r))
-                   for r, j, y in zip(self.rows, self.tags, self.y, strict=True)]
-        micro = _rank_metrics(pick(self.pool_rows, self.pool_cols), self.pool_y,
-                              w(self.pool_rows))[0]
-        aucs = np.array([a for a, _ in per_tag]) if per_tag else np.full((1, 1), np.nan)
-        aps = np.array([p for _, p in per_tag]) if per_tag else np.full((1, 1), np.nan)
-        return {"roc_auc_macro": _nanmean(aucs), "pr_auc_macro": _nanmean(aps),
-                "roc_auc_micro": micro}
+        out = {}
+        if {"roc_auc_macro", "pr_auc_macro"} & set(metrics):
+            per_tag = [_rank_metrics(pick(r, j), y, w(r))
+                       for r, j, y in zip(self.rows, self.tags, self.y, strict=True)]
+            aucs = np.array([a for a, _ in per_tag]) if per_tag else np.full((1, 1), np.nan)
+            aps = np.array([p for _, p in per_tag]) if per_tag else np.full((1, 1), np.nan)
+            out.update({"roc_auc_macro": _nanmean(aucs), "pr_auc_macro": _nanmean(aps)})
+        if "roc_auc_micro" in metrics:
+            out["roc_auc_micro"] = _rank_metrics(pick(self.pool_rows, self.pool_cols),
+                                                 self.pool_y, w(self.pool_rows))[0]
+        return out
 
 
 def _nanmean(a: np.ndarray) -> np.ndarray:
@@ -245,10 +250,12 @@ def multilabel_paired_test(Y_true, score_a, score_b, *, mask=None,
     prep = _Prepared(Y, mask)
     n = len(Y)
     codes, n_groups = group_codes(groups, n)
-    value_a, value_b = prep.values(sa)[key][0], prep.values(sb)[key][0]
+    want = (key,)
+    value_a, value_b = prep.values(sa, metrics=want)[key][0], prep.values(sb, metrics=want)[key][0]
 
     def diff(weights):
-        return prep.values(sa, weights=weights)[key] - prep.values(sb, weights=weights)[key]
+        return (prep.values(sa, weights=weights, metrics=want)[key]
+                - prep.values(sb, weights=weights, metrics=want)[key])
 
     ci = group_bootstrap(diff, n, groups=codes, n_boot=n_boot, seed=seed, level=level) \
         if n_boot else (np.nan, np.nan)
@@ -258,8 +265,8 @@ def multilabel_paired_test(Y_true, score_a, score_b, *, mask=None,
     null = []
     for s in batches:
         swap = s[:, codes]
-        null.append(prep.values(sa, swap=swap, other=sb)[key]
-                    - prep.values(sb, swap=swap, other=sa)[key])
+        null.append(prep.values(sa, swap=swap, other=sb, metrics=want)[key]
+                    - prep.values(sb, swap=swap, other=sa, metrics=want)[key])
     p = permutation_p_value(value_a - value_b, np.concatenate(null), exact=exact)
     return {"metric": key, "value_a": float(value_a), "value_b": float(value_b),
             "diff": float(value_a - value_b), "ci_low": ci[0], "ci_high": ci[1],

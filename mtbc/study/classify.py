@@ -63,6 +63,7 @@ def classify_models(study: Study, *, probes: list[str], seed: int = 0, n_splits:
         names = ["marble"] if protocol == "marble" else probes
         for probe in names:
             opts = {"seed": seed, "n_splits": plan.n_folds, "n_boot": n_boot,
+                    "reuse_dir": study.reuse_dir,
                     "fingerprint": ext.fingerprint, "name": system_name(label, probe)}
             if probe == "marble":
                 out.results[label, probe] = evaluate_probe(feats, index, sub, protocol="marble",

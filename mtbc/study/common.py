@@ -8,6 +8,7 @@ Nothing here is chosen by looking at test data: every choice reads validation sc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from mtbc import config
 from mtbc.cache.store import EmbeddingStore, load_embeddings
 from mtbc.data.collection import Collection, open_collection
 from mtbc.data.splits import fold_count, has_predefined_split
+from mtbc.evaluation.memo import SUBDIR
 from mtbc.evaluation.results import Result
 from mtbc.extractors import Extractor, build_extractors
 
@@ -28,12 +30,15 @@ def system_name(system: str, probe: str) -> str:
 
 @dataclass
 class Study:
-    """A run as notebooks see it: the scanned ``collection``, the embedding ``store`` and the
-    run's ``models`` (label -> extractor, not loaded until used)."""
+    """A run as notebooks see it: the scanned ``collection``, the embedding ``store``, the
+    run's ``models`` (label -> extractor, not loaded until used) and ``reuse_dir``, where
+    evaluations are kept so that no notebook repeats another's work and a run made again
+    reuses them (:mod:`mtbc.evaluation.memo`; ``None``: every evaluation is computed)."""
 
     collection: Collection
     store: EmbeddingStore
     models: dict[str, Extractor]
+    reuse_dir: str | None = None
 
     @property
     def tracks(self) -> pd.DataFrame:
@@ -44,10 +49,15 @@ class Study:
         return {label: ext.metadata() for label, ext in self.models.items()}
 
 
-def open_study(collection: str, extractors: dict, *, cache_dir: str | None = None) -> Study:
-    """The run's collection (cached scan), embedding store and extractors."""
+def open_study(collection: str, extractors: dict, *, cache_dir: str | None = None,
+               reuse: bool = True) -> Study:
+    """The run's collection (cached scan), embedding store and extractors; with ``reuse``
+    (notebooks: unless ``remeasure``), evaluations are kept under the cache's
+    ``evaluations`` folder and reused."""
+    root = config.cache_dir(cache_dir)
     return Study(open_collection(collection, cache_dir=cache_dir, progress=False),
-                 EmbeddingStore(config.cache_dir(cache_dir)), build_extractors(extractors))
+                 EmbeddingStore(root), build_extractors(extractors),
+                 reuse_dir=str(Path(root) / SUBDIR) if reuse else None)
 
 
 

@@ -77,14 +77,15 @@ def compare_systems(study: Study, *, ensembles: list[list[str]] | None = None, s
     singles = {label: evaluate_probe(*blocks[label], common, seed=seed, n_splits=plan.n_folds,
                                      n_boot=n_boot, name=system_name(label, probe) + suffix,
                                      fingerprint=study.models[label].fingerprint,
-                                     protocol=protocol)
+                                     protocol=protocol, reuse_dir=study.reuse_dir)
                for label in study.models}
     out.systems = list(singles.values())
     for combo in out.ensembles:
         name = " + ".join(combo)
         out.systems.append(evaluate_early_fusion(
             {m: blocks[m] for m in combo}, common, seed=seed, n_splits=plan.n_folds,
-            n_boot=n_boot, name=system_name(f"concat({name})", "linear")))
+            n_boot=n_boot, name=system_name(f"concat({name})", "linear"),
+            reuse_dir=study.reuse_dir))
         out.systems.append(late_fusion([singles[m] for m in combo],
                                        name=system_name(f"late({name})", probe)))
     out.systems += zero_shot_results(study, common, blocks, seed=seed, n_splits=plan.n_folds,

@@ -199,7 +199,8 @@ def tag_systems(study: Study, *, probes=("linear",), ensembles=None, seed: int =
     common, blocks = load_aligned(plan.tracks, study.store,
                                   {label: e.fingerprint for label, e in study.models.items()})
     out.tracks = common
-    opts = {"tags": plan.tags, "seed": seed, "n_splits": n_splits, "n_boot": n_boot}
+    opts = {"tags": plan.tags, "seed": seed, "n_splits": n_splits, "n_boot": n_boot,
+            "reuse_dir": study.reuse_dir}
     singles = {}
     for label, ext in study.models.items():
         for probe in probes:
