@@ -10,7 +10,7 @@ strongest at two thirds of the depth (the way MERT's genre information peaks mid
 each tag depends weakly on the label. It is a timing fixture, never a result.
 
 :func:`bench_analysis` then calls the notebooks' own study functions with their defaults --
-``describe_model`` (03), ``classify_models`` with linear and MLP probes plus
+``describe_models`` (03), ``classify_models`` with linear and MLP probes plus
 ``save_final_models`` (04), ``compare_systems`` (05) and ``tag_systems`` (06) -- and returns
 one row per step: wall seconds, the process's peak memory so far, and the step's headline
 figures (accuracies, macro ROC-AUCs and chosen layers, so that a speed-up is seen not to
@@ -37,7 +37,7 @@ from mtbc.files import atomic_write
 from mtbc.study.classify import classify_models, save_final_models
 from mtbc.study.common import Study
 from mtbc.study.compare import compare_systems
-from mtbc.study.describe import describe_model
+from mtbc.study.describe import describe_models
 from mtbc.study.tagging import tag_systems
 
 #: The steps timed, by notebook.
@@ -160,10 +160,8 @@ def bench_analysis(options: AnalysisBenchOptions | None = None, *,
         done(setup)
         if "03" in o.steps:
             t = time.perf_counter()
-            sep = {}
-            for label in study.models:
-                d = describe_model(study, label)
-                sep[label] = int(d.separability["silhouette"].idxmax())
+            sep = {label: int(d.separability["silhouette"].idxmax())
+                   for label, d in zip(study.models, describe_models(study), strict=True)}
             done(_row("03", "describe every model", time.perf_counter() - t,
                       best_silhouette_layer=sep))
         if "04" in o.steps:

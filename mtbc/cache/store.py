@@ -51,6 +51,8 @@ class EmbeddingStore:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else config.cache_dir()
         self._expected: dict[str, dict[str, int]] = {}
+        # entries found valid, by (size, mtime, inode): a file changed since is checked again
+        self._valid: dict[Path, tuple[int, int, int]] = {}
 
     # -- ownership -----------------------------------------------------------------
     def is_cache(self) -> bool:
@@ -111,8 +113,21 @@ class EmbeddingStore:
         finite everywhere.
         """
         path = self.path_for(content_hash, fingerprint)
+        try:
+            st = path.stat()
+        except OSError:
+            return "absent"
         if not path.is_file():
             return "absent"
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if self._valid.get(path) == stamp:  # checked in this session and unchanged since
+            return None
+        why = self._check(path, fingerprint)
+        if why is None:
+            self._valid[path] = stamp
+        return why
+
+    def _check(self, path: Path, fingerprint: str) -> str | None:
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except Exception as exc:  # noqa: BLE001 - truncated, garbage, pickled: all unreadable

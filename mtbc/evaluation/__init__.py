@@ -33,13 +33,22 @@ Example
 (True, '2 (x3)')
 """
 
-from mtbc.evaluation.engine import FoldData, FoldPrediction, System, evaluate
+from mtbc.evaluation.engine import (
+    Evaluation,
+    FoldData,
+    FoldPrediction,
+    System,
+    evaluate,
+    evaluate_all,
+)
 from mtbc.evaluation.ensembles import (
     Concatenation,
+    early_fusion_evaluation,
     evaluate_early_fusion,
     evaluate_late_fusion,
     evaluate_tagging_early_fusion,
     late_fusion,
+    tagging_early_fusion_evaluation,
     tagging_late_fusion,
 )
 from mtbc.evaluation.estimators import (
@@ -64,6 +73,8 @@ from mtbc.evaluation.systems import (
     evaluate_majority,
     evaluate_probe,
     evaluate_tagging,
+    probe_evaluation,
+    tagging_evaluation,
 )
 from mtbc.evaluation.tag_estimators import MultiLabelLinearProbe, MultiLabelMLPProbe
 from mtbc.evaluation.tasks import Classification, Tagging, Task
@@ -95,6 +106,9 @@ __all__ = [
     "Task", "evaluate", "evaluate_early_fusion", "evaluate_late_fusion", "evaluate_majority",
     "evaluate_marble", "evaluate_probe", "evaluate_tagging", "evaluate_tagging_early_fusion",
     "late_fusion", "tagging_late_fusion",
+    # several evaluations in one queue of folds
+    "Evaluation", "evaluate_all", "early_fusion_evaluation", "probe_evaluation",
+    "tagging_early_fusion_evaluation", "tagging_evaluation",
     # results
     "ProbeResult", "Provenance", "Result", "TaggingResult", "compare",
     # estimators

@@ -112,7 +112,8 @@ class System(ABC):
 
     def identity(self) -> dict | None:
         """What determines the system's fold outcome besides the task and the fold options:
-        its inputs (by content, :func:`mtbc.evaluation.memo.digest`) and options. ``None``
+        its class (so a subclass that behaves differently never shares an entry), its
+        inputs (by content, :func:`mtbc.evaluation.memo.digest`) and options. ``None``
         (the default): the outcome is never kept, always computed."""
         return None
 
@@ -131,47 +132,76 @@ def refit_rows(fold: splits.Fold, refit: str) -> np.ndarray:
     raise ValueError(f"refit must be 'train' or 'train+valid', not {refit!r}")
 
 
+class FoldPlan:
+    """The outer folds of one evaluation, ready to run one by one (:meth:`run`) and to be
+    gathered into a :class:`~mtbc.evaluation.results.FoldOutcome` (:meth:`outcome`)."""
+
+    def __init__(self, task: Task, system: System, folds: list, options: EvalOptions):
+        self.task, self.system, self.folds = task, system, folds
+        self.inners = []
+        for k, fold in enumerate(folds):
+            if fold.valid is not None:
+                self.inners.append([(fold.train, fold.valid)])
+            elif not system.uses_validation:
+                self.inners.append([])
+            else:
+                self.inners.append(task.inner(fold.train, n_splits=options.n_inner,
+                                              seed=options.seed + 1000 + k))
+        self.refits = [refit_rows(fold, options.refit) for fold in folds]
+
+    def run(self, k: int) -> FoldPrediction:
+        """Outer fold ``k``: the system chooses, refits and predicts its test tracks."""
+        return self.system.fold(self.task, FoldData(self.folds[k], self.inners[k],
+                                                    self.refits[k]))
+
+    def outcome(self, outs: list[FoldPrediction], warned: list[int]) -> FoldOutcome:
+        """The folds' predictions (in fold order) and convergence warnings, gathered."""
+        rows, scores, names, records = [], [], [], []
+        layer_rec: dict = {}
+        test_rec: dict = {}
+        for k, (fold, out) in enumerate(zip(self.folds, outs, strict=True)):
+            for key, rec in out.layer_records.items():
+                layer_rec.setdefault(key, []).append(rec)
+            for key, rec in out.test_records.items():
+                test_rec.setdefault(key, []).append(rec)
+            scores.append(out.scores)
+            rows.append(fold.test)
+            names += [fold.name] * len(fold.test)
+            records.append(FoldRecord(
+                fold=fold.name, layer=out.layer, param=out.param, value=out.value,
+                n_train=len(self.refits[k]) if out.n_train is None else out.n_train,
+                n_test=len(fold.test), val_score=out.val_score,
+                layer_val_score=out.layer_val_score, n_valid=out.n_valid,
+                convergence_warnings=warned[k]))
+        return FoldOutcome(np.concatenate(rows), np.concatenate(scores), names, records,
+                           layer_rec, test_rec)
+
+
+def run_plans(plans: list[FoldPlan], options: EvalOptions) -> list[FoldOutcome]:
+    """Every fold of every plan, side by side on ``options.n_jobs`` threads in one queue
+    (:mod:`mtbc.evaluation.parallel`; folds of the first plan first), each solve on
+    ``options.n_threads`` BLAS threads; convergence warnings are counted per fold. The
+    outcomes are the same whatever the number of threads."""
+    work = [(p, k) for p in plans for k in range(len(p.folds))]
+    label = " + ".join(dict.fromkeys(p.system.label for p in plans)) or "folds"
+    bar = tqdm(total=len(work), desc=label, unit="fold", disable=not options.progress)
+    torch_too = any(p.system.uses_torch for p in plans)
+    with limit_threads(options.n_threads, torch_too=torch_too), bar, \
+            convergence_counter() as warned:
+        outs = parallel_map(lambda _, job: job[0].run(job[1]), work, n_jobs=options.n_jobs,
+                            done=lambda: bar.update())
+    result, i = [], 0
+    for p in plans:
+        n = len(p.folds)
+        result.append(p.outcome(outs[i:i + n], [warned[j] for j in range(i, i + n)]))
+        i += n
+    return result
+
+
 def run_folds(task: Task, system: System, folds: list, options: EvalOptions) -> FoldOutcome:
     """Every outer fold: the system chooses on validation, refits and predicts the test
-    tracks; convergence warnings are counted per fold. Folds run side by side on
-    ``options.n_jobs`` threads (:mod:`mtbc.evaluation.parallel`); the outcome is the same
-    whatever their number."""
-    inners = []
-    for k, fold in enumerate(folds):
-        if fold.valid is not None:
-            inners.append([(fold.train, fold.valid)])
-        elif not system.uses_validation:
-            inners.append([])
-        else:
-            inners.append(task.inner(fold.train, n_splits=options.n_inner,
-                                     seed=options.seed + 1000 + k))
-    refits = [refit_rows(fold, options.refit) for fold in folds]
-
-    def one(k, fold):
-        return system.fold(task, FoldData(fold, inners[k], refits[k]))
-
-    bar = tqdm(total=len(folds), desc=system.label, unit="fold", disable=not options.progress)
-    with bar, convergence_counter() as warned:
-        outs = parallel_map(one, folds, n_jobs=options.n_jobs, done=lambda: bar.update())
-    rows, scores, names, records = [], [], [], []
-    layer_rec: dict = {}
-    test_rec: dict = {}
-    for k, (fold, out) in enumerate(zip(folds, outs, strict=True)):
-        for key, rec in out.layer_records.items():
-            layer_rec.setdefault(key, []).append(rec)
-        for key, rec in out.test_records.items():
-            test_rec.setdefault(key, []).append(rec)
-        scores.append(out.scores)
-        rows.append(fold.test)
-        names += [fold.name] * len(fold.test)
-        records.append(FoldRecord(
-            fold=fold.name, layer=out.layer, param=out.param, value=out.value,
-            n_train=len(refits[k]) if out.n_train is None else out.n_train,
-            n_test=len(fold.test), val_score=out.val_score,
-            layer_val_score=out.layer_val_score, n_valid=out.n_valid,
-            convergence_warnings=warned[k]))
-    return FoldOutcome(np.concatenate(rows), np.concatenate(scores), names, records,
-                       layer_rec, test_rec)
+    tracks (:func:`run_plans` of one plan)."""
+    return run_plans([FoldPlan(task, system, folds, options)], options)[0]
 
 
 def outcome_problem(outcome: Any, folds: list) -> str | None:
@@ -194,26 +224,57 @@ def outcome_problem(outcome: Any, folds: list) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation to run: a ``task``, a ``system`` and its ``options``."""
+
+    task: Task
+    system: System
+    options: EvalOptions = field(default_factory=EvalOptions)
+
+
 def evaluate(task: Task, system: System, options: EvalOptions | None = None) -> Result:
     """Evaluate ``system`` on ``task`` over the task's folds; returns the task's result
     (:class:`~mtbc.evaluation.results.ProbeResult` for classification,
     :class:`~mtbc.evaluation.results.TaggingResult` for tagging). With
     ``options.reuse_dir`` a kept outcome of the same evaluation is reused (module
     docstring)."""
-    options = options or EvalOptions()
-    memo = memo_at(options.reuse_dir)
-    system.keep_in(memo)
-    system.prepare(task, options)
-    folds, split = task.folds(n_splits=options.n_splits, seed=options.seed)
-    identity = system.identity() if memo is not None else None
-    outcome = material = None
-    if identity is not None:
-        material = {"task": task.identity(), "system": identity,
-                    "options": options.fold_key()}
-        outcome = memo.load("outcome", material, lambda o: outcome_problem(o, folds))
-    if outcome is None:
-        with limit_threads(options.n_threads, torch_too=system.uses_torch):
-            outcome = run_folds(task, system, folds, options)
-        if material is not None:
-            memo.save("outcome", material, outcome)
-    return task.result(outcome, system.provenance(task, split, options))
+    return evaluate_all([Evaluation(task, system, options or EvalOptions())])[0]
+
+
+def evaluate_all(evaluations: list[Evaluation]) -> list[Result]:
+    """Several evaluations at once: their folds share one queue of threads, so the cores
+    stay busy from one evaluation to the next; results in the order given, each exactly
+    what :func:`evaluate` would return. Evaluations kept earlier are reused; work kept by
+    one while the others run (a layer ranking) is reused by the next -- list the
+    evaluations that rank layers first. The fold loop's threads and BLAS limits are the
+    first evaluation's ``n_jobs`` / ``n_threads``."""
+    if not evaluations:
+        return []
+    plans, pending = [], []
+    for ev in evaluations:
+        task, system, options = ev.task, ev.system, ev.options
+        memo = memo_at(options.reuse_dir)
+        system.keep_in(memo)
+        system.prepare(task, options)
+        folds, split = task.folds(n_splits=options.n_splits, seed=options.seed)
+        identity = system.identity() if memo is not None else None
+        outcome = material = None
+        if identity is not None:
+            material = {"task": task.identity(), "system": identity,
+                        "options": options.fold_key()}
+            outcome = memo.load("outcome", material, lambda o, f=folds: outcome_problem(o, f))
+        plan = None if outcome is not None else FoldPlan(task, system, folds, options)
+        plans.append((ev, split, memo, material, outcome, plan))
+        if plan is not None:
+            pending.append(plan)
+    computed = iter(run_plans(pending, evaluations[0].options) if pending else [])
+    results = []
+    for ev, split, memo, material, outcome, plan in plans:
+        if plan is not None:
+            outcome = next(computed)
+            if material is not None:
+                memo.save("outcome", material, outcome)
+        results.append(ev.task.result(outcome, ev.system.provenance(ev.task, split,
+                                                                     ev.options)))
+    return results

@@ -36,7 +36,7 @@ from mtbc.evaluation.data import (
     layer_view,
     track_means,
 )
-from mtbc.evaluation.engine import FoldData, FoldPrediction, System, evaluate
+from mtbc.evaluation.engine import Evaluation, FoldData, FoldPrediction, System, evaluate
 from mtbc.evaluation.estimators import BlockStandardizer
 from mtbc.evaluation.memo import digest
 from mtbc.evaluation.options import EvalOptions, ProbeOptions, split_options
@@ -100,7 +100,7 @@ class Concatenation(System):
                    "Cs": list(o.Cs), "probe_params": self.params}
         if not keepable_value(options):
             return None
-        return {"system": "concatenation", "options": options, "rows": digest(self.rows),
+        return {"system": f"{type(self).__module__}.{type(self).__qualname__}", "options": options, "rows": digest(self.rows),
                 "means": {m: self.keys[m] for m in self.models}}
 
     def prepare(self, task: Task, options: EvalOptions) -> None:
@@ -194,11 +194,24 @@ def evaluate_early_fusion(blocks: Blocks, tracks: pd.DataFrame,
     ``model`` column (each model's validation accuracy per layer, alone) and
     ``folds.layer`` holds the chosen layer per model.
     """
+    ev = early_fusion_evaluation(blocks, tracks, probe_options, eval_options, layers=layers,
+                                 fingerprints=fingerprints, **overrides)
+    return evaluate(ev.task, ev.system, ev.options)
+
+
+def early_fusion_evaluation(blocks: Blocks, tracks: pd.DataFrame,
+                            probe_options: ProbeOptions | None = None,
+                            eval_options: EvalOptions | None = None, *, layers="select",
+                            fingerprints: Mapping[str, str] | None = None,
+                            **overrides) -> Evaluation:
+    """What :func:`evaluate_early_fusion` evaluates, to run with others in one
+    :func:`~mtbc.evaluation.engine.evaluate_all` (after the models' own probes, whose
+    kept layer rankings it then reuses)."""
     p, e = split_options(probe_options, eval_options, overrides)
     p = replace_fingerprint(p, fingerprints)
     task = Classification(tracks)
     means, rows = block_means(blocks, task)
-    return evaluate(task, Concatenation(means, rows, p, layers=layers), e)
+    return Evaluation(task, Concatenation(means, rows, p, layers=layers), e)
 
 
 def evaluate_tagging_early_fusion(blocks: Blocks, tracks: pd.DataFrame,
@@ -210,11 +223,23 @@ def evaluate_tagging_early_fusion(blocks: Blocks, tracks: pd.DataFrame,
     model alone (``selection``, default the closed-form ridge ranking), then one probe tags
     the block-standardised concatenation (options as
     :func:`~mtbc.evaluation.systems.evaluate_tagging`)."""
+    ev = tagging_early_fusion_evaluation(blocks, tracks, probe_options, eval_options,
+                                         layers=layers, tags=tags, **overrides)
+    return evaluate(ev.task, ev.system, ev.options)
+
+
+def tagging_early_fusion_evaluation(blocks: Blocks, tracks: pd.DataFrame,
+                                    probe_options: ProbeOptions | None = None,
+                                    eval_options: EvalOptions | None = None, *,
+                                    layers="select", tags: Sequence[str] | None = None,
+                                    **overrides) -> Evaluation:
+    """What :func:`evaluate_tagging_early_fusion` evaluates, for
+    :func:`~mtbc.evaluation.engine.evaluate_all`."""
     p, e = split_options(probe_options, eval_options, overrides)
     full = Tagging(tracks, tags=tags)
     means, rows = block_means(blocks, full)
     task = Tagging(tracks, tags=full.names, rows=rows)
-    return evaluate(task, Concatenation(means, rows, p, layers=layers), e)
+    return Evaluation(task, Concatenation(means, rows, p, layers=layers), e)
 
 
 def replace_fingerprint(options: ProbeOptions, fingerprints) -> ProbeOptions:

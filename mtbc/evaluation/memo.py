@@ -35,6 +35,7 @@ import functools
 import hashlib
 import json
 import platform
+import threading
 import warnings
 from collections.abc import Callable
 from importlib import metadata
@@ -249,12 +250,25 @@ class Memo:
 
     def kept(self, kind: str, material: dict, compute: Callable[[], Any],
              check: Callable[[Any], str | None] | None = None) -> Any:
-        """The kept value for ``material``, else ``compute()``, kept."""
-        value = self.load(kind, material, check)
-        if value is None:
-            value = compute()
-            self.save(kind, material, value)
+        """The kept value for ``material``, else ``compute()``, kept. Threads asking for the
+        same entry at once compute it once: the others wait and read it."""
+        stem, _ = self.key(kind, material)
+        with _entry_lock(self.path(stem)):
+            value = self.load(kind, material, check)
+            if value is None:
+                value = compute()
+                self.save(kind, material, value)
         return value
+
+
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _entry_lock(path: Path) -> threading.Lock:
+    """One lock per entry file in this process (evaluations running side by side)."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(path, threading.Lock())
 
 
 def _problem(entry: Any, full: dict) -> str | None:

@@ -29,7 +29,7 @@ from mtbc.evaluation.data import (
     layer_view,
     track_means,
 )
-from mtbc.evaluation.engine import FoldData, FoldPrediction, System, evaluate
+from mtbc.evaluation.engine import Evaluation, FoldData, FoldPrediction, System, evaluate
 from mtbc.evaluation.marble import evaluate_marble
 from mtbc.evaluation.memo import digest, encode
 from mtbc.evaluation.options import EvalOptions, ProbeOptions, split_options
@@ -61,7 +61,7 @@ class LayerProbe(System):
                    "per_layer_test": bool(o.per_layer_test)}
         if not keepable_value(options):
             return None
-        return {"system": "layer probe", "options": options,
+        return {"system": f"{type(self).__module__}.{type(self).__qualname__}", "options": options,
                 "features": digest(self.features, self.track_index)}
 
     def prepare(self, task: Task, options: EvalOptions) -> None:
@@ -208,10 +208,21 @@ def evaluate_probe(features: np.ndarray, track_index: np.ndarray, tracks: pd.Dat
     p, e = split_options(probe_options, eval_options, overrides)
     if p.protocol == "marble":
         return evaluate_marble(features, track_index, tracks, probe_options=p, eval_options=e)
+    ev = probe_evaluation(features, track_index, tracks, p, e)
+    return evaluate(ev.task, ev.system, ev.options)
+
+
+def probe_evaluation(features: np.ndarray, track_index: np.ndarray, tracks: pd.DataFrame,
+                     probe_options: ProbeOptions | None = None,
+                     eval_options: EvalOptions | None = None, **overrides) -> Evaluation:
+    """What :func:`evaluate_probe` evaluates (default protocol), to run with others in one
+    :func:`~mtbc.evaluation.engine.evaluate_all`."""
+    p, e = split_options(probe_options, eval_options, overrides)
     if p.protocol != "default":
-        raise ValueError(f"protocol must be 'default' or 'marble', not {p.protocol!r}")
+        raise ValueError(f"protocol must be 'default' (here) or 'marble' (evaluate_probe), "
+                         f"not {p.protocol!r}")
     check_features(features, track_index, tracks)
-    return evaluate(Classification(tracks), LayerProbe(features, track_index, p), e)
+    return Evaluation(Classification(tracks), LayerProbe(features, track_index, p), e)
 
 
 def evaluate_tagging(features, track_index, tracks: pd.DataFrame,
@@ -223,11 +234,22 @@ def evaluate_tagging(features, track_index, tracks: pd.DataFrame,
     and ``protocol="marble"`` do not apply). ``tracks`` carries ``tags`` / ``tags_negative``
     (:mod:`mtbc.data.tags`); ``tags``: the tags to use (default: every tag with a known
     positive and negative)."""
+    ev = tagging_evaluation(features, track_index, tracks, probe_options, eval_options,
+                            tags=tags, **overrides)
+    return evaluate(ev.task, ev.system, ev.options)
+
+
+def tagging_evaluation(features, track_index, tracks: pd.DataFrame,
+                       probe_options: ProbeOptions | None = None,
+                       eval_options: EvalOptions | None = None, *,
+                       tags: Sequence[str] | None = None, **overrides) -> Evaluation:
+    """What :func:`evaluate_tagging` evaluates, to run with others in one
+    :func:`~mtbc.evaluation.engine.evaluate_all`."""
     p, e = split_options(probe_options, eval_options, overrides)
     if p.protocol != "default":
         raise ValueError("tagging has no MARBLE protocol")
     check_features(features, track_index, tracks)
-    return evaluate(Tagging(tracks, tags=tags), LayerProbe(features, track_index, p), e)
+    return Evaluation(Tagging(tracks, tags=tags), LayerProbe(features, track_index, p), e)
 
 
 def evaluate_majority(tracks: pd.DataFrame, *, name: str = "majority class (baseline)",

@@ -11,12 +11,21 @@ import pandas as pd
 
 from mtbc import config
 from mtbc.cache.store import load_embeddings
-from mtbc.evaluation import ProbeOptions, ProbeResult, evaluate_majority, evaluate_probe
+from mtbc.evaluation import (
+    EvalOptions,
+    ProbeOptions,
+    ProbeResult,
+    evaluate_all,
+    evaluate_majority,
+    evaluate_probe,
+    probe_evaluation,
+)
 from mtbc.evaluation.predict import save_bundle, train_final_probe
 from mtbc.study.common import (
     ClassificationPlan,
     Study,
     choose_by_validation,
+    per_layer_test,
     plan_classification,
     system_name,
 )
@@ -56,22 +65,27 @@ def classify_models(study: Study, *, probes: list[str], seed: int = 0, n_splits:
     out = Classification(plan)
     if plan.why_not:
         return out
+    names = ["marble"] if protocol == "marble" else probes
+    pending = {}  # (label, probe) -> Evaluation: every model's probes in one queue of folds
     for label, ext in study.models.items():
         sub, (feats, index) = load_embeddings(plan.tracks, study.store, ext.fingerprint,
                                               reduce=None)
         out.segments[label] = (sub, feats, index)
-        names = ["marble"] if protocol == "marble" else probes
         for probe in names:
             opts = {"seed": seed, "n_splits": plan.n_folds, "n_boot": n_boot,
                     "reuse_dir": study.reuse_dir,
                     "fingerprint": ext.fingerprint, "name": system_name(label, probe)}
+            out.results[label, probe] = None  # keeps the table's order
             if probe == "marble":
                 out.results[label, probe] = evaluate_probe(feats, index, sub, protocol="marble",
                                                            **opts)
                 continue
-            out.results[label, probe] = evaluate_probe(
-                feats, index, sub, probe=probe, per_layer_test=feats.shape[1] > 1
-                and probe == "linear", **opts)
+            # the linear probe first: the MLP then reuses its kept layer ranking
+            pending[label, probe] = probe_evaluation(
+                feats, index, sub, probe=probe, per_layer_test=per_layer_test(feats, probe),
+                **opts)
+    out.results.update(zip(pending, evaluate_all(list(pending.values())), strict=True))
+    for label, (sub, feats, index) in out.segments.items():
         chosen = choose_by_validation([out.results[label, p] for p in names])
         if chosen is not None:
             out.representative[label] = chosen
@@ -86,13 +100,17 @@ def classify_models(study: Study, *, probes: list[str], seed: int = 0, n_splits:
 def save_final_models(study: Study, classification: Classification, *, out_dir: str | Path,
                       extractors: dict, seed: int = 0) -> pd.DataFrame:
     """Refit each model's linear probe on every labelled track and save it for
-    ``mtbc predict``; one row per saved model with the full command line."""
+    ``mtbc predict``; one row per saved model with the full command line. Layer and ``C``
+    are chosen as each outer fold's were: on grouped inner folds (as many as the
+    evaluation's, ``EvalOptions.n_inner``), here over every labelled track."""
     out_dir = Path(out_dir)
     rows = []
+    n_splits = min(classification.plan.n_folds, EvalOptions().n_inner)
     for label, (sub, feats, index) in classification.segments.items():
         bundle = train_final_probe(feats, index, sub, extractor=study.models[label],
                                    extractor_options=extractors[label],
-                                   probe_options=ProbeOptions(probe="linear"), seed=seed, n_splits=classification.plan.n_folds)
+                                   probe_options=ProbeOptions(probe="linear"), seed=seed,
+                                   n_splits=n_splits)
         path = save_bundle(bundle, out_dir / f"{label}.npz")
         rows.append({"model": label, "layer": bundle.layer, "classes": len(bundle.classes),
                      "classify new songs with": f"mtbc predict {path} song1.mp3 song2.wav"})

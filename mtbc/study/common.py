@@ -61,6 +61,13 @@ def open_study(collection: str, extractors: dict, *, cache_dir: str | None = Non
 
 
 
+def per_layer_test(features: np.ndarray, probe: str) -> bool:
+    """Whether a probe's result carries the per-layer test curve (notebook 04's layer plot):
+    the linear probe of a multi-layer model. 04 and 05 ask alike, so 05 reuses 04's kept
+    evaluation."""
+    return features.shape[1] > 1 and probe == "linear"
+
+
 @dataclass(frozen=True)
 class ClassificationPlan:
     """The labelled ``tracks`` a probe can use, the number of outer folds, and ``why_not``

@@ -12,16 +12,19 @@ from mtbc.cache.store import load_aligned
 from mtbc.evaluation import (
     ProbeResult,
     compare,
-    evaluate_early_fusion,
+    early_fusion_evaluation,
+    evaluate_all,
     evaluate_majority,
     evaluate_probe,
     late_fusion,
+    probe_evaluation,
 )
 from mtbc.study.common import (
     ClassificationPlan,
     Study,
     choose_by_validation,
     default_ensembles,
+    per_layer_test,
     plan_classification,
     system_name,
 )
@@ -74,18 +77,32 @@ def compare_systems(study: Study, *, ensembles: list[list[str]] | None = None, s
     probe = "marble" if protocol == "marble" else "linear"
     # a model alone is notebook 04's result of the same name when every track is common
     suffix = "" if out.n_left_out == 0 else " (common tracks)"
-    singles = {label: evaluate_probe(*blocks[label], common, seed=seed, n_splits=plan.n_folds,
-                                     n_boot=n_boot, name=system_name(label, probe) + suffix,
-                                     fingerprint=study.models[label].fingerprint,
-                                     protocol=protocol, reuse_dir=study.reuse_dir)
-               for label in study.models}
+    # with 04's options exactly (its per-layer test curve too), so that 04's kept outcome
+    # is reused rather than computed again (mtbc.evaluation.memo); the concatenations run
+    # in the same queue of folds, after the models alone (whose layer rankings they reuse)
+    opts = {"seed": seed, "n_splits": plan.n_folds, "n_boot": n_boot,
+            "reuse_dir": study.reuse_dir}
+    singles, pending = {}, {}
+    for label in study.models:
+        kw = {**opts, "name": system_name(label, probe) + suffix,
+              "fingerprint": study.models[label].fingerprint,
+              "per_layer_test": per_layer_test(blocks[label][0], probe)}
+        if protocol == "marble":
+            singles[label] = evaluate_probe(*blocks[label], common, protocol=protocol, **kw)
+        else:
+            pending[label] = probe_evaluation(*blocks[label], common, **kw)
+    for combo in out.ensembles:
+        name = " + ".join(combo)
+        pending[tuple(combo)] = early_fusion_evaluation(
+            {m: blocks[m] for m in combo}, common,
+            name=system_name(f"concat({name})", "linear"), **opts)
+    done = dict(zip(pending, evaluate_all(list(pending.values())), strict=True))
+    singles.update({k: v for k, v in done.items() if isinstance(k, str)})
+    singles = {label: singles[label] for label in study.models}
     out.systems = list(singles.values())
     for combo in out.ensembles:
         name = " + ".join(combo)
-        out.systems.append(evaluate_early_fusion(
-            {m: blocks[m] for m in combo}, common, seed=seed, n_splits=plan.n_folds,
-            n_boot=n_boot, name=system_name(f"concat({name})", "linear"),
-            reuse_dir=study.reuse_dir))
+        out.systems.append(done[tuple(combo)])
         out.systems.append(late_fusion([singles[m] for m in combo],
                                        name=system_name(f"late({name})", probe)))
     out.systems += zero_shot_results(study, common, blocks, seed=seed, n_splits=plan.n_folds,

@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from mtbc.cache.store import load_embeddings
+from mtbc.evaluation.parallel import parallel_map
 from mtbc.stats import descriptive as stats
 from mtbc.study.common import Study
 
@@ -61,6 +63,17 @@ def describe_model(study: Study, label: str, *, layer: int | None = None,
         similarity_labels=tracks.loc[order, "label"].reset_index(drop=True),
         projections=projections,
         separability=stats.layer_separability(X, tracks["label"]).assign(model=label))
+
+
+def describe_models(study: Study, labels: list[str] | None = None, *, layer: int | None = None,
+                    seed: int = 0) -> list[ModelDescription]:
+    """:func:`describe_model` of every model (``labels``; default: the study's), side by
+    side on threads: t-SNE, most of the time, runs in compiled code that releases the GIL.
+    Each projection keeps one OpenMP thread; the results are those of one model at a time."""
+    labels = list(study.models) if labels is None else list(labels)
+    with threadpool_limits(limits=1):
+        return parallel_map(lambda _, label: describe_model(study, label, layer=layer,
+                                                            seed=seed), labels)
 
 
 def separability_summary(descriptions: list[ModelDescription]) -> pd.DataFrame:

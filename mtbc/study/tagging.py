@@ -29,10 +29,12 @@ from mtbc.cache.store import load_aligned, load_embeddings
 from mtbc.data.tags import has_tags, tag_matrix
 from mtbc.evaluation import (
     TaggingResult,
-    evaluate_tagging,
-    evaluate_tagging_early_fusion,
+    evaluate_all,
+    tagging_early_fusion_evaluation,
+    tagging_evaluation,
     tagging_late_fusion,
 )
+from mtbc.evaluation.parallel import parallel_map
 from mtbc.evaluation.results import ZERO_SHOT as ZERO_SHOT_SYSTEM
 from mtbc.evaluation.results import Provenance, TagScores, tagging_result
 from mtbc.evaluation.tasks import usable_tags
@@ -147,12 +149,18 @@ def paired_tagging_tests(systems: list[TaggingResult], *, n_perm: int = 1000,
                          n_boot: int = 1000) -> pd.DataFrame:
     """Every pair on the same tracks: macro ROC-AUC difference with CI and the swap
     permutation p-value (groups kept together), Holm-adjusted over the table."""
+    pairs = list(itertools.combinations(systems, 2))
+
+    def test(_, pair):
+        a, b = pair
+        return multilabel_paired_test(a.truth.to_numpy(), a.metric_scores(),
+                                      b.metric_scores().astype(float), mask=a.mask,
+                                      groups=a.groups.to_numpy(), n_perm=n_perm,
+                                      n_boot=n_boot, seed=a.seed)
+
     rows = []
-    for a, b in itertools.combinations(systems, 2):
-        t = multilabel_paired_test(a.truth.to_numpy(), a.metric_scores(),
-                                   b.metric_scores().astype(float), mask=a.mask,
-                                   groups=a.groups.to_numpy(), n_perm=n_perm, n_boot=n_boot,
-                                   seed=a.seed)
+    # pairs side by side: numpy's sorts release the GIL (mtbc.evaluation.parallel)
+    for (a, b), t in zip(pairs, parallel_map(test, pairs), strict=True):
         rows.append({"system_a": a.name, "system_b": b.name, "roc_auc_a": t["value_a"],
                      "roc_auc_b": t["value_b"], "diff": t["diff"], "ci_low": t["ci_low"],
                      "ci_high": t["ci_high"], "p_value": t["p_value"],
@@ -201,22 +209,34 @@ def tag_systems(study: Study, *, probes=("linear",), ensembles=None, seed: int =
     out.tracks = common
     opts = {"tags": plan.tags, "seed": seed, "n_splits": n_splits, "n_boot": n_boot,
             "reuse_dir": study.reuse_dir}
-    singles = {}
+    # every probe and concatenation in one queue of folds; the concatenations last, so that
+    # they reuse the models' kept layer rankings (mtbc.evaluation.memo)
+    pending = {}
     for label, ext in study.models.items():
         for probe in probes:
-            r = evaluate_tagging(*blocks[label], common, probe=probe, fingerprint=ext.fingerprint,
-                                 name=system_name(label, probe), **opts)
-            out.systems.append(r)
-            if probe == "linear":
-                singles[label] = r
+            pending[label, probe] = tagging_evaluation(
+                *blocks[label], common, probe=probe, fingerprint=ext.fingerprint,
+                name=system_name(label, probe), **opts)
+    combos = []
     for combo in (default_ensembles(study.models) if ensembles is None else ensembles):
         combo = [m for m in combo if m in study.models]  # models that did not run drop out
         if len(combo) < 2:
             continue
+        combos.append(combo)
         name = " + ".join(combo)
-        out.systems.append(evaluate_tagging_early_fusion(
+        pending[tuple(combo), "concat"] = tagging_early_fusion_evaluation(
             {m: blocks[m] for m in combo}, common,
-            name=system_name(f"concat({name})", "linear"), **opts))
+            name=system_name(f"concat({name})", "linear"), **opts)
+    done = dict(zip(pending, evaluate_all(list(pending.values())), strict=True))
+    singles = {}
+    for label in study.models:
+        for probe in probes:
+            out.systems.append(done[label, probe])
+            if probe == "linear":
+                singles[label] = done[label, probe]
+    for combo in combos:
+        name = " + ".join(combo)
+        out.systems.append(done[tuple(combo), "concat"])
         out.systems.append(tagging_late_fusion([singles[m] for m in combo],
                                                name=system_name(f"late({name})", "linear")))
     for label in musicnn_labels(study):
