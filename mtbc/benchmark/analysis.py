@@ -33,6 +33,8 @@ from mtbc.benchmark.timing import peak_rss_mib
 from mtbc.cache.store import EmbeddingStore
 from mtbc.data.core import Collection
 from mtbc.data.tags import TAG_SEPARATOR
+from mtbc.evaluation.estimators import mlp_device
+from mtbc.evaluation.parallel import available_cores
 from mtbc.files import atomic_write
 from mtbc.study.classify import classify_models, save_final_models
 from mtbc.study.common import Study
@@ -143,8 +145,11 @@ def bench_analysis(options: AnalysisBenchOptions | None = None, *,
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="mtbc-bench-analysis-") as tmp:
         start = time.perf_counter()
         study = synthetic_study(tmp, o)
+        # where the estimators run: the MLP on the GPU when CUDA is there, the rest on the
+        # CPU cores (one fold per core); the row says which, so a GPU figure is labelled
         setup = _row("setup", f"synthetic study {o.n_tracks} tracks x {o.n_layers} layers x "
-                     f"{o.dim} dims x ~{o.n_segments} segments", time.perf_counter() - start)
+                     f"{o.dim} dims x ~{o.n_segments} segments", time.perf_counter() - start,
+                     mlp_device=str(mlp_device("auto")), fold_threads=available_cores())
         rows: list[dict] = []
 
         def done(row):

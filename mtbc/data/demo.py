@@ -38,9 +38,12 @@ import hashlib
 import importlib.metadata
 import io
 import json
+import multiprocessing
+import os
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -322,7 +325,6 @@ def build_demo(out_dir: str | Path | None = None, *, seed: int = 0, n_per_class:
     if not force and _is_built(out_dir, params):
         return manifest_path
 
-    import pretty_midi
 
     owner = _Owner(out_dir)  # refuses a foreign folder before anything is written
     for rel in ("build.json", "manifest.csv"):
@@ -331,46 +333,22 @@ def build_demo(out_dir: str | Path | None = None, *, seed: int = 0, n_per_class:
     # Invalidate first: a build killed from here on leaves no build.json, so it is redone.
     owner.remove("build.json")
     owner.remove("manifest.csv")
-    soundfont = sf2_path.read_bytes()
     width = max(2, len(str(n_per_class)))
     rows: list[dict] = []
     refused: list[str] = []
     bar = tqdm(total=len(labels) * n_per_class, desc="demo corpus", unit="clip",
                disable=not progress)
+    jobs = [(label, int(seed), int(n_per_class), width, str(sf2_path), int(sample_rate),
+             float(clip_seconds)) for label in labels]
     try:
-        for label in labels:
-            pool = candidates(label)
-            order = np.random.default_rng([int(seed), _stable_id(label)]).permutation(len(pool))
+        for label, (clips, why_not) in zip(labels, _render_labels(jobs), strict=True):
             (out_dir / label).mkdir(exist_ok=True)
-            tried = iter(order)
-            for i in range(n_per_class):
-                rng = np.random.default_rng([int(seed), _stable_id(label), i + 1])
-                choice = draw_render_params(rng)
-                for j in tried:
-                    source, number = pool[int(j)]
-                    bar.set_postfix_str(f"{label} {source}" + (f" #{number}" if number else ""))
-                    result = render_clip(source, number, choice, soundfont=soundfont,
-                                          sample_rate=int(sample_rate), clip_seconds=float(clip_seconds))
-                    if isinstance(result, str):
-                        refused.append(f"{source}#{number}: {result}")
-                        continue
-                    pcm, info = result
-                    break
-                else:
-                    raise RuntimeError(f"demo class {label!r}: only {i} of {n_per_class} pieces "
-                                       f"usable among {len(pool)} candidates; lower n_per_class")
-                track_id = f"{label}_{i + 1:0{width}d}"
-                rel = f"{label}/{track_id}.wav"
+            for rel, pcm, row in clips:
                 owner.write(rel, _wav_bytes(pcm, int(sample_rate)))
-                programs = info.pop("programs")
-                rows.append({"path": rel, "label": label, "track_id": track_id, **info,
-                             "tags": ";".join(instrument_tag(p) for p in programs),
-                             "program": ";".join(map(str, programs)),
-                             "instrument": ";".join(pretty_midi.program_to_instrument_name(p)
-                                                    for p in programs),
-                             "tempo_bpm": choice.tempo_bpm, "transpose": choice.transpose,
-                             "seed": int(seed)})
-                bar.update(1)
+                rows.append(row)
+            refused += why_not
+            bar.set_postfix_str(label)
+            bar.update(len(clips))
     finally:
         bar.close()
 
@@ -386,6 +364,67 @@ def build_demo(out_dir: str | Path | None = None, *, seed: int = 0, n_per_class:
                 (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     _prune(out_dir, {r["path"] for r in rows}, owner)
     return manifest_path
+
+
+def _render_labels(jobs: list[tuple]) -> Iterator[tuple[list, list]]:
+    """:func:`_render_label` of every job, in order. Labels are independent (each has its
+    own seeds and candidate order), so with more than one core they render in separate
+    processes (music21 and the renderer hold the GIL): the clips are the same bytes."""
+    workers = min(len(jobs), _cores())
+    if workers < 2 or sum(job[2] for job in jobs) < 20:  # small builds: no start-up cost
+        for job in jobs:
+            yield _render_label(*job)
+        return
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold torch
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [pool.submit(_render_label, *job) for job in jobs]
+        for f in futures:
+            yield f.result()
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _render_label(label: str, seed: int, n_per_class: int, width: int, sf2_path: str,
+                  sample_rate: int, clip_seconds: float) -> tuple[list, list]:
+    """One class's clips: ``([(relative path, int16 pcm, manifest row)], [refusals])``."""
+    import pretty_midi
+
+    soundfont = Path(sf2_path).read_bytes()
+    pool = candidates(label)
+    order = np.random.default_rng([seed, _stable_id(label)]).permutation(len(pool))
+    tried = iter(order)
+    clips, refused = [], []
+    for i in range(n_per_class):
+        rng = np.random.default_rng([seed, _stable_id(label), i + 1])
+        choice = draw_render_params(rng)
+        for j in tried:
+            source, number = pool[int(j)]
+            result = render_clip(source, number, choice, soundfont=soundfont,
+                                  sample_rate=sample_rate, clip_seconds=clip_seconds)
+            if isinstance(result, str):
+                refused.append(f"{source}#{number}: {result}")
+                continue
+            pcm, info = result
+            break
+        else:
+            raise RuntimeError(f"demo class {label!r}: only {i} of {n_per_class} pieces "
+                               f"usable among {len(pool)} candidates; lower n_per_class")
+        track_id = f"{label}_{i + 1:0{width}d}"
+        rel = f"{label}/{track_id}.wav"
+        programs = info.pop("programs")
+        clips.append((rel, pcm, {
+            "path": rel, "label": label, "track_id": track_id, **info,
+            "tags": ";".join(instrument_tag(p) for p in programs),
+            "program": ";".join(map(str, programs)),
+            "instrument": ";".join(pretty_midi.program_to_instrument_name(p)
+                                   for p in programs),
+            "tempo_bpm": choice.tempo_bpm, "transpose": choice.transpose, "seed": seed}))
+    return clips, refused
 
 
 _CLIP_PATH = re.compile(r"^(?P<label>[a-z]+)/(?P=label)_\d+\.wav$")

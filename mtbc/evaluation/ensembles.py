@@ -51,7 +51,7 @@ from mtbc.evaluation.results import (
 )
 from mtbc.evaluation.selection import Search, choose, fit_fold, predict_tracks
 from mtbc.evaluation.specs import resolve_selection
-from mtbc.evaluation.systems import evaluate_probe, keepable_value
+from mtbc.evaluation.systems import evaluate_probe, keepable_value, trained_on_device
 from mtbc.evaluation.tasks import Classification, Tagging, Task
 from mtbc.stats import confusion_frame, metrics_table
 
@@ -100,7 +100,8 @@ class Concatenation(System):
                    "Cs": list(o.Cs), "probe_params": self.params}
         if not keepable_value(options):
             return None
-        return {"system": f"{type(self).__module__}.{type(self).__qualname__}", "options": options, "rows": digest(self.rows),
+        return {"system": f"{type(self).__module__}.{type(self).__qualname__}", "options": options,
+                "device": trained_on_device(o.probe, self.params), "rows": digest(self.rows),
                 "means": {m: self.keys[m] for m in self.models}}
 
     def prepare(self, task: Task, options: EvalOptions) -> None:

@@ -141,14 +141,16 @@ class MLPSettings:
     """The settings of mtbc's MLP probes, stored by ``__init__`` in scikit-learn's convention
     and read by :func:`train_mlp`: ``hidden`` units, ``dropout``, Adam's ``lr`` and
     ``weight_decay``, ``batch_size``, at most ``max_epochs``, early stopping's ``patience``
-    and ``tol`` (nats), the ``scaler`` (``None``: ``StandardScaler()``) and ``random_state``.
-    :class:`MLPProbe` and :class:`~mtbc.evaluation.tag_estimators.MultiLabelMLPProbe` share
-    them."""
+    and ``tol`` (nats), the ``scaler`` (``None``: ``StandardScaler()``), ``random_state`` and
+    the ``device`` it trains on (``"auto"``: the GPU when CUDA is available, else the CPU;
+    :func:`mlp_device`). :class:`MLPProbe` and
+    :class:`~mtbc.evaluation.tag_estimators.MultiLabelMLPProbe` share them."""
 
     def __init__(self, hidden: int = 512, dropout: float = 0.2, *, lr: float = 1e-3,
                  weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 100,
                  patience: int | None = 10, tol: float = 1e-3, scaler=None,
-                 random_state=None):
+                 random_state=None, device: str = "auto"):
+        self.device = device
         self.hidden = hidden
         self.dropout = dropout
         self.lr = lr
@@ -159,6 +161,29 @@ class MLPSettings:
         self.tol = tol
         self.scaler = scaler
         self.random_state = random_state
+
+
+def mlp_device(device: str = "auto"):
+    """The ``torch.device`` an MLP probe trains on: ``"auto"`` is CUDA when available, else
+    the CPU; ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as given. ``ValueError`` (one line, with
+    the fix) for anything else, or for CUDA where there is none. The random numbers
+    (initialisation, shuffling, dropout) are drawn on the CPU from the probe's seed whatever
+    the device, so a GPU run differs from a CPU run only by floating-point rounding."""
+    import torch  # optional heavy dependency: only MLP training needs torch
+
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"MLP device {device!r} is not a device; use 'auto', 'cpu' or "
+                         f"'cuda'") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"MLP device {device!r}: use 'auto', 'cpu' or 'cuda'")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"MLP device {device!r}: CUDA is not available here; use "
+                         f"device='auto' or 'cpu'")
+    return dev
 
 
 class MLPProbe(ClassifierMixin, MLPSettings, BaseEstimator):
@@ -191,19 +216,21 @@ class MLPProbe(ClassifierMixin, MLPSettings, BaseEstimator):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         rng = check_random_state(self.random_state)
         gen = torch.Generator().manual_seed(int(rng.randint(2**63 - 1, dtype=np.int64)))
+        dev = mlp_device(self.device)
         self.scaler_ = make_scaler(self.scaler).fit(X)
-        xt = torch.as_tensor(np.asarray(self.scaler_.transform(X), dtype=np.float32))
+        xt = torch.as_tensor(np.asarray(self.scaler_.transform(X), dtype=np.float32)).to(dev)
         xe = None
         if eval_X is not None:
             eval_X = validate_data(self, eval_X, reset=False, dtype=[np.float64, np.float32])
-            xe = torch.as_tensor(np.asarray(self.scaler_.transform(eval_X), dtype=np.float32))
-        yt = torch.as_tensor(codes, dtype=torch.long)
+            xe = torch.as_tensor(np.asarray(self.scaler_.transform(eval_X),
+                                            dtype=np.float32)).to(dev)
+        yt = torch.as_tensor(codes, dtype=torch.long).to(dev)
 
         def loss(logits, idx):
             return F.cross_entropy(logits, yt[idx])
 
         def softmax(logits):
-            return torch.softmax(logits, dim=1).numpy()
+            return torch.softmax(logits, dim=1).cpu().numpy()
 
         classes = self.classes_
 
@@ -290,10 +317,11 @@ def train_mlp(probe, x, n_out: int, loss, *, gen, eval_x=None, output=None, moni
 
     n, d = x.shape
     h = int(probe.hidden)
+    dev = x.device  # random numbers are drawn on the CPU (gen), then moved (mlp_device)
 
     def uniform(shape, fan_in):  # torch.nn.Linear's default initialisation
         bound = 1.0 / np.sqrt(fan_in)
-        return ((torch.rand(shape, generator=gen) * 2 - 1) * bound).requires_grad_()
+        return ((torch.rand(shape, generator=gen) * 2 - 1) * bound).to(dev).requires_grad_()
 
     w1, b1 = uniform((d, h), d), uniform((h,), d)
     w2, b2 = uniform((h, n_out), h), uniform((n_out,), h)
@@ -313,10 +341,10 @@ def train_mlp(probe, x, n_out: int, loss, *, gen, eval_x=None, output=None, moni
     for epoch in range(1, int(probe.max_epochs) + 1):
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n, batch):
-            idx = perm[start:start + batch]
+            idx = perm[start:start + batch].to(dev)
             hid = torch.relu(x[idx] @ w1 + b1)
             if probe.dropout > 0:
-                hid = hid * (torch.rand(hid.shape, generator=gen) < keep) / keep
+                hid = hid * (torch.rand(hid.shape, generator=gen).to(dev) < keep) / keep
             value = loss(hid @ w2 + b2, idx)
             opt.zero_grad()
             value.backward()
@@ -335,6 +363,6 @@ def train_mlp(probe, x, n_out: int, loss, *, gen, eval_x=None, output=None, moni
     if monitor is not None and best[2] is not None:
         w1, b1, w2, b2 = best[2]
         probe.best_epoch_ = best[1]
-    coefs = [w1.detach().numpy().copy(), w2.detach().numpy().copy()]
-    intercepts = [b1.detach().numpy().copy(), b2.detach().numpy().copy()]
+    coefs = [w1.detach().cpu().numpy().copy(), w2.detach().cpu().numpy().copy()]
+    intercepts = [b1.detach().cpu().numpy().copy(), b2.detach().cpu().numpy().copy()]
     return coefs, intercepts, outputs

@@ -30,6 +30,7 @@ from mtbc.evaluation.data import (
     track_means,
 )
 from mtbc.evaluation.engine import Evaluation, FoldData, FoldPrediction, System, evaluate
+from mtbc.evaluation.estimators import mlp_device
 from mtbc.evaluation.marble import evaluate_marble
 from mtbc.evaluation.memo import digest, encode
 from mtbc.evaluation.options import EvalOptions, ProbeOptions, split_options
@@ -62,6 +63,7 @@ class LayerProbe(System):
         if not keepable_value(options):
             return None
         return {"system": f"{type(self).__module__}.{type(self).__qualname__}", "options": options,
+                "device": trained_on_device(o.probe, self.params),
                 "features": digest(self.features, self.track_index)}
 
     def prepare(self, task: Task, options: EvalOptions) -> None:
@@ -146,6 +148,14 @@ def trained_on(spec, ranker, data: FoldData) -> int | None:
     if spec.kind == "mlp" and ranker.kind != "mlp" and data.inner:
         return len(data.inner[0][0])
     return None
+
+
+def trained_on_device(probe: str, params: dict) -> str | None:
+    """Where an MLP probe trains (part of a kept evaluation's key: a GPU's rounding differs
+    from the CPU's); ``None`` for the linear probe."""
+    if probe != "mlp":
+        return None
+    return str(mlp_device(params.get("device", "auto")))
 
 
 def keepable_value(value) -> bool:

@@ -18,9 +18,12 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from mtbc.evaluation.estimators import MLPSettings, make_scaler, train_mlp
+from mtbc.evaluation.estimators import MLPSettings, make_scaler, mlp_device, train_mlp
 
 TAGGING_PROBES = ("linear", "mlp")
+#: Newton's method in the samples' span up to this many samples (when fewer than the
+#: dimensions): one ``(n + 1)``-square solve per tag and iteration.
+NEWTON_MAX_SAMPLES = 400
 
 
 def _prior_logit(Y: np.ndarray, M: np.ndarray) -> np.ndarray:
@@ -67,6 +70,85 @@ class MultiLabelLinearProbe:
         return self
 
     def _fit_standardised(self, Z, Y, M, init=None):
+        """The objective's minimum: by Newton's method in the span of the samples when there
+        are at most half as many samples as dimensions and at most
+        :data:`NEWTON_MAX_SAMPLES` of them (:meth:`_fit_newton`), else by L-BFGS in the
+        primal (:meth:`_fit_lbfgs`)."""
+        n, d = Z.shape
+        if n <= min(d // 2, NEWTON_MAX_SAMPLES):
+            return self._fit_newton(Z, Y, M, init)
+        return self._fit_lbfgs(Z, Y, M, init)
+
+    def _fit_newton(self, Z, Y, M, init=None):
+        """Newton's method on ``w = Z^T a`` (the minimum lies in the samples' span: the
+        gradient in ``w`` is ``Z^T r + w``), one ``(n + 1)``-square system per tag and
+        iteration, with a backtracking line search per tag, until the Newton decrement is
+        below 1e-10 of the objective. Where L-BFGS needed hundreds of iterations on
+        near-separable tags (a few hundred segments in a thousand dimensions), this needs
+        about ten, and reaches the minimum more closely."""
+        n, _ = Z.shape
+        T = Y.shape[1]
+        usable = _usable(Y, M)
+        prior = _prior_logit(Y, M)
+        C = float(self.C)
+        Mw = (M & usable[None, :]).astype(np.float64)
+        K = Z @ Z.T
+        if init is not None and init[0] == "newton" and init[1].shape == (n, T):
+            a, b = init[1].copy(), init[2].copy()
+        else:
+            a, b = np.zeros((n, T)), prior.astype(np.float64).copy()
+        cols = np.flatnonzero(usable)
+
+        def objective(a_, b_, tags):
+            z_ = K @ a_ + b_
+            f_ = C * np.sum(Mw[:, tags] * (np.logaddexp(0.0, z_) - Y[:, tags] * z_), axis=0)
+            return f_ + 0.5 * np.sum(a_ * (K @ a_), axis=0), z_
+
+        f, z = objective(a[:, cols], b[cols], cols)
+        todo = np.ones(len(cols), bool)
+        it = 0
+        while todo.any() and it < int(self.max_iter):
+            it += 1
+            idx = np.flatnonzero(todo)
+            t = cols[idx]
+            p = expit(z[:, idx])
+            r = C * Mw[:, t] * (p - Y[:, t])
+            dg = C * Mw[:, t] * p * (1.0 - p)
+            A = np.zeros((len(t), n + 1, n + 1))
+            A[:, :n, :n] = dg.T[:, :, None] * K[None] + np.eye(n)[None]
+            A[:, :n, n] = dg.T
+            A[:, n, :n] = dg.T @ K
+            A[:, n, n] = dg.sum(axis=0) + 1e-12
+            rhs = -np.concatenate([(r + a[:, t]).T, r.sum(axis=0)[:, None]], axis=1)
+            step = np.linalg.solve(A, rhs[..., None])[..., 0]
+            da, db = step[:, :n].T, step[:, n]
+            grad_a = K @ (r + a[:, t])
+            decrement = -(np.sum(grad_a * da, axis=0) + r.sum(axis=0) * db)
+            scale = np.ones(len(t))
+            for _ in range(40):  # backtracking (Armijo) per tag
+                f_new, z_new = objective(a[:, t] + scale * da, b[t] + scale * db, t)
+                ok = f_new <= f[idx] - 1e-4 * scale * decrement
+                if ok.all():
+                    break
+                scale = np.where(ok, scale, scale / 2)
+            else:  # no decrease found (at the minimum to rounding): stay
+                scale = np.where(ok, scale, 0.0)
+                f_new, z_new = objective(a[:, t] + scale * da, b[t] + scale * db, t)
+            a[:, t] += scale * da
+            b[t] += scale * db
+            f[idx], z[:, idx] = f_new, z_new
+            done = (decrement / 2 <= 1e-10 * np.maximum(1.0, np.abs(f[idx]))) | (scale == 0)
+            todo[idx[done]] = False
+        V = Z.T @ a
+        self._state = ("newton", a, b)
+        self.coef_ = V.copy()
+        self.intercept_ = np.where(usable, b, prior)
+        self.coef_[:, ~usable] = 0.0
+        self.n_iter_ = it
+        self.usable_ = usable
+        return self
+
+    def _fit_lbfgs(self, Z, Y, M, init=None):
         """L-BFGS on the objective in the primal (``d x T`` weights). The dual form
         (``n x T`` unknowns when ``n < d``) is smaller but converged far more slowly: it
         often ran into ``max_iter``, where the primal needs tens of iterations."""
@@ -75,8 +157,8 @@ class MultiLabelLinearProbe:
         usable = _usable(Y, M)
         Mw = (M & usable[None, :]).astype(np.float64)
         prior = _prior_logit(Y, M)
-        if init is not None:
-            V0, b0 = init[0], init[1]
+        if init is not None and init[0] == "lbfgs":
+            V0, b0 = init[1], init[2]
         else:
             V0, b0 = np.zeros((d, T)), prior.copy()
         C = float(self.C)
@@ -94,7 +176,7 @@ class MultiLabelLinearProbe:
         res = minimize(fun, np.concatenate([V0.ravel(), b0]), jac=True, method="L-BFGS-B",
                        options={"maxiter": int(self.max_iter), "gtol": float(self.tol)})
         V = res.x[: d * T].reshape(d, T)
-        self._state = (V, res.x[d * T:])
+        self._state = ("lbfgs", V, res.x[d * T:])
         self.coef_ = V.copy()
         self.intercept_ = np.where(usable, res.x[d * T:], prior)
         self.coef_[:, ~usable] = 0.0
@@ -156,11 +238,13 @@ class MultiLabelMLPProbe(MLPSettings):
         self.scaler_ = make_scaler(self.scaler).fit(X)
         seed = np.random.default_rng(self.random_state).integers(2**63 - 1)
         gen = torch.Generator().manual_seed(int(seed))
-        xt = torch.as_tensor(np.asarray(self.scaler_.transform(X), dtype=np.float32))
-        yt = torch.as_tensor(np.nan_to_num(np.asarray(Y, dtype=np.float32)))
-        mt = torch.as_tensor(np.asarray(mask, dtype=np.float32))
+        dev = mlp_device(self.device)
+        xt = torch.as_tensor(np.asarray(self.scaler_.transform(X), dtype=np.float32)).to(dev)
+        yt = torch.as_tensor(np.nan_to_num(np.asarray(Y, dtype=np.float32))).to(dev)
+        mt = torch.as_tensor(np.asarray(mask, dtype=np.float32)).to(dev)
         xe = None if eval_X is None else torch.as_tensor(np.asarray(
-            self.scaler_.transform(np.asarray(eval_X, dtype=np.float64)), dtype=np.float32))
+            self.scaler_.transform(np.asarray(eval_X, dtype=np.float64)),
+            dtype=np.float32)).to(dev)
 
         def loss(logits, idx):  # binary cross-entropy over the known entries only
             bce = torch.nn.functional.binary_cross_entropy_with_logits(
@@ -168,7 +252,7 @@ class MultiLabelMLPProbe(MLPSettings):
             return (bce * mt[idx]).sum() / mt[idx].sum().clamp(min=1.0)
 
         def sigmoid(logits):
-            return torch.sigmoid(logits).numpy().astype(np.float64)
+            return torch.sigmoid(logits).cpu().numpy().astype(np.float64)
 
         self.best_epoch_ = None
         self.coefs_, self.intercepts_, self.eval_scores_ = train_mlp(

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mtbc.evaluation import engine as engine_module
 from mtbc.evaluation import (
     evaluate_early_fusion,
     evaluate_probe,
     evaluate_tagging,
     evaluate_tagging_early_fusion,
 )
-from mtbc.evaluation import engine as engine_module
 from mtbc.evaluation import selection as selection_module
 from mtbc.evaluation.memo import Memo, decode, digest, encode
 from mtbc.evaluation.results import FoldOutcome, FoldRecord

@@ -262,3 +262,22 @@ def test_the_marble_protocol_chooses_layer_and_learning_rate_on_validation():
     assert set(result.layer_scores["layer"]) == {0, 1, 2, "weighted sum 1..L"}
     with pytest.raises(ValueError, match="predefined train/valid/test split"):
         evaluate_probe(feats, index, tracks.drop(columns="split"), protocol="marble")
+
+
+def test_the_mlp_trains_where_it_is_told_and_says_how_to_fix_a_missing_gpu():
+    import torch
+
+    from mtbc.evaluation.estimators import MLPProbe, mlp_device
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 6)).astype(np.float32)
+    y = np.arange(40) % 2
+    auto = MLPProbe(hidden=8, max_epochs=3, random_state=0).fit(X, y)
+    cpu = MLPProbe(hidden=8, max_epochs=3, random_state=0, device="cpu").fit(X, y)
+    if not torch.cuda.is_available():  # "auto" is the CPU here: the very same numbers
+        assert mlp_device("auto").type == "cpu"
+        np.testing.assert_array_equal(auto.predict_proba(X), cpu.predict_proba(X))
+        with pytest.raises(ValueError, match="CUDA is not available here"):
+            MLPProbe(device="cuda").fit(X, y)
+    with pytest.raises(ValueError, match="use 'auto', 'cpu' or 'cuda'"):
+        mlp_device("tpu")

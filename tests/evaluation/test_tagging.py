@@ -47,7 +47,8 @@ def _collection(n_tracks=48, n_seg=3, dim=6, *, seed=0, signal=True, layers=1, m
     return X, index, tracks
 
 
-@pytest.mark.parametrize("n", [80, 30])  # primal, and the dual form (fewer samples than dims)
+# L-BFGS in the primal (80 x 5, 30 x 50) and Newton in the samples' span (20 x 50)
+@pytest.mark.parametrize("n", [80, 30, 20])
 def test_linear_probe_is_one_vs_rest_sklearn_logistic_regression(rng, n):
     X = rng.normal(size=(n, 5 if n == 80 else 50))
     Y = (X[:, :3] + rng.normal(size=(n, 3)) > 0).astype(float)
@@ -57,6 +58,27 @@ def test_linear_probe_is_one_vs_rest_sklearn_logistic_regression(rng, n):
         ref = LogisticRegression(C=0.3, tol=1e-10, max_iter=5000).fit(Z, Y[:, j])
         np.testing.assert_allclose(probe.coef_[:, j], ref.coef_[0], atol=1e-3)
         np.testing.assert_allclose(probe.intercept_[j], ref.intercept_[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("C", [1e-3, 0.1, 10.0])
+def test_newton_and_lbfgs_reach_the_same_minimum_with_masks(rng, C):
+    Z = rng.normal(size=(40, 120))
+    Y = (Z[:, :4] + rng.normal(size=(40, 4)) > 0).astype(float)
+    M = rng.random((40, 4)) > 0.25
+    M[:, 3] = Y[:, 3] == 1  # a tag with no known negative: the constant prior score
+    newton = MultiLabelLinearProbe(C=C)._fit_newton(Z, Y, M)
+    lbfgs = MultiLabelLinearProbe(C=C, tol=1e-10, max_iter=20000)._fit_lbfgs(Z, Y, M)
+
+    def objective(p):
+        z = Z @ p.coef_ + p.intercept_
+        w = M & p.usable_
+        return C * np.sum(w * (np.logaddexp(0, z) - Y * z)) + 0.5 * np.sum(p.coef_ ** 2)
+
+    assert objective(newton) <= objective(lbfgs) + 1e-9 * max(1.0, objective(lbfgs))
+    np.testing.assert_allclose(newton.coef_, lbfgs.coef_, atol=2e-3 * max(1.0, C))
+    np.testing.assert_allclose(newton.intercept_, lbfgs.intercept_, atol=2e-3 * max(1.0, C))
+    assert not newton.usable_[3] and np.all(newton.coef_[:, 3] == 0)
+    assert newton.n_iter_ <= 30
 
 
 def test_masked_entries_change_nothing(rng):
