@@ -23,7 +23,7 @@ The subpackages follow the data flow:
 evaluated as the :class:`mtbc.evaluation.Tagging` task (notebook 06, ``docs/tagging.md``).
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 import warnings as _warnings
 

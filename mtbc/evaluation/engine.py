@@ -59,12 +59,14 @@ from mtbc.evaluation.tasks import Task
 @dataclass(frozen=True)
 class FoldData:
     """One outer fold as a system sees it: the ``fold`` (its ``test`` rows are predicted),
-    the validation folds ``inner`` ``[(train_rows, valid_rows), ...]``, and ``refit_rows``,
-    the tracks the final probe of this fold is fitted on."""
+    the validation folds ``inner`` ``[(train_rows, valid_rows), ...]``, ``refit_rows``, the
+    tracks the final probe of this fold is fitted on, and ``seed``, the fold's own seed (for
+    any further split a system draws, such as an early-stopping holdout)."""
 
     fold: splits.Fold
     inner: list
     refit_rows: np.ndarray
+    seed: int = 0
 
 
 @dataclass
@@ -138,6 +140,7 @@ class FoldPlan:
 
     def __init__(self, task: Task, system: System, folds: list, options: EvalOptions):
         self.task, self.system, self.folds = task, system, folds
+        self.seeds = [options.seed + 1000 + k for k in range(len(folds))]
         self.inners = []
         for k, fold in enumerate(folds):
             if fold.valid is not None:
@@ -152,7 +155,7 @@ class FoldPlan:
     def run(self, k: int) -> FoldPrediction:
         """Outer fold ``k``: the system chooses, refits and predicts its test tracks."""
         return self.system.fold(self.task, FoldData(self.folds[k], self.inners[k],
-                                                    self.refits[k]))
+                                                    self.refits[k], self.seeds[k]))
 
     def outcome(self, outs: list[FoldPrediction], warned: list[int]) -> FoldOutcome:
         """The folds' predictions (in fold order) and convergence warnings, gathered."""

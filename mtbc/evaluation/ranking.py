@@ -101,11 +101,15 @@ def kernel_ridge_path(xtr: np.ndarray, ytr: np.ndarray, xev: np.ndarray,
         rhs = np.matmul(ztr.transpose(0, 2, 1).astype(np.float64), yc)
     scale = np.trace(gram, axis1=1, axis2=2) / max(1, n)
     scale = np.where(scale > 0, scale, 1.0)[:, None, None]
-    eye = np.eye(gram.shape[1])
+    diag = np.arange(gram.shape[1])
+    shifted = np.empty_like(gram)
     out = np.empty((c, len(alphas), zev.shape[1], ytr.shape[1]))
     for g, alpha in enumerate(alphas):
-        factor = np.linalg.cholesky(gram + (alpha * scale) * eye)
-        coef = scipy.linalg.cho_solve((factor, True), rhs)
+        np.copyto(shifted, gram)  # gram + alpha * scale * I, without a new array per alpha
+        shifted[:, diag, diag] += alpha * scale[:, :, 0]
+        factor = np.linalg.cholesky(shifted)
+        coef = np.stack([scipy.linalg.cho_solve((f, True), r, check_finite=False)
+                         for f, r in zip(factor, rhs, strict=True)])
         out[:, g] = np.matmul(cross, coef) + ybar
         if classes:
             fitted = np.matmul(gram if dual else ztr.astype(np.float64), coef) + ybar
@@ -128,7 +132,7 @@ def optimal_scoring(fitted: np.ndarray, onehot: np.ndarray, scores: np.ndarray) 
     cov += (1e-3 * max(np.trace(cov) / len(cov), 1e-12)) * np.eye(len(cov))
     prec = np.linalg.inv(cov)
     diff = scores[:, None, :] - means[None, :, :]
-    dist = np.einsum("mkj,jl,mkl->mk", diff, prec, diff)
+    dist = np.sum((diff @ prec) * diff, axis=-1)
     out = np.full(scores.shape, -np.inf)
     out[:, present] = -0.5 * dist + np.log(counts[present] / counts.sum())
     return out

@@ -135,15 +135,17 @@ def _choose(search: Search, candidates: Sequence, spec: Spec) -> Choice:
 
 
 def fit_fold(search: Search, candidates: Sequence, refit_rows: np.ndarray, spec: Spec,
-             ranker: Spec) -> tuple[Any, Choice, Choice]:
+             ranker: Spec, holdout: tuple | None = None) -> tuple[Any, Choice, Choice]:
     """Choose on validation, refit on ``refit_rows``: (fitted probe, layer choice, param
     choice). ``ranker`` ranks the candidates; ``spec``'s own grid is then searched on the
     chosen candidate when the two differ. The MLP (when another spec ranks) is trained once,
-    with early stopping, on the first validation fold's training tracks: that probe is the
-    fold's probe, nothing is refitted (:func:`fit_early_stopping`)."""
+    with early stopping on ``holdout`` (``(train_rows, valid_rows)``; default: the first
+    validation fold): that probe is the fold's probe, nothing is refitted
+    (:func:`fit_early_stopping`)."""
     layer_choice = choose(search, candidates, ranker)
     if spec.kind == "mlp" and ranker.kind != "mlp":
-        probe, param_choice = fit_early_stopping(search, layer_choice.candidate, spec)
+        probe, param_choice = fit_early_stopping(search, layer_choice.candidate, spec,
+                                                 holdout or search.inner[0])
         return probe, layer_choice, param_choice
     if ranker is spec or spec.kind == ranker.kind:
         param_choice = layer_choice
@@ -157,15 +159,15 @@ def fit_fold(search: Search, candidates: Sequence, refit_rows: np.ndarray, spec:
     return probe, layer_choice, param_choice
 
 
-def fit_early_stopping(search: Search, candidate, spec: Spec) -> tuple[Any, Choice]:
-    """The MLP trained once with early stopping: on the first validation fold's training
-    tracks, until the loss on that fold's validation tracks (track scores: the mean of their
-    segments') has not improved for ``patience`` epochs, keeping the best epoch's weights
-    (scikit-learn's ``early_stopping``, with grouped validation tracks in place of a random
-    10% of samples). Returns the probe and the :class:`Choice` (``value``: the best
-    epoch)."""
+def fit_early_stopping(search: Search, candidate, spec: Spec, holdout: tuple
+                       ) -> tuple[Any, Choice]:
+    """The MLP trained once with early stopping: on ``holdout``'s training tracks, until the
+    loss on its validation tracks (track scores: the mean of their segments') has not
+    improved for ``patience`` epochs, keeping the best epoch's weights (scikit-learn's
+    ``early_stopping``, with grouped validation tracks in place of a random 10% of
+    samples). Returns the probe and the :class:`Choice` (``value``: the best epoch)."""
     task, design, view = search.task, search.design, search.view
-    tr, va = search.inner[0]
+    tr, va = holdout
     s_tr, _ = design.segments(tr)
     s_va, c_va = design.segments(va)
 

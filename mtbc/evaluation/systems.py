@@ -94,7 +94,9 @@ class LayerProbe(System):
     def fold(self, task: Task, data: FoldData) -> FoldPrediction:
         spec, ranker = self.specs(task, self.seed)
         search = Search(task, self.design, self.view, data.inner, self.means, self.keep)
-        probe, lc, pc = fit_fold(search, self.candidates, data.refit_rows, spec, ranker)
+        holdout = early_stopping_holdout(task, data) if spec.kind == "mlp" else None
+        probe, lc, pc = fit_fold(search, self.candidates, data.refit_rows, spec, ranker,
+                                 holdout)
         test = data.fold.test
         scores = predict_tracks(probe, spec, search, lc.candidate, test)
         tests = {}
@@ -122,7 +124,8 @@ class LayerProbe(System):
             val_score=pc.score, layer_val_score=lc.score, n_valid=len(lc.val_rows),
             layer_records={c: task.record(lc.val_rows, e.score, e.evidence)
                            for c, e in lc.by_candidate.items()},
-            test_records=tests, n_train=trained_on(spec, ranker, data))
+            test_records=tests,
+            n_train=len(holdout[0]) if holdout is not None and ranker.kind != "mlp" else None)
 
     def provenance(self, task: Task, split: str, options: EvalOptions) -> Provenance:
         o = self.options
@@ -142,12 +145,17 @@ class LayerProbe(System):
                           params=params)
 
 
-def trained_on(spec, ranker, data: FoldData) -> int | None:
-    """Tracks the fold's probe saw when not its refit tracks: the early-stopped MLP's
-    (:func:`~mtbc.evaluation.selection.fit_fold`); ``None`` otherwise."""
-    if spec.kind == "mlp" and ranker.kind != "mlp" and data.inner:
-        return len(data.inner[0][0])
-    return None
+#: The MLP's early-stopping holdout: 1 / 10 of a fold's training tracks (scikit-learn's
+#: ``validation_fraction``), grouped and stratified; fewer folds when a label is smaller.
+EARLY_STOPPING_FOLDS = 10
+
+
+def early_stopping_holdout(task: Task, data: FoldData) -> tuple[np.ndarray, np.ndarray]:
+    """Where the MLP learns and where it stops: a predefined split's train and valid parts;
+    else a grouped holdout of :data:`EARLY_STOPPING_FOLDS` of the fold's training tracks."""
+    if data.fold.valid is not None:
+        return data.inner[0]
+    return task.holdout(data.refit_rows, n_splits=EARLY_STOPPING_FOLDS, seed=data.seed + 1)
 
 
 def trained_on_device(probe: str, params: dict) -> str | None:

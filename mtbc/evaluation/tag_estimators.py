@@ -164,13 +164,18 @@ class MultiLabelLinearProbe:
         C = float(self.C)
         scale = 1.0 / (C * max(1, n))  # the objective per sample, as scikit-learn scales it
 
+        # the two products per evaluation read Z, which is memory-bound: in float32 they take
+        # half the time; the objective, the gradient's sums and L-BFGS stay in float64 (the
+        # macro ROC-AUCs moved in the sixth decimal in our check)
+        Z32 = np.asarray(Z, dtype=np.float32)
+
         def fun(theta):
             V = theta[: d * T].reshape(d, T)
             b = theta[d * T:]
-            z = Z @ V + b
+            z = (Z32 @ V.astype(np.float32)).astype(np.float64) + b
             loss = C * np.sum(Mw * (np.logaddexp(0.0, z) - Y * z)) + 0.5 * np.sum(V * V)
             g = C * Mw * (expit(z) - Y)
-            gv = Z.T @ g + V
+            gv = (Z32.T @ g.astype(np.float32)).astype(np.float64) + V
             return loss * scale, np.concatenate([gv.ravel(), g.sum(axis=0)]) * scale
 
         res = minimize(fun, np.concatenate([V0.ravel(), b0]), jac=True, method="L-BFGS-B",

@@ -123,6 +123,12 @@ class Task(ABC):
     def groups(self) -> np.ndarray:
         return splits.track_groups(self.tracks)
 
+    def holdout(self, rows: np.ndarray, *, n_splits: int, seed: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """``(train_rows, valid_rows)``: one fold of a grouped split of ``rows`` into
+        ``n_splits`` (the MLP's early-stopping holdout: 1/``n_splits`` of the tracks)."""
+        return self.inner(rows, n_splits=n_splits, seed=seed)[0]
+
     def identity(self) -> dict:
         """What the task is, by content (the key of kept evaluations,
         :mod:`mtbc.evaluation.memo`): its name, classes or tags and its whole tracks table."""
@@ -170,6 +176,14 @@ class Classification(Task):
 
     def inner(self, rows, *, n_splits: int, seed: int):
         return splits.inner_splits(self.tracks, rows, n_splits=n_splits, seed=seed)
+
+    def holdout(self, rows, *, n_splits: int, seed: int):
+        # as many folds as the smallest label allows (a holdout, not a CV: no warning)
+        rows = np.asarray(rows)
+        counts = np.bincount(self.y[rows][self.y[rows] >= 0])
+        groups = len(np.unique(splits.track_groups(self.tracks)[rows]))
+        k = max(2, min(int(n_splits), int(counts[counts > 0].min()), groups))
+        return self.inner(rows, n_splits=k, seed=seed)[0]
 
     def targets(self, seg_tracks):
         return self.y[seg_tracks]

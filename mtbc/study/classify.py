@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mtbc import config
@@ -100,22 +101,39 @@ def classify_models(study: Study, *, probes: list[str], seed: int = 0, n_splits:
 def save_final_models(study: Study, classification: Classification, *, out_dir: str | Path,
                       extractors: dict, seed: int = 0) -> pd.DataFrame:
     """Refit each model's linear probe on every labelled track and save it for
-    ``mtbc predict``; one row per saved model with the full command line. Layer and ``C``
-    are chosen as each outer fold's were: on grouped inner folds (as many as the
-    evaluation's, ``EvalOptions.n_inner``), here over every labelled track."""
+    ``mtbc predict``; one row per saved model with the full command line. The layer is the
+    one with the best validation accuracy over every outer fold's inner folds (the layer
+    curve of notebook 04, :func:`final_layer`); ``C`` is then chosen on grouped inner folds
+    over every labelled track (as many as the evaluation's, ``EvalOptions.n_inner``)."""
     out_dir = Path(out_dir)
     rows = []
     n_splits = min(classification.plan.n_folds, EvalOptions().n_inner)
     for label, (sub, feats, index) in classification.segments.items():
+        layer = final_layer(classification.results.get((label, "linear")))
         bundle = train_final_probe(feats, index, sub, extractor=study.models[label],
                                    extractor_options=extractors[label],
-                                   probe_options=ProbeOptions(probe="linear"), seed=seed,
-                                   n_splits=n_splits)
+                                   probe_options=ProbeOptions(probe="linear", layer=layer),
+                                   seed=seed, n_splits=n_splits)
         path = save_bundle(bundle, out_dir / f"{label}.npz")
         rows.append({"model": label, "layer": bundle.layer, "classes": len(bundle.classes),
                      "classify new songs with": f"mtbc predict {path} song1.mp3 song2.wav"})
     return pd.DataFrame(rows, columns=["model", "layer", "classes",
                                        "classify new songs with"]).set_index("model")
+
+
+def final_layer(result: ProbeResult | None):
+    """The candidate (a layer or ``"mean"``) with the best validation accuracy over every
+    outer fold's inner folds -- what the layer curve shows, computed on validation tracks
+    only; ties go to the earlier candidate. ``"select"`` (choose again) when ``result`` has
+    no layer curve (one layer, or no linear probe)."""
+    scores = None if result is None else result.layer_scores
+    if scores is None or not len(scores) or "accuracy" not in scores:
+        return "select"
+    values = scores["accuracy"].to_numpy(dtype=float)
+    if not np.isfinite(values).any():
+        return "select"
+    best = scores["layer"].iloc[int(np.nanargmax(values))]
+    return best if isinstance(best, str) else int(best)
 
 
 def default_models_dir(run: str) -> Path:

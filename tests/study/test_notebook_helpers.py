@@ -140,3 +140,16 @@ def test_answer_never_calls_a_non_significant_difference_significant(two_results
     text = answer_sentence([good, noise], tests, good)
     assert "it is not significantly different from noise (p ≥ 0.05)" in text
     assert "p < 0.05" not in text
+
+
+def test_the_saved_probe_takes_the_layer_curve_s_best_validation_layer():
+    from types import SimpleNamespace
+
+    from mtbc.study.classify import final_layer
+
+    curve = pd.DataFrame({"layer": [0, 1, 2, "mean"], "accuracy": [0.5, 0.8, 0.8, 0.7]})
+    assert final_layer(SimpleNamespace(layer_scores=curve)) == 1  # ties: the earlier layer
+    curve.loc[3, "accuracy"] = 0.9
+    assert final_layer(SimpleNamespace(layer_scores=curve)) == "mean"
+    assert final_layer(None) == "select"
+    assert final_layer(SimpleNamespace(layer_scores=pd.DataFrame())) == "select"
