@@ -178,11 +178,13 @@ class Classification(Task):
         return splits.inner_splits(self.tracks, rows, n_splits=n_splits, seed=seed)
 
     def holdout(self, rows, *, n_splits: int, seed: int):
-        # as many folds as the smallest label allows (a holdout, not a CV: no warning)
+        # 1/n_splits of the tracks, but at least two of every label in the holdout where the
+        # smallest label allows (a stopping signal read on one track per class is noise):
+        # fewer, larger folds on small collections; a holdout, not a CV, so no warning
         rows = np.asarray(rows)
         counts = np.bincount(self.y[rows][self.y[rows] >= 0])
         groups = len(np.unique(splits.track_groups(self.tracks)[rows]))
-        k = max(2, min(int(n_splits), int(counts[counts > 0].min()), groups))
+        k = max(2, min(int(n_splits), int(counts[counts > 0].min()) // 2, groups))
         return self.inner(rows, n_splits=k, seed=seed)[0]
 
     def targets(self, seg_tracks):
