@@ -72,3 +72,12 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
 def reports_dir() -> Path:
     """HTML reports (``$MTBC_REPORTS`` or ``<root>/reports``)."""
     return Path(os.environ.get("MTBC_REPORTS", project_root() / "reports")).resolve()
+
+
+def available_cores() -> int:
+    """The CPUs this process may run on (its affinity mask: a Slurm allocation, a container's
+    cpuset), else ``os.cpu_count()``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)

@@ -31,10 +31,10 @@ import pandas as pd
 
 from mtbc.benchmark.timing import peak_rss_mib
 from mtbc.cache.store import EmbeddingStore
+from mtbc.config import available_cores
 from mtbc.data.core import Collection
 from mtbc.data.tags import TAG_SEPARATOR
 from mtbc.evaluation.estimators import mlp_device
-from mtbc.evaluation.parallel import available_cores
 from mtbc.files import atomic_write
 from mtbc.study.classify import classify_models, save_final_models
 from mtbc.study.common import Study

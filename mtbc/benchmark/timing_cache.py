@@ -34,6 +34,7 @@ from typing import Any
 from mtbc import __version__, config
 from mtbc.benchmark.measure import json_default
 from mtbc.benchmark.models import BenchOptions
+from mtbc.evaluation.memo import cpu_model
 from mtbc.extractors.base import CPU_BF16_ENV, cpu_bf16_capability
 from mtbc.files import atomic_write
 
@@ -48,18 +49,6 @@ _ENV_KEYS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", CPU_B
 #: The code whose changes change the figures: the measurement and every extractor.
 _CODE_GLOBS = (("benchmark", "measure.py"), ("benchmark", "timing.py"),
                ("benchmark", "models.py"), ("extractors", "*.py"), ("data", "audio.py"))
-
-
-def _cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` says."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith("model name") and ":" in line:
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _gpu_names() -> list[str]:
@@ -87,7 +76,7 @@ def machine_identity() -> dict[str, Any]:
     import torch  # heavy: imported where the GPU is asked about
 
     gpu = _gpu_names() if torch.cuda.is_available() else None
-    return {"machine": platform.machine(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+    return {"machine": platform.machine(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "env": {k: os.environ.get(k) for k in _ENV_KEYS},
             "cpu_bf16": bool(cpu_bf16_capability()["native"]), "gpu": gpu,
             "torch": torch.__version__, "torch_cuda": torch.version.cuda}

@@ -39,7 +39,6 @@ import importlib.metadata
 import io
 import json
 import multiprocessing
-import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator
@@ -49,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from mtbc import __version__
-from mtbc.config import demo_dir
+from mtbc.config import available_cores, demo_dir
 from mtbc.data.collection import CollectionError
 from mtbc.data.demo_render import (
     CLASSES,
@@ -370,7 +369,7 @@ def _render_labels(jobs: list[tuple]) -> Iterator[tuple[list, list]]:
     """:func:`_render_label` of every job, in order. Labels are independent (each has its
     own seeds and candidate order), so with more than one core they render in separate
     processes (music21 and the renderer hold the GIL): the clips are the same bytes."""
-    workers = min(len(jobs), _cores())
+    workers = min(len(jobs), available_cores())
     if workers < 2 or sum(job[2] for job in jobs) < 20:  # small builds: no start-up cost
         for job in jobs:
             yield _render_label(*job)
@@ -380,13 +379,6 @@ def _render_labels(jobs: list[tuple]) -> Iterator[tuple[list, list]]:
         futures = [pool.submit(_render_label, *job) for job in jobs]
         for f in futures:
             yield f.result()
-
-
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def _render_label(label: str, seed: int, n_per_class: int, width: int, sf2_path: str,

@@ -18,27 +18,19 @@ around the pool); every other warning is shown as usual.
 
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import Any
 
 from sklearn.exceptions import ConvergenceWarning
 
+from mtbc.config import available_cores
+
 _LOCAL = threading.local()
-
-
-def available_cores() -> int:
-    """The CPUs this process may run on (its affinity mask: a Slurm allocation, a container's
-    cpuset), else ``os.cpu_count()``."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def n_workers(n_jobs: int | None, n_tasks: int) -> int:
@@ -112,16 +104,3 @@ def convergence_counter() -> Iterator[Counter]:
 
         warnings.showwarning = show
         yield counts
-
-
-def chunks(items: Iterable, n: int) -> list[list]:
-    """``items`` in ``n`` contiguous, nearly equal parts (for splitting a batch)."""
-    items = list(items)
-    size, extra = divmod(len(items), max(1, n))
-    out, start = [], 0
-    for k in range(max(1, n)):
-        stop = start + size + (k < extra)
-        if stop > start:
-            out.append(items[start:stop])
-        start = stop
-    return out

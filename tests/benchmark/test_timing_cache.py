@@ -94,7 +94,7 @@ def test_a_changed_version_machine_or_workload_measures_again(tmp_path, worker, 
         monkeypatch.setattr(timing_cache, "machine_identity", lambda: {**machine,
                                                                        "torch": "0.0.1"})
     elif change == "cpu":
-        monkeypatch.setattr(timing_cache, "_cpu_model", lambda: "Another CPU @ 1.0GHz")
+        monkeypatch.setattr(timing_cache, "cpu_model", lambda: "Another CPU @ 1.0GHz")
     elif change == "gpu":  # a GPU appears (the driver's model name, CUDA not started)
         import torch
 
