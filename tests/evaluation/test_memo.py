@@ -101,6 +101,7 @@ def test_a_probe_kept_is_reused_with_the_same_numbers(tmp_path, monkeypatch):
     assert again.name == "another name"  # provenance is made fresh
 
 
+@pytest.mark.slow  # seven evaluations: `make test` runs it, `make test-fast` leaves it out
 @pytest.mark.parametrize("change", ["features", "label", "seed", "probe option"])
 def test_any_change_in_the_inputs_computes_again(tmp_path, change):
     tracks, X, index = _data()
@@ -121,6 +122,7 @@ def test_any_change_in_the_inputs_computes_again(tmp_path, change):
     assert len(list(tmp_path.glob("outcome-*.json"))) == before + 1
 
 
+@pytest.mark.slow  # nine evaluations: `make test` runs it, `make test-fast` leaves it out
 @pytest.mark.parametrize("damage", ["number", "truncated", "other key"])
 def test_a_damaged_entry_is_named_and_computed_again(tmp_path, damage):
     tracks, X, index = _data()
