@@ -159,6 +159,7 @@ def test_a_folder_that_cannot_be_written_warns_once_and_the_result_comes(tmp_pat
     assert blocker.read_text() == "not a folder"
 
 
+@pytest.mark.slow  # seven evaluations, two of them MLPs: `make test` runs it
 def test_the_mlp_and_the_concatenation_reuse_the_probe_s_ranking(tmp_path, monkeypatch):
     tracks, X, index = _data()
     rng = np.random.default_rng(5)
