@@ -100,6 +100,8 @@ class System(ABC):
     label: str = "system"
     #: Whether :meth:`fold` reads validation folds (systems that choose nothing skip them).
     uses_validation: bool = True
+    #: Where the system may keep and reuse its own work (:meth:`keep_in`; ``None``: off).
+    memo: Memo | None = None
 
     def prepare(self, task: Task, options: EvalOptions) -> None:  # noqa: B027 -- optional hook
         """Check the system's inputs against ``task`` (raise ``ValueError``) and precompute."""
@@ -119,8 +121,10 @@ class System(ABC):
         (the default): the outcome is never kept, always computed."""
         return None
 
-    def keep_in(self, memo: Memo | None) -> None:  # noqa: B027 -- optional hook
-        """Where the system may keep and reuse its own intermediate work (``None``: off)."""
+    def keep_in(self, memo: Memo | None) -> None:
+        """Where the system may keep and reuse its own intermediate work (``None``: off);
+        the engine sets it before :meth:`prepare`."""
+        self.memo = memo
 
 
 def refit_rows(fold: splits.Fold, refit: str) -> np.ndarray:

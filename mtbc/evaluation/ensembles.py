@@ -51,7 +51,7 @@ from mtbc.evaluation.results import (
 )
 from mtbc.evaluation.selection import Search, choose, fit_fold, predict_tracks
 from mtbc.evaluation.specs import resolve_selection
-from mtbc.evaluation.systems import evaluate_probe, keepable_value, trained_on_device
+from mtbc.evaluation.systems import evaluate_probe, probe_identity
 from mtbc.evaluation.tasks import Classification, Tagging, Task
 from mtbc.stats import confusion_frame, metrics_table
 
@@ -89,20 +89,13 @@ class Concatenation(System):
                           for m in self.models}
         self.uses_torch = self.options.probe == "mlp"
         self.label = f"early fusion {self.options.probe}"
-        self.memo = None
-
-    def keep_in(self, memo) -> None:
-        self.memo = memo
 
     def identity(self) -> dict | None:
         o = self.options
         options = {"probe": o.probe, "layers": self.per_model, "selection": self.selection,
                    "Cs": list(o.Cs), "probe_params": self.params}
-        if not keepable_value(options):
-            return None
-        return {"system": f"{type(self).__module__}.{type(self).__qualname__}", "options": options,
-                "device": trained_on_device(o.probe, self.params), "rows": digest(self.rows),
-                "means": {m: self.keys[m] for m in self.models}}
+        return probe_identity(self, options, rows=digest(self.rows),
+                              means={m: self.keys[m] for m in self.models})
 
     def prepare(self, task: Task, options: EvalOptions) -> None:
         o = self.options

@@ -50,21 +50,13 @@ class LayerProbe(System):
         self.options = options or ProbeOptions()
         self.uses_torch = self.options.probe == "mlp"
         self.label = f"probe {self.options.probe}"
-        self.memo = None
-
-    def keep_in(self, memo) -> None:
-        self.memo = memo
 
     def identity(self) -> dict | None:
         o = self.options
         options = {"probe": o.probe, "layer": o.layer, "selection": self.selection,
                    "Cs": list(o.Cs), "probe_params": self.params,
                    "per_layer_test": bool(o.per_layer_test)}
-        if not keepable_value(options):
-            return None
-        return {"system": f"{type(self).__module__}.{type(self).__qualname__}", "options": options,
-                "device": trained_on_device(o.probe, self.params),
-                "features": digest(self.features, self.track_index)}
+        return probe_identity(self, options, features=digest(self.features, self.track_index))
 
     def prepare(self, task: Task, options: EvalOptions) -> None:
         o = self.options
@@ -158,21 +150,20 @@ def early_stopping_holdout(task: Task, data: FoldData) -> tuple[np.ndarray, np.n
     return task.holdout(data.refit_rows, n_splits=EARLY_STOPPING_FOLDS, seed=data.seed + 1)
 
 
-def trained_on_device(probe: str, params: dict) -> str | None:
-    """Where an MLP probe trains (part of a kept evaluation's key: a GPU's rounding differs
-    from the CPU's); ``None`` for the linear probe."""
-    if probe != "mlp":
-        return None
-    return str(mlp_device(params.get("device", "auto")))
-
-
-def keepable_value(value) -> bool:
-    """Whether ``value`` can be part of a kept evaluation's key (plain data)."""
+def probe_identity(system: System, options: dict, **inputs) -> dict | None:
+    """The key of a probe system's kept evaluations (:meth:`System.identity`): its class,
+    its ``options`` (``None`` when they are not plain data, e.g. a scaler object among the
+    probe's parameters: then nothing is kept), the MLP's device (a GPU rounds differently)
+    and its ``inputs`` by content."""
     try:
-        encode(value)
+        encode(options)
     except TypeError:
-        return False
-    return True
+        return None
+    params = options.get("probe_params") or {}
+    device = (str(mlp_device(params.get("device", "auto"))) if options["probe"] == "mlp"
+              else None)
+    return {"system": f"{type(system).__module__}.{type(system).__qualname__}",
+            "options": options, "device": device, **inputs}
 
 
 class MajorityClass(System):
